@@ -1,0 +1,36 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Where boot files come from. TFTP and HTTP both read through this;
+ * the cache (relay/cache) is the production implementation.
+ * Paths are already normalised (proto/path.normalizeBootPath).
+ */
+export interface FileInfo {
+  path: string;
+  /** Total size of the whole file, when known. */
+  size?: number;
+  etag?: string;
+  lastModified?: string;
+}
+
+export interface OpenOptions {
+  /** First byte wanted (default 0). */
+  start?: number;
+  /** Last byte wanted, inclusive (default: end of file). */
+  end?: number;
+  /** The client asking, for events. */
+  mac?: string;
+  signal?: AbortSignal;
+}
+
+export interface OpenedFile extends FileInfo {
+  /** Bytes start..end. Errors mid-stream (upstream cut, integrity failure) are stream errors. */
+  stream: Readable;
+  /** How the cache served it. */
+  cache: 'hit' | 'miss' | 'stale' | 'bypass';
+}
+
+export interface FileSource {
+  /** Throws UpstreamError (status 404 → code ENOENT) or PathError. */
+  open(path: string, opts?: OpenOptions): Promise<OpenedFile>;
+}
