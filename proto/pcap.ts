@@ -22,7 +22,7 @@ export function encodePcap(records: PcapRecord[], linktype = LINKTYPE_ETHERNET, 
   hdr.writeUInt32LE(0, 12);
   hdr.writeUInt32LE(snaplen, 16);
   hdr.writeUInt32LE(linktype, 20);
-  const parts = [hdr];
+  const parts: Buffer[] = [hdr];
   for (const r of records) {
     const rh = Buffer.alloc(16);
     const sec = Math.floor(r.ts);
