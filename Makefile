@@ -1,0 +1,44 @@
+# bootrelay — see README.md. Targets are the contract's (shared/CONTRACT.md).
+SHELL := /bin/bash
+NODE ?= node
+
+.PHONY: all build typecheck test test-unit test-e2e demo image bench deps clean
+
+all: build
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.package-lock.json
+
+## dist/bootrelay.js and dist/relayctl.js: single files, no node_modules beside them
+build: deps
+	$(NODE) scripts/build.mjs
+
+typecheck: deps
+	npx tsc --noEmit -p .
+
+## the OpenWrt package: dist/bootrelay_<version>_all.ipk
+image: build
+	bash image/build-ipk.sh
+
+## everything: type check, unit, integration (loopback, namespaces, real clients) and the QEMU e2e boot
+test: build image typecheck
+	$(NODE) scripts/test.mjs
+
+test-unit: deps
+	npx vitest run test/unit
+
+test-e2e: build image
+	npx vitest run test/e2e
+
+## boots a VM through the relay on this machine and shows its progress (root)
+demo: build
+	$(NODE) scripts/run-ts.mjs scripts/demo.ts $(FW)
+
+bench: build
+	$(NODE) scripts/bench.mjs
+
+clean:
+	rm -rf dist artifacts
