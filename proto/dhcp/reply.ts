@@ -1,0 +1,217 @@
+/**
+ * Pure reply builders: request + decision → DhcpMessage (RFC 2131 §4.3.1, table 3;
+ * PXE 2.1 §2.2 for proxyDHCP). No I/O: relay/dhcp/policy decides, these only shape.
+ */
+import type { ArchKey, FileRole } from '../events';
+import { Opt, MessageType } from './options';
+import { replyTo, type DhcpMessage } from './packet';
+import { DiscoveryControl, encodeIpxeOptions, encodePxeOptions, IpxeSub, PxeSub, decodeSubOptions, type ClientClass } from './pxe';
+
+/** What a client is told to boot. */
+export interface BootChoice {
+  /** the BOOTP `file` / option 67 value: a TFTP path or an http:// URL */
+  file: string;
+  /** the path relative to upstream.url (loaders) or the HTTP path ('/boot.ipxe') */
+  path: string;
+  role: FileRole;
+  /** 'tftp' (siaddr + option 66 name the TFTP server) or 'http' */
+  via: 'tftp' | 'http';
+  /** index of the loader in boot.loaders[arch] (fallbacks) */
+  loaderIndex?: number;
+  /** option 60 to echo: PXEClient for PXE, HTTPClient for UEFI HTTP boot */
+  vendorClass?: 'PXEClient' | 'HTTPClient';
+  /** iPXE: send 175.176 = 1 (no-pxedhcp) */
+  ipxeNoProxyDhcp?: boolean;
+  /** BIOS PXE: option 43 with PXE_DISCOVERY_CONTROL */
+  discoveryControl?: number;
+}
+
+export interface ServerParams {
+  /** our address on the LAN: siaddr, option 54 */
+  serverIp: string;
+  subnetMask: string;
+  router?: string;
+  dns: string[];
+  leaseSeconds: number;
+}
+
+export interface LeaseDecision {
+  yiaddr: string;
+  server: ServerParams;
+  boot?: BootChoice;
+}
+
+export function httpBase(lanAddress: string, httpPort: number): string {
+  return httpPort === 80 ? `http://${lanAddress}` : `http://${lanAddress}:${httpPort}`;
+}
+
+export function ipxeScriptUrl(lanAddress: string, httpPort: number, mac: string): string {
+  return `${httpBase(lanAddress, httpPort)}/boot.ipxe?mac=${mac}`;
+}
+
+export interface BootParams {
+  lanAddress: string;
+  httpPort: number;
+  tftpEnabled: boolean;
+  loaders: Record<string, string[]>;
+  ipxeNoProxyDhcp: boolean;
+}
+
+/**
+ * What to boot, from the client's class: iPXE → the script URL; UEFI HTTP → an
+ * http:// URL to the loader; firmware PXE → the loader over TFTP.
+ * `undefined` with `missing` set: no loader for this arch (or TFTP off).
+ */
+export function chooseBoot(cls: ClientClass, p: BootParams, loaderIndex = 0): { boot?: BootChoice; missing?: string } {
+  if (cls.isIpxe) {
+    return {
+      boot: {
+        file: ipxeScriptUrl(p.lanAddress, p.httpPort, cls.mac),
+        path: '/boot.ipxe',
+        role: 'script',
+        via: 'http',
+        vendorClass: cls.isPxe ? 'PXEClient' : undefined,
+        ipxeNoProxyDhcp: p.ipxeNoProxyDhcp,
+      },
+    };
+  }
+  if (!cls.isPxe && !cls.isHttpClient) return {};
+  const list = loadersFor(p.loaders, cls.arch);
+  if (list.length === 0) return { missing: `no loader for arch ${cls.arch}${cls.archCode !== undefined ? ` (${cls.archCode})` : ''}` };
+  const i = Math.min(loaderIndex, list.length - 1);
+  const path = list[i]!;
+  if (cls.isHttpClient) {
+    return { boot: { file: `${httpBase(p.lanAddress, p.httpPort)}/files/${path}`, path, role: 'loader', via: 'http', loaderIndex: i, vendorClass: 'HTTPClient' } };
+  }
+  if (!p.tftpEnabled) return { missing: 'TFTP is off: firmware PXE cannot fetch a loader' };
+  return {
+    boot: {
+      file: path,
+      path,
+      role: 'loader',
+      via: 'tftp',
+      loaderIndex: i,
+      vendorClass: 'PXEClient',
+      discoveryControl: cls.firmware === 'bios' ? DiscoveryControl.UseBootFile : undefined,
+    },
+  };
+}
+
+export function loadersFor(loaders: Record<string, string[] | string>, arch: ArchKey): string[] {
+  const v = loaders[arch];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+function applyBoot(r: DhcpMessage, req: DhcpMessage, boot: BootChoice, serverIp: string): void {
+  const o = r.options;
+  if (boot.vendorClass) o.setStr(Opt.VendorClassIdentifier, boot.vendorClass); // PXE 2.1 §2.2: echo
+  if (boot.discoveryControl !== undefined) o.set(Opt.VendorSpecific, encodePxeOptions({ discoveryControl: boot.discoveryControl }));
+  if (boot.via === 'tftp') o.setStr(Opt.TftpServerName, serverIp);
+  o.setStr(Opt.BootFileName, boot.file);
+  // the BOOTP file field: what PXE ROMs actually read (RFC 2131 §2); options only when too long
+  r.file = Buffer.byteLength(boot.file, 'latin1') <= 127 ? boot.file : '';
+  if (boot.ipxeNoProxyDhcp) o.set(Opt.IpxeEncapsulated, encodeIpxeOptions([[IpxeSub.NoPxeDhcp, Buffer.from([1])]]));
+  const uuid = req.options.get(Opt.ClientMachineId);
+  if (uuid && boot.vendorClass) o.set(Opt.ClientMachineId, uuid); // PXE 2.1: servers echo the client's GUID
+}
+
+function leaseOptions(r: DhcpMessage, s: ServerParams, withLease: boolean): void {
+  const o = r.options;
+  o.setIp(Opt.ServerIdentifier, s.serverIp);
+  if (withLease) {
+    o.setU32(Opt.LeaseTime, s.leaseSeconds);
+    o.setU32(Opt.RenewalTime, Math.floor(s.leaseSeconds / 2)); // RFC 2131 §4.4.5 T1 = 0.5
+    o.setU32(Opt.RebindingTime, Math.floor(s.leaseSeconds * 0.875)); // T2 = 0.875
+  }
+  o.setIp(Opt.SubnetMask, s.subnetMask);
+  if (s.router) o.setIp(Opt.Router, s.router);
+  if (s.dns.length) o.setIps(Opt.DomainNameServer, s.dns);
+}
+
+function base(req: DhcpMessage, type: number): DhcpMessage {
+  const r = replyTo(req);
+  r.options.setU8(Opt.MessageType, type);
+  return r;
+}
+
+export function buildOffer(req: DhcpMessage, d: LeaseDecision): DhcpMessage {
+  const r = base(req, MessageType.OFFER);
+  r.yiaddr = d.yiaddr;
+  r.siaddr = d.server.serverIp;
+  leaseOptions(r, d.server, true);
+  if (d.boot) applyBoot(r, req, d.boot, d.server.serverIp);
+  return r;
+}
+
+export function buildAck(req: DhcpMessage, d: LeaseDecision): DhcpMessage {
+  const r = base(req, MessageType.ACK);
+  r.yiaddr = d.yiaddr;
+  r.ciaddr = req.ciaddr;
+  r.siaddr = d.server.serverIp;
+  leaseOptions(r, d.server, true);
+  if (d.boot) applyBoot(r, req, d.boot, d.server.serverIp);
+  return r;
+}
+
+/** RFC 2131 §3.4: ACK to an INFORM: no yiaddr, no lease time. */
+export function buildInformAck(req: DhcpMessage, d: Omit<LeaseDecision, 'yiaddr'>): DhcpMessage {
+  const r = base(req, MessageType.ACK);
+  r.ciaddr = req.ciaddr;
+  r.siaddr = d.server.serverIp;
+  leaseOptions(r, d.server, false);
+  if (d.boot) applyBoot(r, req, d.boot, d.server.serverIp);
+  return r;
+}
+
+export function buildNak(req: DhcpMessage, serverIp: string, message?: string): DhcpMessage {
+  const r = base(req, MessageType.NAK);
+  r.options.setIp(Opt.ServerIdentifier, serverIp);
+  if (message) r.options.setStr(Opt.Message, message);
+  // RFC 2131 §4.3.2: a NAK through a relay must be broadcast by it
+  if (req.giaddr !== '0.0.0.0') r.flags |= 0x8000;
+  return r;
+}
+
+function proxyBase(req: DhcpMessage, type: number, serverIp: string, boot: BootChoice | undefined): DhcpMessage {
+  const r = base(req, type);
+  r.siaddr = serverIp;
+  r.options.setIp(Opt.ServerIdentifier, serverIp);
+  r.options.setStr(Opt.VendorClassIdentifier, 'PXEClient'); // PXE 2.1 §2.2: a proxyDHCP offer names itself PXEClient
+  if (boot) applyBoot(r, req, { ...boot, vendorClass: 'PXEClient' }, serverIp);
+  const uuid = req.options.get(Opt.ClientMachineId);
+  if (uuid) r.options.set(Opt.ClientMachineId, uuid);
+  return r;
+}
+
+/** proxyDHCP offer on port 67 (PXE 2.1 §2.2.5): no yiaddr, no lease. */
+export function buildProxyOffer(req: DhcpMessage, serverIp: string, boot: BootChoice | undefined): DhcpMessage {
+  return proxyBase(req, MessageType.OFFER, serverIp, boot);
+}
+
+/** Boot-server ACK on port 4011 (PXE 2.1 §2.2.6): unicast to the client, echoes its PXE_BOOT_ITEM. */
+export function buildProxyAck(req: DhcpMessage, serverIp: string, boot: BootChoice | undefined): DhcpMessage {
+  const r = proxyBase(req, MessageType.ACK, serverIp, boot);
+  r.ciaddr = req.ciaddr;
+  const v43 = req.options.get(Opt.VendorSpecific);
+  if (v43) {
+    try {
+      const item = decodeSubOptions(v43).find(([c]) => c === PxeSub.BootItem);
+      if (item) {
+        const mine = r.options.get(Opt.VendorSpecific);
+        const subs = mine ? decodeSubOptions(mine) : [];
+        subs.push(item);
+        r.options.set(Opt.VendorSpecific, Buffer.concat([...subs.flatMap(([c, v]) => [Buffer.from([c, v.length]), v]), Buffer.from([255])]));
+      }
+    } catch {
+      /* a broken option 43 from the client: answer without the echo */
+    }
+  }
+  return r;
+}
+
+export function prefixToMask(prefix: number): string {
+  const n = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
