@@ -1,0 +1,569 @@
+/**
+ * The config schema: types, defaults and every check, hand-written (no
+ * dependency). `parseConfig(obj)` collects EVERY problem, z2m style, as
+ * `<path>: expected <what>, got <value>`; unknown keys are errors
+ * (shared/CONTRACT.md). A cross-field pass follows the per-field pass.
+ */
+import { hostname } from 'node:os';
+import { formatGot } from '../../proto/errors';
+import { normalizeMac } from '../../proto/mac';
+import { normalizeBootPath } from '../../proto/path';
+import type { ArchKey } from '../../proto/events';
+import type {
+  BootConfig,
+  CacheConfig,
+  Config,
+  DhcpConfig,
+  HttpConfig,
+  LanConfig,
+  MqttConfig,
+  ProfileConfig,
+  TftpConfig,
+  UpstreamConfig,
+} from './types';
+
+/** One problem in a config file. `message` is the line shown to people. */
+export interface ConfigIssue {
+  /** `dhcp.range[1]`, `boot.profiles.debian.kernel`, `` (the whole file) */
+  path: string;
+  expected: string;
+  /** the offending value, already rendered (JSON, or a phrase such as `unknown key "x"`) */
+  got: string;
+  message: string;
+}
+
+export type ParseResult = { ok: true; config: Config; warnings: string[] } | { ok: false; issues: ConfigIssue[]; warnings: string[] };
+
+/** Loader keys accepted in `boot.loaders` (ArchKey without 'unknown'). */
+export const LOADER_KEYS: readonly ArchKey[] = ['bios', 'uefi-ia32', 'uefi-x64', 'uefi-arm32', 'uefi-arm64', 'uefi-riscv64'];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const DEFAULTS = {
+  stateDir: '/var/lib/bootrelay',
+  lanInterface: 'br-lan',
+  tftp: { port: 69, maxBlksize: 1468, maxWindowsize: 64, timeout: 1, retries: 6, maxTransfers: 64, maxTransfersPerClient: 4 } satisfies TftpConfig,
+  http: { port: 80 } satisfies HttpConfig,
+  dhcp: { mode: 'server', port: 67, proxyPort: 4011, leaseSeconds: 3600, ipxeNoProxyDhcp: true, netbootOnce: false },
+  upstream: { timeoutMs: 15000 },
+  cache: { dir: '/var/cache/bootrelay', maxBytes: 4_000_000_000, ttlSeconds: 3600, negativeTtlSeconds: 30 } satisfies CacheConfig,
+  mqtt: { username: '', password: '', prefix: 'bootrelay', journalMaxEvents: 10000, homeAssistant: false, commands: false },
+  control: { socket: '/run/bootrelay.sock' },
+  log: { level: 'info' as const },
+};
+
+// ---------------------------------------------------------------- helpers
+
+type Obj = Record<string, unknown>;
+
+export function issue(path: string, expected: string, got: string): ConfigIssue {
+  return { path, expected, got, message: `${path || '(config)'}: expected ${expected}, got ${got}` };
+}
+
+const IDENT = /^[A-Za-z_$][\w$-]*$/;
+function sub(path: string, key: string): string {
+  const k = IDENT.test(key) ? key : JSON.stringify(key);
+  if (!path) return IDENT.test(key) ? key : `[${k}]`;
+  return IDENT.test(key) ? `${path}.${key}` : `${path}[${k}]`;
+}
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+export function ipToInt(ip: string): number | undefined {
+  if (typeof ip !== 'string' || !IPV4_RE.test(ip)) return undefined;
+  return ip.split('.').reduce((a, p) => a * 256 + Number(p), 0);
+}
+
+export function intToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function subnetOf(address: string, prefix: number): { net: number; bcast: number; cidr: string } | undefined {
+  const a = ipToInt(address);
+  if (a === undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > 32) return undefined;
+  const size = 2 ** (32 - prefix);
+  const net = a - (a % size);
+  return { net, bcast: net + size - 1, cidr: `${intToIp(net)}/${prefix}` };
+}
+
+class Ctx {
+  issues: ConfigIssue[] = [];
+  warnings: string[] = [];
+  bad(path: string, expected: string, got: unknown): undefined {
+    this.issues.push(issue(path, expected, formatGot(got)));
+    return undefined;
+  }
+  badRaw(path: string, expected: string, got: string): undefined {
+    this.issues.push(issue(path, expected, got));
+    return undefined;
+  }
+
+  /** A section object: reports wrong type and unknown keys; undefined when absent (and not required). */
+  section(v: unknown, path: string, known: readonly string[], required = false): Obj | undefined {
+    if (v === undefined) {
+      if (required) this.bad(path, 'an object', v);
+      return undefined;
+    }
+    if (!isObj(v)) return this.bad(path, 'an object', v);
+    for (const k of Object.keys(v)) {
+      if (!known.includes(k)) this.badRaw(sub(path, k), `one of the keys ${known.join(', ')}`, `unknown key ${JSON.stringify(k)}`);
+    }
+    return v;
+  }
+
+  str(o: Obj | undefined, key: string, path: string, def?: string, opts: { nonEmpty?: boolean; required?: boolean } = {}): string | undefined {
+    const p = sub(path, key);
+    const v = o?.[key];
+    if (v === undefined) {
+      if (opts.required) return this.bad(p, 'a string', v);
+      return def;
+    }
+    if (typeof v !== 'string') return this.bad(p, 'a string', v);
+    if ((opts.nonEmpty ?? true) && v.length === 0) return this.bad(p, 'a non-empty string', v);
+    return v;
+  }
+
+  num(o: Obj | undefined, key: string, path: string, def: number | undefined, min: number, max: number, what = 'an integer'): number | undefined {
+    const p = sub(path, key);
+    const v = o?.[key];
+    if (v === undefined) {
+      if (def === undefined) return this.bad(p, `${what} from ${min} to ${max}`, v);
+      return def;
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return this.bad(p, `${what} from ${min} to ${max}`, v);
+    return v;
+  }
+
+  bool(o: Obj | undefined, key: string, path: string, def: boolean): boolean {
+    const v = o?.[key];
+    if (v === undefined) return def;
+    if (typeof v !== 'boolean') {
+      this.bad(sub(path, key), 'true or false', v);
+      return def;
+    }
+    return v;
+  }
+
+  oneOf<T extends string>(o: Obj | undefined, key: string, path: string, values: readonly T[], def: T | undefined): T | undefined {
+    const v = o?.[key];
+    if (v === undefined) {
+      if (def === undefined) return this.bad(sub(path, key), `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`, v);
+      return def;
+    }
+    if (typeof v !== 'string' || !values.includes(v as T)) return this.bad(sub(path, key), `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`, v);
+    return v as T;
+  }
+
+  ipv4(v: unknown, path: string, what = 'an IPv4 address'): string | undefined {
+    if (typeof v !== 'string' || ipToInt(v) === undefined) return this.bad(path, what, v);
+    return v;
+  }
+
+  bootPath(v: unknown, path: string): string | undefined {
+    if (typeof v !== 'string' || v.length === 0) return this.bad(path, 'a path relative to upstream.url', v);
+    try {
+      return normalizeBootPath(v);
+    } catch (e) {
+      return this.bad(path, `a clean path relative to upstream.url (${(e as Error).message})`, v);
+    }
+  }
+
+  stringRecord(v: unknown, path: string): Record<string, string> | undefined {
+    if (v === undefined) return {};
+    if (!isObj(v)) return this.bad(path, 'an object of strings', v);
+    const out: Record<string, string> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (typeof x !== 'string') this.bad(sub(path, k), 'a string', x);
+      else out[k] = x;
+    }
+    return out;
+  }
+
+  /** A string or a non-empty array of strings → array. */
+  strList(v: unknown, path: string, each: (s: unknown, p: string) => string | undefined): string[] | undefined {
+    if (typeof v === 'string') {
+      const r = each(v, path);
+      return r === undefined ? undefined : [r];
+    }
+    if (!Array.isArray(v) || v.length === 0) return this.bad(path, 'a path or a non-empty list of paths', v);
+    const out: string[] = [];
+    let okAll = true;
+    v.forEach((x, i) => {
+      const r = each(x, `${path}[${i}]`);
+      if (r === undefined) okAll = false;
+      else out.push(r);
+    });
+    return okAll ? out : undefined;
+  }
+}
+
+// ---------------------------------------------------------------- sections
+
+const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;
+
+function parseLan(c: Ctx, v: unknown): LanConfig | undefined {
+  const o = c.section(v, 'lan', ['interface', 'address', 'prefix'], true);
+  if (!o) return undefined;
+  const iface = c.str(o, 'interface', 'lan', DEFAULTS.lanInterface);
+  const address = o.address === undefined ? c.bad('lan.address', 'an IPv4 address', undefined) : c.ipv4(o.address, 'lan.address');
+  const prefix = c.num(o, 'prefix', 'lan', 24, 1, 32, 'a prefix length');
+  if (iface === undefined || address === undefined || prefix === undefined) return undefined;
+  const sn = subnetOf(address, prefix)!;
+  const a = ipToInt(address)!;
+  if (prefix <= 30 && (a === sn.net || a === sn.bcast)) c.bad('lan.address', `a host address of ${sn.cidr} (not its network or broadcast address)`, address);
+  return { interface: iface, address, prefix };
+}
+
+function defaultRange(lan: LanConfig | undefined): [string, string] {
+  if (!lan) return ['0.0.0.0', '0.0.0.0'];
+  const sn = subnetOf(lan.address, lan.prefix)!;
+  const size = sn.bcast - sn.net + 1;
+  if (size >= 256) return [intToIp(sn.net + 100), intToIp(sn.net + 199)];
+  if (size >= 4) return [intToIp(sn.net + Math.floor(size / 2)), intToIp(sn.bcast - 1)];
+  return [lan.address, lan.address];
+}
+
+function parseDhcp(c: Ctx, v: unknown, lan: LanConfig | undefined): DhcpConfig | undefined {
+  const P = 'dhcp';
+  const o = c.section(v, P, ['mode', 'port', 'proxyPort', 'range', 'leaseSeconds', 'router', 'dns', 'static', 'ipxeNoProxyDhcp', 'netbootOnce']) ?? {};
+  const d = DEFAULTS.dhcp;
+  const mode = c.oneOf(o, 'mode', P, ['server', 'proxy', 'off'] as const, 'server');
+  const port = c.num(o, 'port', P, d.port, 0, 65535, 'a port number');
+  const proxyPort = c.num(o, 'proxyPort', P, d.proxyPort, 0, 65535, 'a port number');
+  const leaseSeconds = c.num(o, 'leaseSeconds', P, d.leaseSeconds, 60, 31_536_000, 'a number of seconds');
+  const ipxeNoProxyDhcp = c.bool(o, 'ipxeNoProxyDhcp', P, d.ipxeNoProxyDhcp);
+  const netbootOnce = c.bool(o, 'netbootOnce', P, d.netbootOnce);
+  const sn = lan ? subnetOf(lan.address, lan.prefix) : undefined;
+  const lanInt = lan ? ipToInt(lan.address) : undefined;
+  const inside = (n: number): boolean => !!sn && n > sn.net && n < sn.bcast;
+  const insideWhat = sn ? `an IPv4 address inside ${sn.cidr}` : 'an IPv4 address';
+
+  let range: [string, string] | undefined;
+  let rangeOk = true;
+  if (o.range === undefined) range = defaultRange(lan);
+  else if (!Array.isArray(o.range) || o.range.length !== 2) {
+    c.bad('dhcp.range', 'a list of two IPv4 addresses [first, last]', o.range);
+    rangeOk = false;
+  } else {
+    const r0 = c.ipv4(o.range[0], 'dhcp.range[0]', insideWhat);
+    const r1 = c.ipv4(o.range[1], 'dhcp.range[1]', insideWhat);
+    if (r0 === undefined || r1 === undefined) rangeOk = false;
+    else range = [r0, r1];
+  }
+  if (range && rangeOk && mode === 'server' && sn) {
+    const [a, b] = range.map((x) => ipToInt(x)!) as [number, number];
+    let both = true;
+    if (!inside(a)) both = !!c.bad('dhcp.range[0]', insideWhat, range[0]);
+    if (!inside(b)) both = !!c.bad('dhcp.range[1]', insideWhat, range[1]);
+    if (both && a > b) c.bad('dhcp.range', 'first address not after the last', range);
+    else if (both && lanInt !== undefined && lanInt >= a && lanInt <= b)
+      c.bad('dhcp.range', `a range that leaves out lan.address ${lan!.address}`, range);
+  }
+
+  let router: string | undefined;
+  if (o.router !== undefined) {
+    router = c.ipv4(o.router, 'dhcp.router');
+    if (router && sn && !inside(ipToInt(router)!)) c.warnings.push(`dhcp.router: ${router} is outside ${sn.cidr}; clients may not reach it`);
+  } else if (lan && mode === 'server') router = lan.address;
+
+  let dns: string[] = [];
+  if (o.dns !== undefined) {
+    const dnsV = typeof o.dns === 'string' ? [o.dns] : o.dns;
+    if (!Array.isArray(dnsV)) c.bad('dhcp.dns', 'a list of IPv4 addresses', o.dns);
+    else dns = dnsV.map((x, i) => c.ipv4(x, `dhcp.dns[${i}]`)).filter((x): x is string => x !== undefined);
+  }
+
+  const stat: Record<string, string> = {};
+  if (o.static !== undefined) {
+    if (!isObj(o.static)) c.bad('dhcp.static', 'an object of MAC → IPv4 address', o.static);
+    else {
+      const ips = new Map<string, string>();
+      for (const [k, x] of Object.entries(o.static)) {
+        const p = sub('dhcp.static', k);
+        const mac = normalizeMac(k);
+        if (!mac) {
+          c.badRaw(p, 'a MAC address as key (52:54:00:12:34:56)', `key ${JSON.stringify(k)}`);
+          continue;
+        }
+        if (stat[mac] !== undefined) {
+          c.badRaw(p, 'each MAC once', `a second entry for ${mac}`);
+          continue;
+        }
+        const ip = c.ipv4(x, p, insideWhat);
+        if (ip === undefined) continue;
+        const n = ipToInt(ip)!;
+        if (sn && mode === 'server' && !inside(n)) {
+          c.bad(p, insideWhat, ip);
+          continue;
+        }
+        if (n === lanInt) {
+          c.bad(p, `an address other than lan.address`, ip);
+          continue;
+        }
+        if (ips.has(ip)) {
+          c.bad(p, `an address not already given to ${ips.get(ip)}`, ip);
+          continue;
+        }
+        ips.set(ip, mac);
+        if (range && rangeOk && mode === 'server') {
+          const [a, b] = range.map((r) => ipToInt(r)!) as [number, number];
+          if (n >= a && n <= b) c.warnings.push(`${p}: ${ip} is inside dhcp.range; it is reserved for ${mac} and never leased to others`);
+        }
+        stat[mac] = ip;
+      }
+    }
+  }
+  if (port !== undefined && proxyPort !== undefined && mode === 'proxy' && port === proxyPort && port !== 0)
+    c.bad('dhcp.proxyPort', `a port other than dhcp.port (${port})`, proxyPort);
+
+  if (mode === undefined || port === undefined || proxyPort === undefined || leaseSeconds === undefined || !range) return undefined;
+  return { mode, port, proxyPort, range, leaseSeconds, ...(router ? { router } : {}), dns, static: stat, ipxeNoProxyDhcp, netbootOnce };
+}
+
+function parseTftp(c: Ctx, v: unknown): TftpConfig | false | undefined {
+  if (v === false) return false;
+  if (v === true) return { ...DEFAULTS.tftp };
+  const P = 'tftp';
+  if (v !== undefined && !isObj(v)) return c.bad(P, 'an object or false', v);
+  const o = c.section(v, P, ['port', 'maxBlksize', 'maxWindowsize', 'timeout', 'retries', 'maxTransfers', 'maxTransfersPerClient']) ?? {};
+  const d = DEFAULTS.tftp;
+  const t = {
+    port: c.num(o, 'port', P, d.port, 0, 65535, 'a port number'),
+    maxBlksize: c.num(o, 'maxBlksize', P, d.maxBlksize, 8, 65464, 'a block size'), // RFC 2348
+    maxWindowsize: c.num(o, 'maxWindowsize', P, d.maxWindowsize, 1, 65535, 'a window size'), // RFC 7440
+    timeout: c.num(o, 'timeout', P, d.timeout, 1, 255, 'a number of seconds'), // RFC 2349
+    retries: c.num(o, 'retries', P, d.retries, 0, 100),
+    maxTransfers: c.num(o, 'maxTransfers', P, d.maxTransfers, 1, 10000),
+    maxTransfersPerClient: c.num(o, 'maxTransfersPerClient', P, d.maxTransfersPerClient, 1, 1000),
+  };
+  if (Object.values(t).some((x) => x === undefined)) return undefined;
+  return t as TftpConfig;
+}
+
+function parseHttp(c: Ctx, v: unknown): HttpConfig | undefined {
+  const o = c.section(v, 'http', ['port']) ?? {};
+  const port = c.num(o, 'port', 'http', DEFAULTS.http.port, 0, 65535, 'a port number');
+  return port === undefined ? undefined : { port };
+}
+
+function parseUrl(c: Ctx, v: unknown, path: string, schemes: string[], trailingSlash: boolean): string | undefined {
+  const what = `a URL (${schemes.map((s) => s + '://').join(' or ')})`;
+  if (typeof v !== 'string') return c.bad(path, what, v);
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return c.bad(path, what, v);
+  }
+  if (!schemes.includes(u.protocol.replace(/:$/, '')) || !u.hostname) return c.bad(path, what, v);
+  if (trailingSlash) {
+    if (u.search || u.hash) return c.bad(path, 'a base URL without ?query or #fragment', v);
+    if (!u.pathname.endsWith('/')) u.pathname += '/';
+    return u.toString();
+  }
+  return v;
+}
+
+function parseUpstream(c: Ctx, v: unknown): UpstreamConfig | undefined {
+  const P = 'upstream';
+  const o = c.section(v, P, ['url', 'headers', 'timeoutMs', 'caFile'], true);
+  if (!o) return undefined;
+  const url = parseUrl(c, o.url, 'upstream.url', ['http', 'https'], true);
+  const headers = c.stringRecord(o.headers, 'upstream.headers');
+  const timeoutMs = c.num(o, 'timeoutMs', P, DEFAULTS.upstream.timeoutMs, 100, 600_000, 'a number of milliseconds');
+  const caFile = c.str(o, 'caFile', P);
+  if (url === undefined || headers === undefined || timeoutMs === undefined) return undefined;
+  return { url, headers, timeoutMs, ...(caFile ? { caFile } : {}) };
+}
+
+function parseCache(c: Ctx, v: unknown): CacheConfig | undefined {
+  const P = 'cache';
+  const o = c.section(v, P, ['dir', 'maxBytes', 'ttlSeconds', 'negativeTtlSeconds']) ?? {};
+  const d = DEFAULTS.cache;
+  const dir = c.str(o, 'dir', P, d.dir);
+  const maxBytes = c.num(o, 'maxBytes', P, d.maxBytes, 0, Number.MAX_SAFE_INTEGER, 'a number of bytes');
+  const ttlSeconds = c.num(o, 'ttlSeconds', P, d.ttlSeconds, 0, 31_536_000, 'a number of seconds');
+  const negativeTtlSeconds = c.num(o, 'negativeTtlSeconds', P, d.negativeTtlSeconds, 0, 86_400, 'a number of seconds');
+  if (dir === undefined || maxBytes === undefined || ttlSeconds === undefined || negativeTtlSeconds === undefined) return undefined;
+  return { dir, maxBytes, ttlSeconds, negativeTtlSeconds };
+}
+
+function parseProfile(c: Ctx, v: unknown, path: string): ProfileConfig | undefined {
+  const o = c.section(v, path, ['kernel', 'initrd', 'cmdline', 'script', 'sha256'], true);
+  if (!o) return undefined;
+  const before = c.issues.length;
+  const p: ProfileConfig = {};
+  if (o.kernel !== undefined) p.kernel = c.bootPath(o.kernel, sub(path, 'kernel'));
+  if (o.initrd !== undefined) p.initrd = c.strList(o.initrd, sub(path, 'initrd'), (s, pp) => c.bootPath(s, pp));
+  const cmdline = c.str(o, 'cmdline', path, undefined, { nonEmpty: false });
+  if (cmdline !== undefined) p.cmdline = cmdline;
+  if (o.script !== undefined) p.script = c.bootPath(o.script, sub(path, 'script'));
+  if (o.sha256 !== undefined) {
+    if (!isObj(o.sha256)) c.bad(sub(path, 'sha256'), 'an object of path → sha256 hex', o.sha256);
+    else {
+      p.sha256 = {};
+      for (const [k, h] of Object.entries(o.sha256)) {
+        const kp = sub(sub(path, 'sha256'), k);
+        let key: string;
+        try {
+          key = normalizeBootPath(k);
+        } catch (e) {
+          c.badRaw(kp, `a clean path as key (${(e as Error).message})`, `key ${JSON.stringify(k)}`);
+          continue;
+        }
+        if (typeof h !== 'string' || !/^[0-9a-f]{64}$/i.test(h)) c.bad(kp, 'a sha256 as 64 hex digits', h);
+        else p.sha256[key] = h.toLowerCase();
+      }
+    }
+  }
+  if (o.kernel === undefined && o.script === undefined) c.badRaw(path, 'a "kernel" or a "script"', 'neither');
+  if (o.initrd !== undefined && o.kernel === undefined && o.script !== undefined)
+    c.warnings.push(`${path}: initrd is ignored for a profile that uses a script`);
+  if (o.kernel !== undefined && o.script !== undefined) c.warnings.push(`${path}: has both kernel and script; the script is served`);
+  return c.issues.length === before ? p : undefined;
+}
+
+function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined): BootConfig | undefined {
+  const P = 'boot';
+  const o = c.section(v, P, ['loaders', 'defaultProfile', 'profiles', 'assign'], true);
+  if (!o) return undefined;
+  const before = c.issues.length;
+
+  const loaders: Record<string, string[]> = {};
+  if (o.loaders === undefined) {
+    if (dhcpMode !== 'off') c.bad('boot.loaders', `an object of arch (${LOADER_KEYS.join(', ')}) → loader path(s)`, undefined);
+  } else if (!isObj(o.loaders)) c.bad('boot.loaders', `an object of arch (${LOADER_KEYS.join(', ')}) → loader path(s)`, o.loaders);
+  else {
+    for (const [k, x] of Object.entries(o.loaders)) {
+      const p = sub('boot.loaders', k);
+      if (!LOADER_KEYS.includes(k as ArchKey)) {
+        c.badRaw(p, `an arch key (${LOADER_KEYS.join(', ')})`, `key ${JSON.stringify(k)}`);
+        continue;
+      }
+      const list = c.strList(x, p, (s, pp) => c.bootPath(s, pp));
+      if (list) loaders[k] = list;
+    }
+    if (Object.keys(o.loaders).length === 0 && dhcpMode !== 'off')
+      c.bad('boot.loaders', 'at least one loader (e.g. "bios": "ipxe/undionly.kpxe")', o.loaders);
+  }
+
+  const profiles: Record<string, ProfileConfig> = {};
+  if (!isObj(o.profiles) || Object.keys(o.profiles).length === 0) c.bad('boot.profiles', 'an object with at least one profile', o.profiles);
+  else {
+    for (const [name, x] of Object.entries(o.profiles)) {
+      const pr = parseProfile(c, x, sub('boot.profiles', name));
+      if (pr) profiles[name] = pr;
+    }
+  }
+  const names = isObj(o.profiles) ? Object.keys(o.profiles) : [];
+  const known = names.length ? `a profile name (${names.join(', ')})` : 'a profile name';
+
+  let defaultProfile: string | undefined;
+  if (o.defaultProfile === undefined) {
+    if (names.length === 1) defaultProfile = names[0];
+    else if (names.length > 1) c.bad('boot.defaultProfile', known, undefined);
+  } else if (typeof o.defaultProfile !== 'string' || !names.includes(o.defaultProfile)) c.bad('boot.defaultProfile', known, o.defaultProfile);
+  else defaultProfile = o.defaultProfile;
+
+  const assign: Record<string, string> = {};
+  if (o.assign !== undefined) {
+    if (!isObj(o.assign)) c.bad('boot.assign', 'an object of MAC → profile name', o.assign);
+    else {
+      for (const [k, x] of Object.entries(o.assign)) {
+        const p = sub('boot.assign', k);
+        const mac = normalizeMac(k);
+        if (!mac) c.badRaw(p, 'a MAC address as key (52:54:00:12:34:56)', `key ${JSON.stringify(k)}`);
+        else if (assign[mac] !== undefined) c.badRaw(p, 'each MAC once', `a second entry for ${mac}`);
+        else if (typeof x !== 'string' || !names.includes(x)) c.bad(p, known, x);
+        else assign[mac] = x;
+      }
+    }
+  }
+  if (c.issues.length !== before || defaultProfile === undefined) return undefined;
+  return { loaders, defaultProfile, profiles, assign };
+}
+
+function parseMqtt(c: Ctx, v: unknown): MqttConfig | undefined {
+  const P = 'mqtt';
+  const o = c.section(v, P, ['url', 'username', 'password', 'prefix', 'caFile', 'journalMaxEvents', 'homeAssistant', 'commands']);
+  if (!o) return undefined;
+  const d = DEFAULTS.mqtt;
+  const url = parseUrl(c, o.url, 'mqtt.url', ['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'], false);
+  const username = c.str(o, 'username', P, d.username, { nonEmpty: false });
+  const password = c.str(o, 'password', P, d.password, { nonEmpty: false });
+  let prefix = c.str(o, 'prefix', P, d.prefix);
+  if (prefix !== undefined && /[#+]/.test(prefix)) prefix = c.bad('mqtt.prefix', 'a topic prefix without + or #', prefix);
+  if (prefix !== undefined) prefix = prefix.replace(/\/+$/, '');
+  const caFile = c.str(o, 'caFile', P);
+  const journalMaxEvents = c.num(o, 'journalMaxEvents', P, d.journalMaxEvents, 0, 10_000_000);
+  const homeAssistant = c.bool(o, 'homeAssistant', P, d.homeAssistant);
+  const commands = c.bool(o, 'commands', P, d.commands);
+  if (url === undefined || username === undefined || password === undefined || prefix === undefined || journalMaxEvents === undefined) return undefined;
+  return { url, username, password, prefix, ...(caFile ? { caFile } : {}), journalMaxEvents, homeAssistant, commands };
+}
+
+function parseLog(c: Ctx, v: unknown): Config['log'] | undefined {
+  const o = c.section(v, 'log', ['level', 'levels']) ?? {};
+  const level = c.oneOf(o, 'level', 'log', LOG_LEVELS, DEFAULTS.log.level);
+  const levels: Record<string, string> = {};
+  if (o.levels !== undefined) {
+    if (!isObj(o.levels)) c.bad('log.levels', 'an object of component → level', o.levels);
+    else for (const k of Object.keys(o.levels)) {
+      const l = c.oneOf(o.levels, k, 'log.levels', LOG_LEVELS, undefined);
+      if (l) levels[k] = l;
+    }
+  }
+  return level ? { level, levels } : undefined;
+}
+
+// ---------------------------------------------------------------- entry
+
+/** Validates a parsed config object; fills defaults; collects every issue. */
+export function parseConfig(obj: unknown): ParseResult {
+  const c = new Ctx();
+  const root = c.section(obj, '', ROOT_KEYS, true);
+  if (!root) return { ok: false, issues: c.issues, warnings: c.warnings };
+
+  const agentIdRaw = c.str(root, 'agentId', '', hostname() || 'bootrelay');
+  let agentId = agentIdRaw;
+  if (agentIdRaw !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(agentIdRaw))
+    agentId = c.bad('agentId', 'a name of letters, digits, ".", "_" or "-" (it is part of MQTT topics)', agentIdRaw);
+  const stateDir = c.str(root, 'stateDir', '', DEFAULTS.stateDir);
+  const lan = parseLan(c, root.lan);
+  const dhcp = parseDhcp(c, root.dhcp, lan);
+  const tftp = parseTftp(c, root.tftp);
+  const http = parseHttp(c, root.http);
+  const upstream = parseUpstream(c, root.upstream);
+  const cache = parseCache(c, root.cache);
+  const boot = parseBoot(c, root.boot, dhcp?.mode ?? 'server');
+  const mqtt = root.mqtt === undefined ? undefined : parseMqtt(c, root.mqtt);
+  const ctl = c.section(root.control, 'control', ['socket']) ?? {};
+  const socket = c.str(ctl, 'socket', 'control', DEFAULTS.control.socket);
+  const log = parseLog(c, root.log);
+
+  // cross-section checks
+  if (dhcp && tftp && dhcp.mode !== 'off' && tftp.port !== 0) {
+    if (tftp.port === dhcp.port) c.bad('tftp.port', `a port other than dhcp.port (${dhcp.port})`, tftp.port);
+    else if (dhcp.mode === 'proxy' && tftp.port === dhcp.proxyPort) c.bad('tftp.port', `a port other than dhcp.proxyPort (${dhcp.proxyPort})`, tftp.port);
+  }
+
+  if (c.issues.length > 0) return { ok: false, issues: c.issues, warnings: c.warnings };
+  const config: Config = {
+    agentId: agentId!,
+    stateDir: stateDir!,
+    lan: lan!,
+    dhcp: dhcp!,
+    tftp: tftp!,
+    http: http!,
+    upstream: upstream!,
+    cache: cache!,
+    boot: boot!,
+    ...(mqtt ? { mqtt } : {}),
+    control: { socket: socket! },
+    log: log!,
+  };
+  return { ok: true, config, warnings: c.warnings };
+}
