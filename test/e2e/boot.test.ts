@@ -6,56 +6,13 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { skipReason, hasCmd, waitFor } from '../helpers/netns';
-import { BootLab, labWorkDir, UP_IP, type AgentLine } from './lab';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hasCmd, waitFor } from '../helpers/netns';
+import { BootLab, labWorkDir, UP_IP, labSkipReason } from './lab';
+import { agentBundle, expectInOrder, is, isScript } from './steps';
 
-const ROOT = resolve(__dirname, '../..');
-const reason =
-  skipReason('qemu-system-x86_64', 'dnsmasq', 'python3', 'curl', 'udhcpc', 'busybox', 'cpio', 'apt-get') ??
-  (!existsSync('/usr/share/ovmf/OVMF.fd') ? 'no /usr/share/ovmf/OVMF.fd (apt-get install ovmf)' : undefined) ??
-  (!existsSync('/usr/lib/ipxe/snponly.efi') ? 'no /usr/lib/ipxe (apt-get install ipxe)' : undefined);
-if (reason) console.warn(`[e2e] skipped: ${reason}`);
-
-/** The agent to boot with: the one inside the built OpenWrt package when there is one (issue 6), else dist/. */
-function agentBundle(work: string): { js: string; from: string } {
-  const dist = join(ROOT, 'dist');
-  const ipk = existsSync(dist) ? readdirSync(dist).find((f) => /^bootrelay_.*_all\.ipk$/.test(f)) : undefined;
-  if (ipk) {
-    const x = join(work, 'ipk');
-    mkdirSync(x, { recursive: true });
-    const run = (cmd: string) => {
-      const r = spawnSync('sh', ['-c', cmd], { cwd: x, encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
-    };
-    run(`tar -xzf ${JSON.stringify(join(dist, ipk))} && mkdir -p data && tar -xzf ./data.tar.gz -C data`);
-    const js = join(x, 'data', 'usr', 'lib', 'bootrelay', 'bootrelay.js');
-    if (existsSync(js)) return { js, from: `package ${ipk}` };
-  }
-  const js = join(dist, 'bootrelay.js');
-  if (!existsSync(js)) throw new Error('dist/bootrelay.js missing: run `make build` first');
-  return { js, from: 'dist/bootrelay.js' };
-}
-
-/** Asserts the steps appear in this order in the agent's events; returns the matched events. */
-function expectInOrder(events: AgentLine[], steps: Array<[string, (e: AgentLine) => boolean]>): AgentLine[] {
-  const found: AgentLine[] = [];
-  let i = 0;
-  for (const [name, pred] of steps) {
-    while (i < events.length && !pred(events[i]!)) i++;
-    if (i >= events.length) {
-      const seen = events.map((e) => `${e.type}${e.file ? ' ' + e.file : ''}`).join(', ');
-      throw new Error(`step "${name}" not found after ${found.length} earlier steps; events: ${seen}`);
-    }
-    found.push(events[i]!);
-    i++;
-  }
-  return found;
-}
-
-const is = (type: string, file?: RegExp) => (e: AgentLine) => e.type === type && (!file || file.test(String(e.file ?? '')));
-const isScript = (e: AgentLine) => /^http\.(start|done|script)$/.test(String(e.type)) && /boot\.ipxe/.test(String(e.file ?? e.path ?? ''));
+const reason = labSkipReason();
 
 describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
   let lab: BootLab;

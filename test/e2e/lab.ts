@@ -16,12 +16,14 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync, createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { NetLab, waitFor } from '../helpers/netns';
+import { NetLab, waitFor, skipReason } from '../helpers/netns';
 
 export const UP_IP = '10.99.2.1';
 export const RELAY_WAN_IP = '10.99.2.2';
 export const RELAY_LAN_IP = '10.99.1.1';
 export const UP_PORT = 8080;
+/** proxy mode: the LAN's own, PXE-unaware DHCP server */
+export const DHCP_IP = '10.99.1.2';
 
 export interface AgentLine {
   level?: string;
@@ -145,6 +147,7 @@ export class BootLab {
     this.preparePayload();
     const n = this.net;
     for (const ns of ['up', 'relay', 'sw', 'wanc']) n.addNs(ns);
+    if (this.opts.dhcpMode === 'proxy') n.addNs('dhcp');
     // uplink segment: a bridge in the upstream namespace, relay wan + a stray client on it
     n.veth(this.nsUp, 'relayport', this.nsRelay, 'wan');
     n.veth(this.nsUp, 'wancport', this.nsWanc, 'eth0');
@@ -154,6 +157,23 @@ export class BootLab {
     // LAN segment: relay lan <-> switch
     n.veth(this.nsRelay, 'lan', this.nsSw, 'uplink');
     n.bridge(this.nsSw, 'br0', 'uplink');
+    if (this.opts.dhcpMode === 'proxy') {
+      // the LAN's own DHCP server: addresses only, knows nothing about PXE (a hotel LAN, an office)
+      const nsDhcp = this.net.ns('dhcp');
+      n.veth(nsDhcp, 'eth0', this.nsSw, 'dhcpport');
+      n.ip(this.nsSw, 'link', 'set', 'dhcpport', 'master', 'br0');
+      n.addr(nsDhcp, 'eth0', `${DHCP_IP}/24`);
+      const conf = join(this.opts.work, 'dnsmasq-stock.conf');
+      writeFileSync(
+        conf,
+        [
+          'interface=eth0', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'no-ping', 'dhcp-authoritative',
+          `dhcp-leasefile=${join(this.opts.work, 'dnsmasq-stock.leases')}`,
+          'dhcp-range=10.99.1.100,10.99.1.199,255.255.255.0,10m', `dhcp-option=option:router,${RELAY_LAN_IP}`,
+        ].join('\n') + '\n',
+      );
+      n.spawn(nsDhcp, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${conf}`]);
+    }
     n.addr(this.nsRelay, 'wan', `${RELAY_WAN_IP}/24`);
     n.addr(this.nsRelay, 'lan', `${RELAY_LAN_IP}/24`);
     // IPv6 RAs on the LAN (OpenWrt's odhcpd does this on a real router; without it every iPXE DHCP waits ~13 s)
@@ -308,4 +328,14 @@ export function labWorkDir(name: string): string {
   rmSync(d, { recursive: true, force: true });
   mkdirSync(d, { recursive: true });
   return d;
+}
+
+/** Why the QEMU lab cannot run here, or undefined. */
+export function labSkipReason(): string | undefined {
+  const r =
+    skipReason('qemu-system-x86_64', 'dnsmasq', 'python3', 'curl', 'udhcpc', 'busybox', 'cpio', 'apt-get') ??
+    (!existsSync('/usr/share/ovmf/OVMF.fd') ? 'no /usr/share/ovmf/OVMF.fd (apt-get install ovmf)' : undefined) ??
+    (!existsSync('/usr/lib/ipxe/snponly.efi') ? 'no /usr/lib/ipxe (apt-get install ipxe)' : undefined);
+  if (r) console.warn(`[e2e] skipped: ${r}`);
+  return r;
 }
