@@ -1,0 +1,248 @@
+/**
+ * DhcpService: decode → classify → decide → (commit) → encode → send → emit.
+ * Server mode answers on dhcp.port; proxy mode answers PXE clients on
+ * dhcp.port (offers) and dhcp.proxyPort (4011, ACKs), never assigning addresses.
+ * Nothing a datagram contains can throw out of the socket handler: decode
+ * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
+ */
+import type { RemoteInfo } from 'node:dgram';
+import type { BootConfig, DhcpConfig, LanConfig } from '../../agent/config/types';
+import type { Logger } from '../../agent/log';
+import { DecodeError } from '../../proto/errors';
+import type { EmitFn, RelayEventType } from '../../proto/events';
+import { hex32 } from '../../proto/mac';
+import { MESSAGE_TYPE_NAMES, Opt } from '../../proto/dhcp/options';
+import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../../proto/dhcp/packet';
+import { classifyClient } from '../../proto/dhcp/pxe';
+import type { Metrics } from '../metrics';
+import type { PacketTrace } from '../trace';
+import { LanSocketPair } from '../net/lan';
+import { LeaseStore, type LeaseInfo } from './leases';
+import { BootHistory, decide, type Decision, type Dest } from './policy';
+
+export interface DhcpServiceOptions {
+  lan: LanConfig;
+  dhcp: DhcpConfig;
+  boot: BootConfig;
+  httpPort: number;
+  tftpEnabled: boolean;
+  stateDir: string;
+  log: Logger;
+  metrics: Metrics;
+  emit: EmitFn;
+  /** receive socket address; default 0.0.0.0 */
+  listenAddress?: string;
+  /** netboot-once hook (agent: the tracker knows who booted) */
+  isBootedOnce?: (mac: string) => boolean;
+  trace?: PacketTrace;
+  /** client port replies go to (68); tests on loopback change it */
+  clientPort?: number;
+  /** relay-agent port (67) */
+  relayPort?: number;
+  now?: () => number;
+  /** fsync the lease journal (default true) */
+  fsync?: boolean;
+}
+
+const RECEIVED_EVENT: Record<number, RelayEventType> = {
+  1: 'dhcp.discover',
+  3: 'dhcp.request',
+  4: 'dhcp.decline',
+  7: 'dhcp.release',
+  8: 'dhcp.inform',
+};
+
+export class DhcpService {
+  private dhcpPair?: LanSocketPair;
+  private proxyPair?: LanSocketPair;
+  private store: LeaseStore;
+  private history = new BootHistory();
+  private rearmed = new Set<string>();
+  private assign = new Map<string, string>();
+  private readonly now: () => number;
+  private running = false;
+
+  constructor(private readonly o: DhcpServiceOptions) {
+    this.now = o.now ?? Date.now;
+    this.store = new LeaseStore({
+      stateDir: o.dhcp.mode === 'server' ? o.stateDir : undefined,
+      range: o.dhcp.range,
+      static: o.dhcp.static,
+      leaseSeconds: o.dhcp.leaseSeconds,
+      now: this.now,
+      fsync: o.fsync,
+    });
+    for (const [mac, p] of Object.entries(o.boot.assign ?? {})) this.assign.set(mac.toLowerCase(), p);
+    const m = o.metrics;
+    m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
+    m.declare('bootrelay_dhcp_sent_total', 'counter', 'DHCP replies sent, by message type');
+    m.declare('bootrelay_dhcp_dropped_total', 'counter', 'DHCP datagrams dropped as malformed, by reason');
+    m.declare('bootrelay_dhcp_ignored_total', 'counter', 'DHCP requests not for us, by reason');
+  }
+
+  /** The bound DHCP port (useful when configured as 0). */
+  get port(): number {
+    return this.dhcpPair?.port ?? 0;
+  }
+  get proxyPort(): number {
+    return this.proxyPair?.port ?? 0;
+  }
+  get leaseStore(): LeaseStore {
+    return this.store;
+  }
+
+  async start(): Promise<void> {
+    const { dhcp, lan, log } = this.o;
+    if (dhcp.mode === 'off' || this.running) return;
+    await this.store.load();
+    const onError = (err: Error) => log.warn({ err }, 'dhcp socket error');
+    this.dhcpPair = new LanSocketPair({
+      lanAddress: lan.address,
+      port: dhcp.port,
+      listenAddress: this.o.listenAddress,
+      onMessage: (b, r) => this.onDatagram(b, r, 'dhcp'),
+      onError,
+    });
+    try {
+      await this.dhcpPair.start();
+      if (dhcp.mode === 'proxy') {
+        this.proxyPair = new LanSocketPair({
+          lanAddress: lan.address,
+          port: dhcp.proxyPort,
+          listenAddress: this.o.listenAddress,
+          onMessage: (b, r) => this.onDatagram(b, r, 'proxy'),
+          onError,
+        });
+        await this.proxyPair.start();
+      }
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    this.running = true;
+    log.info({ mode: dhcp.mode, port: this.port, proxyPort: this.proxyPort || undefined, lan: `${lan.address}/${lan.prefix}` }, 'dhcp listening');
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all([this.dhcpPair?.stop(), this.proxyPair?.stop()]);
+    this.dhcpPair = this.proxyPair = undefined;
+    await this.store.close();
+  }
+
+  leases(): LeaseInfo[] {
+    return this.store.list();
+  }
+
+  macForIp(ip: string): string | undefined {
+    return this.store.macForIp(ip);
+  }
+
+  /** relayctl assign: remembered for events (the profile itself is served over HTTP). */
+  setAssign(mac: string, profile: string): void {
+    this.assign.set(mac.toLowerCase(), profile);
+  }
+
+  /** Netboot-once: boot this client once more, even though it booted already. */
+  rearm(mac: string): void {
+    this.rearmed.add(mac.toLowerCase());
+    this.history.clear(mac.toLowerCase());
+  }
+
+  /** Optional hook from TFTP/HTTP: the client fetched its loader (restarts the fallback window). */
+  noteLoaderFetched(mac: string): void {
+    this.history.noteLoaderFetched(mac.toLowerCase(), this.now());
+  }
+
+  // ------------------------------------------------------------------ hot path
+
+  private onDatagram(buf: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy'): void {
+    const { metrics, log } = this.o;
+    let msg: DhcpMessage;
+    try {
+      msg = decodeDhcp(buf);
+    } catch (e) {
+      const reason = e instanceof DecodeError ? e.reason : 'error';
+      metrics.inc('bootrelay_dhcp_dropped_total', { reason });
+      if (log.isLevelEnabled('debug')) log.debug({ from: `${rinfo.address}:${rinfo.port}`, reason, err: (e as Error).message }, 'dhcp datagram dropped');
+      return;
+    }
+    try {
+      this.handle(msg, buf, rinfo, via);
+    } catch (e) {
+      metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
+      log.error({ err: e, mac: msg.mac, xid: hex32(msg.xid) }, 'dhcp handler failed');
+    }
+  }
+
+  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy'): void {
+    const { metrics, log, emit } = this.o;
+    const type = messageType(msg);
+    metrics.inc('bootrelay_dhcp_received_total', { type: type === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[type] ?? String(type)) });
+    const serverPort = via === 'proxy' ? this.proxyPort : this.port;
+    this.o.trace?.record({ mac: msg.mac, dir: 'in', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.lan.address, serverPort, payload: raw });
+    const cls = classifyClient(msg);
+    const d = decide(msg, cls, {
+      mode: this.o.dhcp.mode === 'proxy' ? 'proxy' : 'server',
+      via,
+      src: { address: rinfo.address, port: rinfo.port },
+      lan: this.o.lan,
+      dhcp: this.o.dhcp,
+      loaders: this.o.boot.loaders,
+      httpPort: this.o.httpPort,
+      tftpEnabled: this.o.tftpEnabled,
+      leases: this.store,
+      history: this.history,
+      now: this.now(),
+      bootedOnce: (mac) => !this.rearmed.has(mac) && (this.o.isBootedOnce?.(mac) ?? false),
+      clientPort: this.o.clientPort,
+      relayPort: this.o.relayPort,
+    });
+    const base = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
+    for (const s of d.side) emit({ ...base, ...s });
+    if (d.kind === 'ignore') {
+      metrics.inc('bootrelay_dhcp_ignored_total', { reason: d.reason });
+      if (log.isLevelEnabled('debug')) log.debug({ ...base, reason: d.reason, detail: d.detail, reasons: cls.reasons }, 'ignored');
+      return;
+    }
+    const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
+    const profile = this.assign.get(msg.mac);
+    if (recv) {
+      const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
+      emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
+    }
+    if (d.kind === 'release' || d.kind === 'decline') {
+      const p = d.kind === 'release' ? this.store.release(msg.mac, d.ip) : this.store.decline(msg.mac, d.ip);
+      p.catch((err) => log.error({ err, ...base }, `lease ${d.kind} not saved`));
+      log.info({ ...base, ip: d.ip }, d.kind === 'release' ? 'released' : 'declined');
+      return;
+    }
+    if (d.kind !== 'reply') return;
+    const reply = d;
+    const send = () => this.send(reply, msg, via, base, profile);
+    if (d.commit) {
+      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(send, (err) => {
+        metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });
+        log.error({ err, ...base }, 'lease not saved: no ACK sent');
+      });
+    } else send();
+  }
+
+  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: Record<string, unknown>, profile: string | undefined): void {
+    const { metrics, log, emit } = this.o;
+    const pair = via === 'proxy' ? this.proxyPair : this.dhcpPair;
+    if (!pair) return;
+    const buf = encodeDhcp(d.reply);
+    const to: Dest = d.to;
+    pair.send(buf, to.port, to.address);
+    const rtype = messageType(d.reply);
+    metrics.inc('bootrelay_dhcp_sent_total', { type: rtype === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[rtype] ?? String(rtype)) });
+    this.o.trace?.record({ mac: req.mac, dir: 'out', clientIp: to.address, clientPort: to.port, serverIp: this.o.lan.address, serverPort: pair.port, payload: buf });
+    if (d.boot?.role === 'loader' && (d.event === 'dhcp.ack' || d.event.startsWith('proxy.'))) this.rearmed.delete(req.mac);
+    if (d.event === 'dhcp.inform') return; // the received event said it all
+    const ev = { type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, reason: d.note };
+    emit(ev);
+    if (log.isLevelEnabled('debug') || (d.boot && d.event !== 'dhcp.offer' && d.event !== 'proxy.offer')) log.info({ ...base, ip: d.ip, file: d.boot?.file, to: `${to.address}:${to.port}` }, `${d.event} sent`);
+  }
+}
+
