@@ -1,0 +1,311 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { FileCache, type FileCacheOptions } from '../../relay/cache/cache';
+import { Metrics } from '../../relay/metrics';
+import { silentLogger } from '../../agent/log';
+import type { RelayEvent } from '../../proto/events';
+import { TestUpstream } from '../helpers/upstream';
+import { isRoot, waitFor } from '../helpers/netns';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function readAll(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s as AsyncIterable<Buffer>) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+let up: TestUpstream;
+const caches: FileCache[] = [];
+const dirs: string[] = [];
+
+function tmpDir(): string {
+  const d = fs.mkdtempSync(join(os.tmpdir(), 'br-cache-'));
+  dirs.push(d);
+  return d;
+}
+
+async function makeCache(over: Partial<FileCacheOptions> & { dir?: string; maxBytes?: number; ttlSeconds?: number } = {}) {
+  const events: RelayEvent[] = [];
+  const metrics = new Metrics();
+  const cache = new FileCache({
+    upstream: { url: up.url, headers: { 'x-test': '1' }, timeoutMs: 5000 },
+    cache: { dir: over.dir ?? tmpDir(), maxBytes: over.maxBytes ?? 1e9, ttlSeconds: over.ttlSeconds ?? 3600, negativeTtlSeconds: 60 },
+    log: silentLogger,
+    metrics,
+    emit: (e) => events.push({ ts: '', ...e } as RelayEvent),
+    backoffMs: 20,
+    ...over,
+  });
+  await cache.init();
+  caches.push(cache);
+  return { cache, events, metrics };
+}
+
+beforeAll(async () => {
+  up = new TestUpstream();
+  await up.start();
+});
+
+afterEach(async () => {
+  up.rate = 0;
+  up.cutOnce.clear();
+  up.truncate.clear();
+  up.alter.clear();
+  up.fail500.clear();
+  while (caches.length) await caches.pop()!.close();
+});
+
+afterAll(async () => {
+  await up.cleanup();
+  for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
+});
+
+describe('FileCache', () => {
+  it('fetches a miss once, then serves hits from disk with configured headers', async () => {
+    const body = await up.addFile('a/kernel', randomBytes(300_000));
+    const { cache, events } = await makeCache();
+    const f1 = await cache.open('a/kernel', { mac: '52:54:00:00:00:01' });
+    expect(f1.cache).toBe('miss');
+    expect(f1.size).toBe(body.length);
+    expect(sha(await readAll(f1.stream))).toBe(sha(body));
+    await waitFor(() => cache.list().find((e) => e.path === 'a/kernel' && e.complete), 5000, 'commit');
+    const f2 = await cache.open('/a/kernel');
+    expect(f2.cache).toBe('hit');
+    expect(sha(await readAll(f2.stream))).toBe(sha(body));
+    expect(up.count('a/kernel', 'GET')).toBe(1);
+    expect(up.requests.find((r) => r.path === 'a/kernel')!.headers['x-test']).toBe('1');
+    expect(events.filter((e) => e.type === 'cache.miss')[0]).toMatchObject({ file: 'a/kernel', mac: '52:54:00:00:00:01' });
+    expect(events.some((e) => e.type === 'cache.hit')).toBe(true);
+    const st = cache.stats();
+    expect(st).toMatchObject({ entries: 1, bytes: body.length, hits: 1, misses: 1, upstreamBytes: body.length, uplink: 'up' });
+    expect(cache.list()[0]).toMatchObject({ path: 'a/kernel', size: body.length, complete: true, pinned: false, sha256: sha(body) });
+  });
+
+  it('makes one upstream fetch for 20 concurrent clients, who all stream along long before the fill ends', async () => {
+    const body = await up.addFile('slow/initrd', randomBytes(1_000_000));
+    up.rate = 500_000; // ~2 s to fill
+    const { cache } = await makeCache();
+    const t0 = Date.now();
+    const firstByte: number[] = [];
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const f = await cache.open('slow/initrd');
+        const parts: Buffer[] = [];
+        for await (const c of f.stream as AsyncIterable<Buffer>) {
+          if (parts.length === 0) firstByte.push(Date.now() - t0);
+          parts.push(c);
+        }
+        return Buffer.concat(parts);
+      }),
+    );
+    const total = Date.now() - t0;
+    for (const r of results) expect(sha(r)).toBe(sha(body));
+    expect(up.count('slow/initrd', 'GET')).toBe(1);
+    expect(total).toBeGreaterThan(1500);
+    expect(Math.max(...firstByte)).toBeLessThan(1000);
+  });
+
+  it('resumes a cut upstream connection with Range + If-Range and still delivers the right bytes', async () => {
+    const body = await up.addFile('cut/vmlinuz', randomBytes(700_000));
+    up.cutOnce.set('cut/vmlinuz', 250_000);
+    const { cache } = await makeCache();
+    const f = await cache.open('cut/vmlinuz');
+    expect(sha(await readAll(f.stream))).toBe(sha(body));
+    const ranges = up.rangeRequests('cut/vmlinuz');
+    expect(ranges.length).toBe(1);
+    expect(ranges[0]!.headers.range).toMatch(/^bytes=\d+-$/);
+    expect(ranges[0]!.headers['if-range']).toBeTruthy();
+    expect(ranges[0]!.status).toBe(206);
+  });
+
+  it('fails the stream and commits nothing when the body does not match SHA256SUMS', async () => {
+    const body = await up.addFile('sum/initrd.img', randomBytes(200_000));
+    await up.writeSums('sum', ['initrd.img']);
+    const bad = Buffer.from(body);
+    bad[100_000] ^= 0xff;
+    up.alter.set('sum/initrd.img', bad);
+    const { cache, events } = await makeCache();
+    const f = await cache.open('sum/initrd.img');
+    const got: Buffer[] = [];
+    await expect(
+      (async () => {
+        for await (const c of f.stream as AsyncIterable<Buffer>) got.push(c);
+      })(),
+    ).rejects.toMatchObject({ code: 'EINTEGRITY' });
+    expect(Buffer.concat(got).length).toBeLessThan(body.length);
+    expect(cache.list()).toEqual([]);
+    const dir = (cache as unknown as { index: { dataDir: string; partialDir: string } }).index;
+    await waitFor(async () => (await fsp.readdir(dir.partialDir)).length === 0, 2000, 'partial removed');
+    expect(await fsp.readdir(dir.dataDir)).toEqual([]);
+    expect(events.some((e) => e.type === 'cache.error' && e.reason === 'integrity')).toBe(true);
+    // the right bytes, once the upstream is fixed, pass
+    up.alter.clear();
+    const f2 = await cache.open('sum/initrd.img');
+    expect(sha(await readAll(f2.stream))).toBe(sha(body));
+  });
+
+  it('checks a profile sha256 from the expectedSha256 hook', async () => {
+    await up.addFile('p/kernel', randomBytes(50_000));
+    const { cache } = await makeCache({ expectedSha256: (p) => (p === 'p/kernel' ? '0'.repeat(64) : undefined) });
+    const f = await cache.open('p/kernel');
+    await expect(readAll(f.stream)).rejects.toMatchObject({ code: 'EINTEGRITY' });
+    expect(cache.list()).toEqual([]);
+  });
+
+  it('never commits a short body (fewer bytes than Content-Length)', async () => {
+    await up.addFile('short/file', randomBytes(100_000));
+    up.truncate.set('short/file', 60_000);
+    const { cache } = await makeCache({ retries: 2 });
+    const f = await cache.open('short/file');
+    await expect(readAll(f.stream)).rejects.toThrow(/ended after 60000 of 100000/);
+    expect(cache.list()).toEqual([]);
+  });
+
+  it('remembers a 404: twelve probes cost one upstream request', async () => {
+    const { cache } = await makeCache();
+    for (let i = 0; i < 12; i++) {
+      await expect(cache.open('pxelinux.cfg/01-52-54-00-00-00-09')).rejects.toMatchObject({ code: 'ENOENT', status: 404 });
+    }
+    expect(up.count('pxelinux.cfg/01-52-54-00-00-00-09')).toBe(1);
+  });
+
+  it('evicts least recently used entries within maxBytes, but keeps pinned ones', async () => {
+    for (const n of ['l/a', 'l/b', 'l/c']) await up.addFile(n, randomBytes(1000));
+    const { cache } = await makeCache({ maxBytes: 2500 });
+    const a = await cache.prefetch('l/a', true);
+    expect(a).toMatchObject({ pinned: true, complete: true });
+    await cache.prefetch('l/b');
+    await cache.prefetch('l/c');
+    expect(cache.list().map((e) => e.path)).toEqual(['l/a', 'l/c']);
+    expect(cache.stats().bytes).toBeLessThanOrEqual(2500);
+  });
+
+  it('revalidates after ttl with If-None-Match and takes a 304 as fresh', async () => {
+    await up.addFile('ttl/f', 'hello');
+    const { cache } = await makeCache({ ttlSeconds: 0 });
+    expect((await readAll((await cache.open('ttl/f')).stream)).toString()).toBe('hello');
+    await waitFor(() => cache.list()[0]?.complete, 2000, 'commit');
+    const f = await cache.open('ttl/f');
+    expect(f.cache).toBe('hit');
+    expect((await readAll(f.stream)).toString()).toBe('hello');
+    const cond = up.requests.filter((r) => r.path === 'ttl/f' && r.headers['if-none-match']);
+    expect(cond.length).toBe(1);
+    expect(cond[0]!.status).toBe(304);
+    // changed upstream → refetched
+    await up.addFile('ttl/f', 'hello, world', new Date(Date.now() + 5000));
+    const g = await cache.open('ttl/f');
+    expect(g.cache).toBe('miss');
+    expect((await readAll(g.stream)).toString()).toBe('hello, world');
+  });
+
+  it('serves the cached copy as stale while the uplink is down, and notices when it is back', async () => {
+    await up.addFile('down/f', randomBytes(10_000));
+    const { cache, events } = await makeCache({ ttlSeconds: 0, uplinkRetryMs: 0 });
+    await readAll((await cache.open('down/f')).stream);
+    await waitFor(() => cache.list()[0]?.complete, 2000, 'commit');
+    await up.stop();
+    try {
+      const f = await cache.open('down/f');
+      expect(f.cache).toBe('stale');
+      expect((await readAll(f.stream)).length).toBe(10_000);
+      expect(events.find((e) => e.type === 'cache.stale')).toMatchObject({ file: 'down/f' });
+      expect(events.find((e) => e.type === 'uplink.down')?.reason).toBeTruthy();
+      expect(cache.stats().uplink).toBe('down');
+      await expect(cache.open('down/missing')).rejects.toMatchObject({ code: 'EUPSTREAM' });
+    } finally {
+      await up.start();
+    }
+    const g = await cache.open('down/f');
+    expect(g.cache).toBe('hit');
+    g.stream.destroy();
+    expect(cache.stats().uplink).toBe('up');
+    expect(events.some((e) => e.type === 'uplink.up')).toBe(true);
+  });
+
+  it('serves Range opens on cached files and on files still filling; a start beyond the end is ERANGE', async () => {
+    const body = await up.addFile('r/big', randomBytes(400_000));
+    up.rate = 400_000;
+    const { cache } = await makeCache();
+    const f = await cache.open('r/big', { start: 300_000, end: 300_099 });
+    expect(f.cache).toBe('miss');
+    expect((await readAll(f.stream)).equals(body.subarray(300_000, 300_100))).toBe(true);
+    await waitFor(() => cache.list()[0]?.complete, 5000, 'commit');
+    const g = await cache.open('r/big', { start: 10, end: 19 });
+    expect((await readAll(g.stream)).equals(body.subarray(10, 20))).toBe(true);
+    const h = await cache.open('r/big', { start: 399_990 });
+    expect((await readAll(h.stream)).equals(body.subarray(399_990))).toBe(true);
+    await expect(cache.open('r/big', { start: 400_000 })).rejects.toMatchObject({ code: 'ERANGE', size: 400_000 });
+  });
+
+  it('verify() re-hashes entries and drops a corrupt one; purge() removes entries', async () => {
+    await up.addFile('v/a', randomBytes(1000));
+    await up.addFile('v/b', randomBytes(1000));
+    const { cache } = await makeCache();
+    await cache.prefetch('v/a');
+    await cache.prefetch('v/b');
+    const idx = (cache as unknown as { index: { dataPath(id: string): string; entries: Map<string, { id: string }> } }).index;
+    const p = idx.dataPath(idx.entries.get('v/b')!.id);
+    const buf = await fsp.readFile(p);
+    buf[0] ^= 1;
+    await fsp.writeFile(p, buf);
+    const r = await cache.verify();
+    expect(r.find((x) => x.path === 'v/a')).toEqual({ path: 'v/a', ok: true });
+    expect(r.find((x) => x.path === 'v/b')).toMatchObject({ ok: false });
+    expect(cache.list().map((e) => e.path)).toEqual(['v/a']);
+    expect(await cache.purge()).toBe(1);
+    expect(cache.list()).toEqual([]);
+  });
+
+  it('after a crash mid-fill (partial file + index naming a missing file) serves no partial as whole', async () => {
+    const dir = tmpDir();
+    const body = await up.addFile('crash/k', randomBytes(50_000));
+    await fsp.mkdir(join(dir, 'partial'), { recursive: true });
+    await fsp.mkdir(join(dir, 'data'), { recursive: true });
+    await fsp.writeFile(join(dir, 'partial', 'x-1'), body.subarray(0, 20_000));
+    await fsp.writeFile(join(dir, 'data', 'orphan-1'), body.subarray(0, 20_000));
+    const now = Date.now();
+    const entry = { path: 'crash/k', id: 'gone-1', size: 50_000, sha256: sha(body), fetchedAt: now, validatedAt: now, lastUsedAt: now, hits: 0, pinned: false };
+    await fsp.writeFile(join(dir, 'index.json'), JSON.stringify({ version: 1, entries: [entry] }));
+    const { cache } = await makeCache({ dir });
+    expect(cache.list()).toEqual([]);
+    expect(await fsp.readdir(join(dir, 'partial'))).toEqual([]);
+    expect(await fsp.readdir(join(dir, 'data'))).toEqual([]);
+    const f = await cache.open('crash/k');
+    expect(f.cache).toBe('miss');
+    expect(sha(await readAll(f.stream))).toBe(sha(body));
+  });
+});
+
+const tmpfsSkip = !isRoot ? 'needs root to mount a tmpfs' : undefined;
+describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
+  let mnt: string;
+  beforeAll(() => {
+    mnt = fs.mkdtempSync(join(os.tmpdir(), 'br-tmpfs-'));
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    if (r.status !== 0) throw new Error(`mount failed: ${r.stderr}`);
+  });
+  afterAll(() => {
+    spawnSync('umount', [mnt]);
+    fs.rmSync(mnt, { recursive: true, force: true });
+  });
+
+  it('streams a file larger than the disk through without caching, whole and verified', async () => {
+    const body = await up.addFile('full/big', randomBytes(2_500_000));
+    await up.writeSums('full', ['big']);
+    const { cache, events } = await makeCache({ dir: join(mnt, 'c') });
+    const f = await cache.open('full/big');
+    expect(sha(await readAll(f.stream))).toBe(sha(body));
+    expect(events.some((e) => e.type === 'cache.error' && e.reason === 'disk full')).toBe(true);
+    const g = await cache.open('full/big');
+    expect(g.cache).toBe('bypass');
+    expect(sha(await readAll(g.stream))).toBe(sha(body));
+    expect(cache.list()).toEqual([]);
+  });
+});
