@@ -1,0 +1,52 @@
+/**
+ * The agent's typed event bus (z2m style): services' RelayEvents go out as
+ * 'relay', the tracker's ClientState changes as 'client'. Every listener is
+ * called in its own try/catch (and a rejected promise is caught too), so one
+ * failing subscriber is logged and counted, never fatal and never skipping
+ * the others.
+ */
+import { EventEmitter } from 'node:events';
+import type { RelayEvent } from '../proto/events';
+import type { ClientState } from './clients/tracker';
+import type { Logger } from './log';
+
+export type BusEvents = { relay: [RelayEvent]; client: [ClientState] };
+
+export class Bus extends EventEmitter<BusEvents> {
+  /** Listener failures so far (also logged). */
+  failures = 0;
+
+  constructor(private log?: Logger) {
+    super({ captureRejections: false });
+    this.setMaxListeners(100);
+  }
+
+  override emit<K>(eventName: K | keyof BusEvents, ...args: K extends keyof BusEvents ? BusEvents[K] : never): boolean {
+    const name = eventName as keyof BusEvents;
+    const listeners = this.rawListeners(name) as Array<(...a: unknown[]) => unknown>;
+    for (const fn of listeners) {
+      try {
+        const r = fn.apply(this, args as unknown[]);
+        if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(undefined, (err) => this.failed(name, err));
+      } catch (err) {
+        this.failed(name, err);
+      }
+    }
+    return listeners.length > 0;
+  }
+
+  /** Subscribes and returns the unsubscribe function. */
+  subscribe<K extends keyof BusEvents>(event: K, fn: (...args: BusEvents[K]) => void): () => void {
+    this.on(event as never, fn as never);
+    return () => this.off(event as never, fn as never);
+  }
+
+  private failed(event: string, err: unknown): void {
+    this.failures++;
+    try {
+      this.log?.error({ err, event }, 'bus listener failed');
+    } catch {
+      // a broken logger must not break the bus either
+    }
+  }
+}

@@ -1,0 +1,281 @@
+import { describe, expect, it } from 'vitest';
+import { cleanFile, ClientTracker, type ClientState } from '../../../../agent/clients/tracker';
+import type { BootConfig } from '../../../../agent/config/types';
+import { makeEvent, type RelayEvent } from '../../../../proto/events';
+
+const BOOT: BootConfig = {
+  loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi', 'ipxe/ipxe.efi'] },
+  defaultProfile: 'debian',
+  profiles: {
+    debian: { kernel: 'debian/vmlinuz', initrd: ['debian/initrd.gz'], cmdline: 'console=ttyS0' },
+    two: { kernel: 'alp/vmlinuz', initrd: ['alp/initramfs', 'alp/modloop'] },
+    bare: { kernel: 'bare/vmlinuz' },
+  },
+  assign: { '52:54:00:00:00:02': 'two', '52:54:00:00:00:03': 'bare' },
+};
+
+const MAC = '52:54:00:99:0b:01';
+
+function setup(opts: Partial<ConstructorParameters<typeof ClientTracker>[0]> = {}) {
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const emitted: ClientState[] = [];
+  const failures: Array<Record<string, unknown>> = [];
+  const t = new ClientTracker({ boot: BOOT, now: () => now, emit: (e) => failures.push(e), ...opts });
+  t.on('client', (s) => emitted.push(s));
+  const ev = (type: RelayEvent['type'], f: Partial<RelayEvent> = {}) => t.apply(makeEvent({ type, mac: MAC, ...f }));
+  return {
+    t,
+    emitted,
+    failures,
+    ev,
+    advance: (ms: number) => {
+      now += ms;
+      return t.tick(now);
+    },
+    phases: () => [...new Set(emitted.filter((s) => s.mac === (emitted.at(-1)?.mac ?? MAC)).map((s) => s.phase))],
+  };
+}
+
+describe('cleanFile', () => {
+  it('turns URLs and /files/ paths into boot paths', () => {
+    expect(cleanFile('http://10.99.0.1/files/ipxe/ipxe.efi')).toBe('ipxe/ipxe.efi');
+    expect(cleanFile('http://10.99.0.1:8080/boot.ipxe?mac=52:54:00:00:00:01')).toBe('/boot.ipxe');
+    expect(cleanFile('/files/debian/vmlinuz')).toBe('debian/vmlinuz');
+    expect(cleanFile('/ipxe/undionly.kpxe')).toBe('ipxe/undionly.kpxe');
+    expect(cleanFile('boot.ipxe')).toBe('/boot.ipxe');
+    expect(cleanFile(undefined)).toBeUndefined();
+  });
+});
+
+describe('ClientTracker', () => {
+  it('follows a SeaBIOS iPXE ROM boot: dhcp, bound, ipxe, kernel, initrd, handoff, booted', () => {
+    const { ev, emitted, t, advance } = setup();
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    ev('dhcp.offer', { firmware: 'ipxe', arch: 'bios', file: 'http://10.99.0.1/boot.ipxe?mac=' + MAC });
+    ev('dhcp.request', { firmware: 'ipxe', arch: 'bios' });
+    ev('dhcp.ack', { firmware: 'ipxe', arch: 'bios', ip: '10.99.0.100', file: 'http://10.99.0.1/boot.ipxe?mac=' + MAC });
+    expect(t.get(MAC)!.phase).toBe('bound');
+    advance(300);
+    ev('http.start', { file: '/boot.ipxe', ip: '10.99.0.100' });
+    ev('http.done', { file: '/boot.ipxe', bytes: 200 });
+    ev('http.start', { file: 'debian/vmlinuz', totalBytes: 8_000_000 });
+    advance(1000);
+    ev('http.progress', { file: 'debian/vmlinuz', bytes: 4_000_000, totalBytes: 8_000_000 });
+    const mid = t.get(MAC)!;
+    expect(mid).toMatchObject({ phase: 'kernel', file: 'debian/vmlinuz', bytes: 4_000_000, totalBytes: 8_000_000, etaSeconds: 1, rate: 4_000_000 });
+    advance(1000);
+    ev('http.done', { file: 'debian/vmlinuz', bytes: 8_000_000 });
+    ev('http.start', { file: 'debian/initrd.gz', totalBytes: 1000 });
+    ev('http.done', { file: 'debian/initrd.gz', bytes: 1000 });
+    expect(t.get(MAC)!.phase).toBe('handoff');
+    advance(5000);
+    ev('client.booted', {});
+    const s = t.get(MAC)!;
+    expect(s).toMatchObject({ phase: 'booted', ip: '10.99.0.100', arch: 'bios', firmware: 'ipxe', profile: 'debian', error: null });
+    expect([...new Set(emitted.map((e) => e.phase))]).toEqual(['dhcp', 'bound', 'ipxe', 'kernel', 'initrd', 'handoff', 'booted']);
+    expect(Object.keys(s.phases)).toEqual(['dhcp', 'bound', 'ipxe', 'kernel', 'initrd', 'handoff', 'booted']);
+    expect(Date.parse(s.phases.kernel!.endedAt!) - Date.parse(s.phases.kernel!.startedAt)).toBe(2000);
+    expect(s.phases.dhcp!.endedAt).toBeDefined();
+  });
+
+  it('follows an OVMF UEFI PXE boot with a TFTP loader, then iPXE', () => {
+    const { ev, t, emitted, advance } = setup();
+    ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-x64' });
+    ev('dhcp.offer', { firmware: 'uefi', arch: 'uefi-x64', file: 'ipxe/snponly.efi' });
+    ev('dhcp.request', { firmware: 'uefi', arch: 'uefi-x64' });
+    ev('dhcp.ack', { firmware: 'uefi', arch: 'uefi-x64', ip: '10.99.0.101', file: 'ipxe/snponly.efi' });
+    advance(500);
+    // the tsize probe: the firmware aborts the first transfer after the OACK
+    ev('tftp.start', { file: 'ipxe/snponly.efi', ip: '10.99.0.101', totalBytes: 200_000 });
+    ev('tftp.error', { file: 'ipxe/snponly.efi', reason: 'client-abort', error: 'ERROR 8 after OACK' });
+    expect(t.get(MAC)!.phase).toBe('loader');
+    // TFTP events may come by IP only
+    t.apply(makeEvent({ type: 'tftp.start', ip: '10.99.0.101', file: '/ipxe/snponly.efi', totalBytes: 200_000 }));
+    t.apply(makeEvent({ type: 'tftp.progress', ip: '10.99.0.101', file: 'ipxe/snponly.efi', bytes: 100_000 }));
+    t.apply(makeEvent({ type: 'tftp.done', ip: '10.99.0.101', file: 'ipxe/snponly.efi', bytes: 200_000 }));
+    expect(t.get(MAC)).toMatchObject({ phase: 'loader', bytes: 200_000, totalBytes: 200_000 });
+    advance(25_000); // the loader's own DHCP is not bound by the ACK timeout: a request came
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'uefi-x64' });
+    expect(t.get(MAC)!.phase).toBe('ipxe');
+    ev('dhcp.ack', { firmware: 'ipxe', arch: 'uefi-x64', ip: '10.99.0.101', file: 'http://10.99.0.1/boot.ipxe?mac=' + MAC });
+    ev('http.start', { file: '/boot.ipxe?mac=' + MAC });
+    ev('http.start', { file: '/files/debian/vmlinuz' });
+    ev('http.done', { file: '/files/debian/vmlinuz', bytes: 10 });
+    ev('http.start', { file: '/files/debian/initrd.gz' });
+    ev('http.done', { file: '/files/debian/initrd.gz', bytes: 10 });
+    ev('client.booted', {});
+    const s = t.get(MAC)!;
+    expect(s.firmware).toBe('uefi');
+    expect(s.error).toBeNull();
+    expect([...new Set(emitted.map((e) => e.phase))]).toEqual(['dhcp', 'bound', 'loader', 'ipxe', 'kernel', 'initrd', 'handoff', 'booted']);
+  });
+
+  it('waits for every initrd before handoff, and hands off after the kernel when there is none', () => {
+    const { t } = setup();
+    const a = '52:54:00:00:00:02';
+    const e = (type: RelayEvent['type'], file: string) => t.apply(makeEvent({ type, mac: a, file }));
+    t.apply(makeEvent({ type: 'dhcp.discover', mac: a, firmware: 'ipxe' }));
+    e('http.start', 'alp/vmlinuz');
+    e('http.done', 'alp/vmlinuz');
+    e('http.start', 'alp/initramfs');
+    e('http.done', 'alp/initramfs');
+    expect(t.get(a)!.phase).toBe('initrd');
+    e('http.start', 'alp/modloop');
+    e('http.done', 'alp/modloop');
+    expect(t.get(a)).toMatchObject({ phase: 'handoff', profile: 'two' });
+
+    const b = '52:54:00:00:00:03';
+    t.apply(makeEvent({ type: 'dhcp.discover', mac: b, firmware: 'ipxe' }));
+    t.apply(makeEvent({ type: 'http.start', mac: b, file: 'bare/vmlinuz' }));
+    t.apply(makeEvent({ type: 'http.done', mac: b, file: 'bare/vmlinuz' }));
+    expect(t.get(b)!.phase).toBe('handoff');
+  });
+
+  it('fails when no TFTP request follows an ACK that named a loader', () => {
+    const { ev, t, advance, failures } = setup();
+    ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-x64' });
+    ev('dhcp.ack', { firmware: 'uefi', arch: 'uefi-x64', ip: '10.99.0.101', file: 'ipxe/snponly.efi' });
+    expect(advance(19_000)).toEqual([]);
+    const changed = advance(1_000);
+    expect(changed).toHaveLength(1);
+    expect(t.get(MAC)).toMatchObject({ phase: 'failed', failedPhase: 'bound', error: 'no TFTP request within 20 s of the ACK: the firmware rejected the offer' });
+    expect(failures).toEqual([expect.objectContaining({ type: 'client.failed', mac: MAC, error: expect.stringContaining('no TFTP request') })]);
+    expect(t.explain(MAC).join(' ')).toMatch(/Secure Boot/);
+    // the firmware retries: a new boot starts
+    ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-x64' });
+    expect(t.get(MAC)).toMatchObject({ phase: 'dhcp', error: null });
+  });
+
+  it('fails when iPXE never fetches /boot.ipxe', () => {
+    const { ev, t, advance } = setup();
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    ev('dhcp.ack', { firmware: 'ipxe', arch: 'bios', file: 'http://10.99.0.1/boot.ipxe?mac=' + MAC });
+    advance(21_000);
+    expect(t.get(MAC)!.error).toMatch(/no HTTP request for \/boot\.ipxe within 20 s/);
+  });
+
+  it('says which upstream file was missing', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    ev('http.start', { file: '/boot.ipxe' });
+    ev('http.start', { file: 'debian/vmlinuz' });
+    ev('http.error', { file: 'debian/vmlinuz', status: 404, error: 'upstream answered 404' });
+    expect(t.get(MAC)).toMatchObject({ phase: 'failed', failedPhase: 'kernel', error: 'upstream 404 for debian/vmlinuz' });
+    expect(t.explain(MAC).join('\n')).toMatch(/failed in phase kernel .*: upstream 404 for debian\/vmlinuz/);
+  });
+
+  it('reports a TFTP 404 for the loader, but not for files that are no part of the boot', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('tftp.start', { file: 'autoexec.ipxe' });
+    ev('tftp.error', { file: 'autoexec.ipxe', error: 'ENOENT: upstream 404' });
+    expect(t.get(MAC)!.phase).toBe('dhcp');
+    ev('tftp.start', { file: 'ipxe/undionly.kpxe' });
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', error: 'not found', code: 1 });
+    expect(t.get(MAC)!.error).toBe('upstream 404 for ipxe/undionly.kpxe');
+  });
+
+  it('fails a UEFI x64 client that is offered the BIOS loader', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-x64' });
+    ev('dhcp.offer', { firmware: 'uefi', arch: 'uefi-x64', file: 'ipxe/undionly.kpxe' });
+    expect(t.get(MAC)!.error).toBe('a UEFI x64 client was offered the bios loader ipxe/undionly.kpxe, which it cannot run');
+  });
+
+  it('fails a client whose arch has no loader', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-arm64' });
+    ev('dhcp.no-loader', { arch: 'uefi-arm64' });
+    expect(t.get(MAC)).toMatchObject({ phase: 'failed', error: 'no loader configured for arch uefi-arm64' });
+    expect(t.explain(MAC).join(' ')).toMatch(/boot\.loaders/);
+  });
+
+  it('fails a transfer that makes no progress for 60 s, and recovers when it resumes', () => {
+    const { ev, t, advance } = setup();
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    ev('http.start', { file: 'debian/vmlinuz', totalBytes: 10_000_000 });
+    advance(30_000);
+    ev('http.progress', { file: 'debian/vmlinuz', bytes: 1_000_000, totalBytes: 10_000_000 });
+    advance(59_000);
+    expect(t.get(MAC)!.phase).toBe('kernel');
+    advance(1_000);
+    expect(t.get(MAC)!.error).toBe('no progress for 60 s while loading debian/vmlinuz over HTTP (1.0 MB of 10.0 MB)');
+    ev('http.start', { file: 'debian/vmlinuz', totalBytes: 10_000_000 });
+    expect(t.get(MAC)).toMatchObject({ phase: 'kernel', error: null });
+  });
+
+  it('leaves a client in handoff however long the OS stays silent', () => {
+    const { ev, t, advance } = setup();
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    ev('http.start', { file: 'debian/vmlinuz' });
+    ev('http.done', { file: 'debian/vmlinuz' });
+    ev('http.start', { file: 'debian/initrd.gz' });
+    ev('http.done', { file: 'debian/initrd.gz' });
+    advance(3_600_000);
+    expect(t.get(MAC)).toMatchObject({ phase: 'handoff', error: null });
+    expect(t.explain(MAC).join(' ')).toMatch(/has not reported back/);
+    // the booted OS's own DHCP does not start a new boot
+    ev('dhcp.request', { firmware: 'other', ip: '10.99.0.120' });
+    ev('dhcp.ack', { firmware: 'other', ip: '10.99.0.120' });
+    expect(t.get(MAC)).toMatchObject({ phase: 'handoff', ip: '10.99.0.120' });
+  });
+
+  it('starts a new boot when a booted client PXE boots again', () => {
+    const { ev, t, advance } = setup();
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('client.booted');
+    const first = t.get(MAC)!.startedAt;
+    advance(10_000);
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    const s = t.get(MAC)!;
+    expect(s.phase).toBe('dhcp');
+    expect(s.startedAt).not.toBe(first);
+    expect(Object.keys(s.phases)).toEqual(['dhcp']);
+  });
+
+  it('ignores DHCP from devices that are not netbooting', () => {
+    const { t } = setup();
+    expect(t.apply(makeEvent({ type: 'dhcp.discover', mac: 'aa:bb:cc:dd:ee:ff', firmware: 'other' }))).toBeUndefined();
+    expect(t.apply(makeEvent({ type: 'uplink.down' }))).toBeUndefined();
+    expect(t.list()).toEqual([]);
+  });
+
+  it('throttles byte progress to one emission per 250 ms, phase changes at once', () => {
+    const { ev, emitted, advance } = setup();
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    ev('http.start', { file: 'debian/vmlinuz', totalBytes: 1_000_000 });
+    const base = emitted.length;
+    for (let i = 1; i <= 100; i++) {
+      ev('http.progress', { file: 'debian/vmlinuz', bytes: i * 1000, totalBytes: 1_000_000 });
+      advance(10); // 100 events over 1 s
+    }
+    const progress = emitted.slice(base);
+    expect(progress.length).toBeGreaterThanOrEqual(3);
+    expect(progress.length).toBeLessThanOrEqual(5);
+    advance(300); // the trailing update is flushed by tick
+    expect(emitted.at(-1)!.bytes).toBe(100_000);
+    ev('http.done', { file: 'debian/vmlinuz', bytes: 1_000_000 });
+    ev('http.start', { file: 'debian/initrd.gz' });
+    expect(emitted.at(-1)!.phase).toBe('initrd');
+  });
+
+  it('uses runtime assignments and the event profile', () => {
+    const { t, ev } = setup();
+    t.assign(MAC, 'bare');
+    ev('dhcp.discover', { firmware: 'ipxe' });
+    expect(t.get(MAC)!.profile).toBe('bare');
+    ev('http.start', { file: '/boot.ipxe', profile: 'two' });
+    expect(t.get(MAC)!.profile).toBe('two');
+  });
+
+  it('explains an unknown MAC', () => {
+    const { t } = setup();
+    expect(t.explain('52-54-00-AA-BB-CC')[0]).toMatch(/Nothing has been seen from 52:54:00:aa:bb:cc/);
+  });
+
+  it('bounds the number of clients it remembers', () => {
+    const { t } = setup({ maxClients: 3 });
+    for (let i = 0; i < 5; i++) t.apply(makeEvent({ type: 'dhcp.discover', mac: `52:54:00:00:01:0${i}`, firmware: 'bios' }));
+    expect(t.list()).toHaveLength(3);
+  });
+});
