@@ -1,0 +1,220 @@
+/**
+ * The uplink's state: the network the relay reaches its upstream through (on a travel router,
+ * the Wi-Fi client interface `wwan`), for `…/status` and the uplink.up / uplink.down events.
+ *
+ * On OpenWrt: `ubus call network.interface.<name> status` (netifd's view: up, l3_device,
+ * ipv4-address, route, uptime) plus `iwinfo <l3_device> info` for the Wi-Fi details.
+ * Elsewhere: `ip -j route show default` (which interface carries the default route) and
+ * `ip -j addr show` (its state and address).
+ *
+ * Commands run through an injected `Exec`, so tests drive the parsers with recorded outputs.
+ */
+import { execFile } from 'node:child_process';
+
+export interface ExecResult {
+  /** exit status; null when the command could not be run or was killed */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** e.g. 'ENOENT' when the program does not exist, 'ETIMEDOUT' */
+  error?: string;
+}
+
+export type Exec = (cmd: string, args: string[]) => Promise<ExecResult>;
+
+export interface UplinkStatus {
+  up: boolean;
+  /** the kernel interface (l3 device), e.g. `phy0-sta0`, `eth0` */
+  interface?: string;
+  /** the OpenWrt logical network (`wwan`, `wan`) when read from netifd */
+  network?: string;
+  /** IPv4 address on the uplink */
+  address?: string;
+  prefix?: number;
+  gateway?: string;
+  /** seconds the netifd interface has been up */
+  uptimeSeconds?: number;
+  /** Wi-Fi (iwinfo) */
+  ssid?: string;
+  bssid?: string;
+  signalDbm?: number;
+  noiseDbm?: number;
+  bitrateMbit?: number;
+  /** link quality in percent (iwinfo's `Link Quality: 52/70` → 74) */
+  quality?: number;
+  source: 'ubus' | 'ip' | 'none';
+  /** why the state could not be read, or why the uplink is not up */
+  reason?: string;
+  /** ISO-8601 time of the reading */
+  checkedAt: string;
+}
+
+/** Runs a program without a shell, bounded in time and output; never throws. */
+export const defaultExec: Exec = (cmd, args) =>
+  new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 3000, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (!err) return resolve({ code: 0, stdout, stderr });
+      const e = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean };
+      if (typeof e.code === 'number') return resolve({ code: e.code, stdout, stderr });
+      resolve({ code: null, stdout: stdout ?? '', stderr: stderr ?? '', error: e.killed ? 'ETIMEDOUT' : String(e.code ?? e.message) });
+    });
+  });
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function arr(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** netifd's `ubus call network.interface.<name> status` JSON → the uplink fields it carries. */
+export function parseUbusInterfaceStatus(json: unknown, network?: string): Omit<UplinkStatus, 'checkedAt' | 'source'> | undefined {
+  if (!isObj(json) || typeof json.up !== 'boolean') return undefined;
+  const out: Omit<UplinkStatus, 'checkedAt' | 'source'> = { up: json.up };
+  if (network) out.network = network;
+  const dev = typeof json.l3_device === 'string' ? json.l3_device : typeof json.device === 'string' ? json.device : undefined;
+  if (dev) out.interface = dev;
+  const a4 = arr(json['ipv4-address']).find(isObj);
+  if (a4 && typeof a4.address === 'string') {
+    out.address = a4.address;
+    if (typeof a4.mask === 'number') out.prefix = a4.mask;
+  }
+  const def = arr(json.route).find((r) => isObj(r) && r.target === '0.0.0.0' && r.mask === 0) as Obj | undefined;
+  if (def && typeof def.nexthop === 'string') out.gateway = def.nexthop;
+  if (typeof json.uptime === 'number') out.uptimeSeconds = json.uptime;
+  if (!json.up) {
+    out.reason = json.pending === true ? 'connecting' : json.available === false ? 'device not available' : 'interface down';
+    if (isObj(json.errors) || Array.isArray(json.errors)) out.reason += ` (${JSON.stringify(json.errors)})`;
+  } else if (!out.address) {
+    // up without an IPv4 address is not a usable uplink for an IPv4 upstream
+    out.up = false;
+    out.reason = 'no IPv4 address';
+  }
+  return out;
+}
+
+export interface WifiInfo {
+  ssid?: string;
+  bssid?: string;
+  signalDbm?: number;
+  noiseDbm?: number;
+  bitrateMbit?: number;
+  quality?: number;
+}
+
+/** `iwinfo <dev> info` text → Wi-Fi details; `unknown` fields are left out. */
+export function parseIwinfoInfo(text: string): WifiInfo {
+  const out: WifiInfo = {};
+  const essid = /ESSID: "(.*)"\s*$/m.exec(text);
+  if (essid) out.ssid = essid[1];
+  const ap = /Access Point: ([0-9A-Fa-f:]{17})/.exec(text);
+  if (ap && ap[1] !== '00:00:00:00:00:00') out.bssid = ap[1]!.toLowerCase();
+  const sig = /Signal: (-?\d+) dBm/.exec(text);
+  if (sig) out.signalDbm = Number(sig[1]);
+  const noise = /Noise: (-?\d+) dBm/.exec(text);
+  if (noise) out.noiseDbm = Number(noise[1]);
+  const rate = /Bit Rate: ([\d.]+) MBit\/s/.exec(text);
+  if (rate) out.bitrateMbit = Number(rate[1]);
+  const q = /Link Quality: (\d+)\/(\d+)/.exec(text);
+  if (q && Number(q[2]) > 0) out.quality = Math.round((Number(q[1]) / Number(q[2])) * 100);
+  return out;
+}
+
+/** `ip -j route show default` + `ip -j addr show` → the default-route interface and its state. */
+export function parseIpStatus(routesJson: unknown, addrsJson: unknown): Omit<UplinkStatus, 'checkedAt' | 'source'> {
+  const routes = arr(routesJson)
+    .filter(isObj)
+    .filter((r) => (r.dst === 'default' || r.dst === '0.0.0.0/0') && typeof r.dev === 'string')
+    .sort((a, b) => (typeof a.metric === 'number' ? a.metric : 0) - (typeof b.metric === 'number' ? b.metric : 0));
+  const route = routes[0];
+  if (!route) return { up: false, reason: 'no default route' };
+  const dev = route.dev as string;
+  const out: Omit<UplinkStatus, 'checkedAt' | 'source'> = { up: false, interface: dev };
+  if (typeof route.gateway === 'string') out.gateway = route.gateway;
+  const link = arr(addrsJson).filter(isObj).find((l) => l.ifname === dev);
+  if (!link) {
+    out.reason = `interface ${dev} not found`;
+    return out;
+  }
+  const a4 = arr(link.addr_info).filter(isObj).find((a) => a.family === 'inet' && typeof a.local === 'string');
+  if (a4) {
+    out.address = a4.local as string;
+    if (typeof a4.prefixlen === 'number') out.prefix = a4.prefixlen;
+  }
+  const flags = arr(link.flags);
+  const linkUp = link.operstate === 'UP' || (link.operstate === 'UNKNOWN' && flags.includes('LOWER_UP'));
+  if (!linkUp || flags.includes('NO-CARRIER')) out.reason = `link ${String(link.operstate ?? 'down').toLowerCase()}`;
+  else if (!out.address) out.reason = 'no IPv4 address';
+  else out.up = true;
+  return out;
+}
+
+export interface ReadUplinkOptions {
+  /** OpenWrt logical networks to look at, in order; the first that is up wins. Default ['wwan', 'wan']. */
+  networks?: string[];
+  /** 'auto' (default): ubus when present, else ip. */
+  prefer?: 'auto' | 'ubus' | 'ip';
+  now?: () => Date;
+}
+
+/** Reads the uplink's state. Never throws: what could not be read is a `reason`. */
+export async function readUplinkStatus(exec: Exec = defaultExec, opts: ReadUplinkOptions = {}): Promise<UplinkStatus> {
+  const checkedAt = (opts.now ?? (() => new Date()))().toISOString();
+  const prefer = opts.prefer ?? 'auto';
+  if (prefer !== 'ip') {
+    const r = await readUbus(exec, opts.networks ?? ['wwan', 'wan']);
+    if (r) return { ...r, checkedAt };
+    if (prefer === 'ubus') return { up: false, source: 'none', reason: 'ubus not available', checkedAt };
+  }
+  const r = await readIp(exec);
+  return { ...r, checkedAt };
+}
+
+async function readUbus(exec: Exec, networks: string[]): Promise<Omit<UplinkStatus, 'checkedAt'> | undefined> {
+  let first: Omit<UplinkStatus, 'checkedAt' | 'source'> | undefined;
+  let sawUbus = false;
+  for (const net of networks) {
+    const res = await exec('ubus', ['call', `network.interface.${net}`, 'status']);
+    if (res.error === 'ENOENT') return undefined; // not OpenWrt
+    sawUbus = true;
+    if (res.code !== 0) continue; // `Command failed: Not found`: no such network
+    const st = parseUbusInterfaceStatus(parseJson(res.stdout), net);
+    if (!st) continue;
+    first ??= st;
+    if (st.up) {
+      first = st;
+      break;
+    }
+  }
+  if (!sawUbus) return undefined;
+  if (!first) return { up: false, source: 'ubus', reason: `no uplink network (${networks.join(', ')})` };
+  const out: Omit<UplinkStatus, 'checkedAt'> = { ...first, source: 'ubus' };
+  if (out.interface) {
+    const iw = await exec('iwinfo', [out.interface, 'info']);
+    if (iw.code === 0) Object.assign(out, parseIwinfoInfo(iw.stdout));
+  }
+  return out;
+}
+
+async function readIp(exec: Exec): Promise<Omit<UplinkStatus, 'checkedAt'>> {
+  const routes = await exec('ip', ['-j', 'route', 'show', 'default']);
+  if (routes.code !== 0) {
+    return { up: false, source: 'none', reason: `ip route failed: ${routes.error ?? (routes.stderr.trim() || `exit ${routes.code}`)}` };
+  }
+  const addrs = await exec('ip', ['-j', 'addr', 'show']);
+  if (addrs.code !== 0) {
+    return { up: false, source: 'none', reason: `ip addr failed: ${addrs.error ?? (addrs.stderr.trim() || `exit ${addrs.code}`)}` };
+  }
+  return { ...parseIpStatus(parseJson(routes.stdout), parseJson(addrs.stdout)), source: 'ip' };
+}
