@@ -122,6 +122,8 @@ export interface PolicyContext {
   /** where replies to clients go (68) and to relay agents (67); tests change them */
   clientPort?: number;
   relayPort?: number;
+  /** the broadcast address for clients without an address (255.255.255.255; loopback tests change it) */
+  broadcastAddress?: string;
 }
 
 export function inSubnet(ip: string, net: string, prefix: number): boolean {
@@ -155,7 +157,7 @@ function destFor(msg: DhcpMessage, ctx: PolicyContext, nak = false): Dest {
   const cport = ctx.clientPort ?? 68;
   if (!nak && msg.ciaddr !== ZERO) return { address: msg.ciaddr, port: cport };
   // no address yet: broadcast (unicast to yiaddr needs an ARP entry Node cannot add)
-  return { address: '255.255.255.255', port: cport };
+  return { address: ctx.broadcastAddress ?? '255.255.255.255', port: cport };
 }
 
 interface BootResult {

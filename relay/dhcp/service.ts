@@ -39,6 +39,8 @@ export interface DhcpServiceOptions {
   clientPort?: number;
   /** relay-agent port (67) */
   relayPort?: number;
+  /** where "broadcast" replies go; default 255.255.255.255 (loopback tests: 127.0.0.1) */
+  broadcastAddress?: string;
   now?: () => number;
   /** fsync the lease journal (default true) */
   fsync?: boolean;
@@ -197,6 +199,7 @@ export class DhcpService {
       bootedOnce: (mac) => !this.rearmed.has(mac) && (this.o.isBootedOnce?.(mac) ?? false),
       clientPort: this.o.clientPort,
       relayPort: this.o.relayPort,
+      broadcastAddress: this.o.broadcastAddress,
     });
     const base = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
     for (const s of d.side) emit({ ...base, ...s });

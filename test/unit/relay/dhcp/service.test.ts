@@ -1,0 +1,150 @@
+/** DhcpService over real UDP sockets on loopback (port 0, replies to our client socket). */
+import { afterEach, describe, expect, it } from 'vitest';
+import dgram, { type Socket } from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DhcpConfig } from '../../../../agent/config/types';
+import { silentLogger } from '../../../../agent/log';
+import { decodePcap } from '../../../../proto/pcap';
+import type { RelayEvent } from '../../../../proto/events';
+import { MessageType, Opt, OptionMap } from '../../../../proto/dhcp/options';
+import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../../../../proto/dhcp/packet';
+import { Metrics } from '../../../../relay/metrics';
+import { PacketTrace } from '../../../../relay/trace';
+import { DhcpService } from '../../../../relay/dhcp/service';
+import { waitFor } from '../../../helpers/netns';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function dhcpCfg(over: Partial<DhcpConfig> = {}): DhcpConfig {
+  return { mode: 'server', port: 0, proxyPort: 0, range: ['10.99.0.100', '10.99.0.150'], leaseSeconds: 600, router: '10.99.0.1', dns: [], static: {}, ipxeNoProxyDhcp: true, netbootOnce: false, ...over };
+}
+
+async function setup(over: Partial<DhcpConfig> = {}) {
+  const stateDir = mkdtempSync(join(tmpdir(), 'brd-svc-'));
+  const client = dgram.createSocket('udp4');
+  await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
+  const replies: Array<{ msg: DhcpMessage; port: number }> = [];
+  client.on('message', (b, rinfo) => replies.push({ msg: decodeDhcp(b), port: rinfo.port }));
+  const events: RelayEvent[] = [];
+  const metrics = new Metrics();
+  const trace = new PacketTrace();
+  const svc = new DhcpService({
+    lan: { interface: 'lo', address: '127.0.0.1', prefix: 8 },
+    dhcp: dhcpCfg({ range: ['127.0.0.100', '127.0.0.150'], ...over }),
+    boot: { loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi'] }, defaultProfile: 'x', profiles: {}, assign: {} },
+    httpPort: 8080,
+    tftpEnabled: true,
+    stateDir,
+    log: silentLogger,
+    metrics,
+    emit: (e) => events.push(e as RelayEvent),
+    listenAddress: '127.0.0.1',
+    clientPort: client.address().port,
+    broadcastAddress: '127.0.0.1',
+    trace,
+  });
+  await svc.start();
+  cleanups.push(async () => {
+    await svc.stop();
+    client.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+  return { svc, client, replies, events, metrics, trace, stateDir };
+}
+
+function req(type: number, mac: string, opts: Array<[number, Buffer | string]> = [], xid = 0xabcd): Buffer {
+  const options = new OptionMap().setU8(Opt.MessageType, type);
+  for (const [c, v] of opts) options.set(c, typeof v === 'string' ? Buffer.from(v) : v);
+  const chaddr = Buffer.alloc(16);
+  Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
+  return encodeDhcp({ op: 1, htype: 1, hlen: 6, hops: 0, xid, secs: 0, flags: 0x8000, ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, mac, sname: '', file: '', options });
+}
+const ip = (s: string) => Buffer.from(s.split('.').map(Number));
+const BIOS: Array<[number, Buffer | string]> = [[60, 'PXEClient:Arch:00000:UNDI:002001'], [93, Buffer.from([0, 0])]];
+
+function send(s: Socket, b: Buffer, port: number): void {
+  s.send(b, port, '127.0.0.1');
+}
+
+describe('DhcpService on loopback', () => {
+  it('does DISCOVER/OFFER/REQUEST/ACK, commits before the ACK, emits events and traces', async () => {
+    const { svc, client, replies, events, metrics, trace, stateDir } = await setup();
+    const mac = '52:54:00:12:34:56';
+    send(client, req(MessageType.DISCOVER, mac, BIOS), svc.port);
+    const offer = await waitFor(() => replies.find((r) => messageType(r.msg) === MessageType.OFFER), 5000, 'offer');
+    expect(offer.port).toBe(svc.port);
+    expect(offer.msg.xid).toBe(0xabcd);
+    expect(offer.msg.file).toBe('ipxe/undionly.kpxe');
+    const yi = offer.msg.yiaddr;
+    send(client, req(MessageType.REQUEST, mac, [...BIOS, [54, ip('127.0.0.1')], [50, ip(yi)]]), svc.port);
+    const ack = await waitFor(() => replies.find((r) => messageType(r.msg) === MessageType.ACK), 5000, 'ack');
+    expect(ack.msg.yiaddr).toBe(yi);
+    // durable before it left
+    expect(readFileSync(join(stateDir, 'leases.jsonl'), 'utf8')).toContain(yi);
+    expect(svc.leases()).toMatchObject([{ mac, ip: yi, static: false, active: true }]);
+    expect(svc.macForIp(yi)).toBe(mac);
+    expect(events.map((e) => e.type)).toEqual(['dhcp.discover', 'dhcp.offer', 'dhcp.request', 'dhcp.ack']);
+    expect(events[3]).toMatchObject({ mac, xid: '0x0000abcd', ip: yi, arch: 'bios', firmware: 'bios', file: 'ipxe/undionly.kpxe', role: 'loader' });
+    expect(metrics.get('bootrelay_dhcp_received_total', { type: 'DISCOVER' })).toBe(1);
+    expect(metrics.get('bootrelay_dhcp_sent_total', { type: 'ACK' })).toBe(1);
+    expect(trace.count(mac)).toBe(4);
+    expect(decodePcap(trace.toPcap(mac)).records.length).toBe(4);
+  });
+
+  it('drops malformed datagrams, counts them by reason, and keeps serving', async () => {
+    const { svc, client, replies, metrics } = await setup();
+    const good = req(MessageType.DISCOVER, '52:54:00:00:00:01');
+    send(client, Buffer.from('hello'), svc.port);
+    send(client, good.subarray(0, 242), svc.port); // inside option 53
+    const bad = Buffer.from(good);
+    bad.writeUInt32BE(0, 236);
+    send(client, bad, svc.port);
+    send(client, good, svc.port);
+    await waitFor(() => replies.length === 1, 5000, 'offer after junk');
+    expect(metrics.get('bootrelay_dhcp_dropped_total', { reason: 'short' })).toBe(1);
+    expect(metrics.get('bootrelay_dhcp_dropped_total', { reason: 'option-overrun' })).toBe(1);
+    expect(metrics.get('bootrelay_dhcp_dropped_total', { reason: 'magic' })).toBe(1);
+  });
+
+  it('ignores a REQUEST for another server and counts it, without an event', async () => {
+    const { svc, client, events, metrics } = await setup();
+    send(client, req(MessageType.REQUEST, '52:54:00:00:00:02', [[54, ip('127.0.0.9')], [50, ip('127.0.0.100')]]), svc.port);
+    await waitFor(() => metrics.get('bootrelay_dhcp_ignored_total', { reason: 'other-server' }) === 1, 5000, 'ignored count');
+    expect(events).toEqual([]);
+  });
+
+  it('proxy mode: offers PXE clients on the DHCP port, ACKs on the boot-server port, ignores others', async () => {
+    const { svc, client, replies, events, metrics } = await setup({ mode: 'proxy' });
+    expect(svc.proxyPort).toBeGreaterThan(0);
+    send(client, req(MessageType.DISCOVER, '52:54:00:00:00:03', [[12, 'laptop']]), svc.port);
+    await waitFor(() => metrics.get('bootrelay_dhcp_ignored_total', { reason: 'not-pxe' }) === 1, 5000, 'not-pxe');
+    send(client, req(MessageType.DISCOVER, '52:54:00:00:00:04', BIOS), svc.port);
+    const offer = await waitFor(() => replies.find((r) => messageType(r.msg) === MessageType.OFFER), 5000, 'proxy offer');
+    expect(offer.msg.yiaddr).toBe('0.0.0.0');
+    expect(offer.msg.options.str(Opt.VendorClassIdentifier)).toBe('PXEClient');
+    send(client, req(MessageType.REQUEST, '52:54:00:00:00:04', BIOS), svc.proxyPort);
+    const ack = await waitFor(() => replies.find((r) => messageType(r.msg) === MessageType.ACK), 5000, 'proxy ack');
+    expect(ack.port).toBe(svc.proxyPort);
+    expect(ack.msg.file).toBe('ipxe/undionly.kpxe');
+    expect(events.filter((e) => e.type.startsWith('proxy.')).map((e) => e.type)).toEqual(['proxy.offer', 'proxy.ack']);
+    expect(svc.leases()).toEqual([]);
+  });
+
+  it('netboot-once: no boot file once booted, until rearmed', async () => {
+    const booted = new Set(['52:54:00:00:00:05']);
+    const { svc, client, replies } = await setup({ netbootOnce: true });
+    (svc as unknown as { o: { isBootedOnce: (m: string) => boolean } }).o.isBootedOnce = (m) => booted.has(m);
+    send(client, req(MessageType.DISCOVER, '52:54:00:00:00:05', BIOS, 1), svc.port);
+    const a = await waitFor(() => replies.find((r) => r.msg.xid === 1), 5000, 'offer 1');
+    expect(a.msg.file).toBe('');
+    svc.rearm('52:54:00:00:00:05');
+    send(client, req(MessageType.DISCOVER, '52:54:00:00:00:05', BIOS, 2), svc.port);
+    const b = await waitFor(() => replies.find((r) => r.msg.xid === 2), 5000, 'offer 2');
+    expect(b.msg.file).toBe('ipxe/undionly.kpxe');
+  });
+});
