@@ -32,6 +32,8 @@ export interface SenderOptions {
   oack?: boolean;
   /** largest backoff multiplier (default 16) */
   maxBackoff?: number;
+  /** backoff never goes past this (default 10 s), nor below the base timeout */
+  maxDelayMs?: number;
 }
 
 export type SendItem =
@@ -46,6 +48,7 @@ export class TftpSender {
   private readonly retries: number;
   private readonly rolloverTo: 0 | 1;
   private readonly maxBackoff: number;
+  private readonly maxDelayMs: number;
 
   private oackPending: boolean;
   private oackSent = false;
@@ -78,6 +81,7 @@ export class TftpSender {
     this.retries = opts.retries;
     this.rolloverTo = opts.rolloverTo ?? 0;
     this.maxBackoff = opts.maxBackoff ?? 16;
+    this.maxDelayMs = opts.maxDelayMs ?? 10_000;
     this.oackPending = !!opts.oack;
   }
 
@@ -188,7 +192,7 @@ export class TftpSender {
 
   /** Delay before the next timeout, with exponential backoff. */
   timeoutMs(baseMs: number): number {
-    return baseMs * Math.min(this.maxBackoff, 2 ** this.timeouts);
+    return Math.max(baseMs, Math.min(this.maxDelayMs, baseMs * Math.min(this.maxBackoff, 2 ** this.timeouts)));
   }
 
   /** Maps a wire block number to the block index it acknowledges, within [base-1, sentUpTo]. */

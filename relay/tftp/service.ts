@@ -1,0 +1,567 @@
+/**
+ * TFTP server (read-only): RRQ on `address:port`, one ephemeral socket per
+ * transfer (RFC 1350 §4: the server's TID), options per RFC 2347/2348/2349/7440,
+ * files streamed from a FileSource block by block (only the current window is
+ * held), retransmission by proto/tftp/sender.
+ *
+ * Modes: octet, and netascii (LF → CR LF, CR → CR NUL on the fly, RFC 764;
+ * no tsize is offered then, since the size changes). Anything else: ERROR 0.
+ */
+import dgram from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import { Transform, type Readable } from 'node:stream';
+import type { TftpConfig } from '../../agent/config/types';
+import type { Logger } from '../../agent/log';
+import { PathError, UpstreamError } from '../../proto/errors';
+import type { EmitFn } from '../../proto/events';
+import { normalizeBootPath } from '../../proto/path';
+import { negotiate, type Negotiated } from '../../proto/tftp/negotiate';
+import { decodeTftp, encodeData, encodeError, encodeTftp, TftpErr, type TftpPacket, type TftpRequest } from '../../proto/tftp/packet';
+import { TftpSender, type SendItem } from '../../proto/tftp/sender';
+import type { Metrics } from '../metrics';
+import type { FileSource, OpenedFile } from '../source';
+import type { PacketTrace } from '../trace';
+
+export interface TftpServiceOptions {
+  address: string;
+  port: number;
+  source: FileSource;
+  config: TftpConfig;
+  log: Logger;
+  metrics: Metrics;
+  emit: EmitFn;
+  macForIp?: (ip: string) => string | undefined;
+  trace?: PacketTrace;
+  /** tftp.progress events per transfer are at least this far apart (default 250 ms) */
+  progressIntervalMs?: number;
+}
+
+export const TFTP_METRICS = {
+  transfers: 'bootrelay_tftp_transfers_total',
+  bytes: 'bootrelay_tftp_bytes_total',
+  dropped: 'bootrelay_tftp_dropped_total',
+  retransmits: 'bootrelay_tftp_retransmits_total',
+  active: 'bootrelay_tftp_active_transfers',
+} as const;
+
+/** How a transfer ended (label `result` of bootrelay_tftp_transfers_total). */
+export type TransferResult = 'ok' | 'not-found' | 'upstream-error' | 'timeout' | 'aborted' | 'tsize-probe' | 'stopped' | 'refused';
+
+interface Peer {
+  ip: string;
+  port: number;
+}
+
+const TRACE_DATA_BYTES = 64;
+
+export class TftpService {
+  private socket: dgram.Socket | undefined;
+  private boundPort = 0;
+  private readonly transfers = new Map<string, Transfer>();
+  private readonly perClient = new Map<string, number>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: TftpServiceOptions) {
+    this.log = opts.log.child({ component: 'tftp' });
+    const m = opts.metrics;
+    m.declare(TFTP_METRICS.transfers, 'counter', 'TFTP transfers by result');
+    m.declare(TFTP_METRICS.bytes, 'counter', 'TFTP payload bytes acknowledged by clients');
+    m.declare(TFTP_METRICS.dropped, 'counter', 'TFTP datagrams dropped or requests refused, by reason');
+    m.declare(TFTP_METRICS.retransmits, 'counter', 'TFTP packets sent again');
+    m.declare(TFTP_METRICS.active, 'gauge', 'TFTP transfers in progress');
+    m.onCollect(() => m.set(TFTP_METRICS.active, this.transfers.size));
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Transfers in progress (for status). */
+  get active(): number {
+    return this.transfers.size;
+  }
+
+  async start(): Promise<void> {
+    if (this.socket) return;
+    const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind({ address: this.opts.address, port: this.opts.port, exclusive: true }, () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+    sock.on('error', (err) => this.log.error({ err }, 'socket error'));
+    sock.on('message', (msg, rinfo) => {
+      try {
+        this.onRequest(msg, { ip: rinfo.address, port: rinfo.port });
+      } catch (err) {
+        // never let one datagram take the service down
+        this.drop('internal');
+        this.log.error({ err }, 'request handling failed');
+      }
+    });
+    this.socket = sock;
+    this.boundPort = (sock.address() as AddressInfo).port;
+    this.log.info({ address: this.opts.address, port: this.boundPort }, 'listening');
+  }
+
+  async stop(): Promise<void> {
+    const sock = this.socket;
+    this.socket = undefined;
+    for (const t of [...this.transfers.values()]) t.stop();
+    if (sock) await new Promise<void>((r) => sock.close(() => r()));
+  }
+
+  // ---- internals shared with Transfer ----
+
+  /** @internal */
+  drop(reason: string): void {
+    this.opts.metrics.inc(TFTP_METRICS.dropped, { reason });
+  }
+
+  /** @internal */
+  traceIn(mac: string | undefined, peer: Peer, serverPort: number, payload: Buffer): void {
+    if (!mac || !this.opts.trace) return;
+    this.opts.trace.record({ mac, dir: 'in', clientIp: peer.ip, clientPort: peer.port, serverIp: this.opts.address, serverPort, payload });
+  }
+
+  /** @internal */
+  traceOut(mac: string | undefined, peer: Peer, serverPort: number, payload: Buffer): void {
+    if (!mac || !this.opts.trace) return;
+    this.opts.trace.record({ mac, dir: 'out', clientIp: peer.ip, clientPort: peer.port, serverIp: this.opts.address, serverPort, payload });
+  }
+
+  /** @internal */
+  release(t: Transfer): void {
+    if (this.transfers.get(t.key) !== t) return;
+    this.transfers.delete(t.key);
+    const n = (this.perClient.get(t.peer.ip) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(t.peer.ip);
+    else this.perClient.set(t.peer.ip, n);
+    this.opts.metrics.set(TFTP_METRICS.active, this.transfers.size);
+  }
+
+  /** @internal */
+  get deps(): TftpServiceOptions {
+    return this.opts;
+  }
+
+  /** @internal */
+  get logger(): Logger {
+    return this.log;
+  }
+
+  private onRequest(msg: Buffer, peer: Peer): void {
+    const mac = this.opts.macForIp?.(peer.ip);
+    this.traceIn(mac, peer, this.boundPort, msg);
+    let pkt: TftpPacket;
+    try {
+      pkt = decodeTftp(msg);
+    } catch (err) {
+      this.drop('decode');
+      this.log.debug({ ip: peer.ip, err: (err as Error).message }, 'undecodable request dropped');
+      return;
+    }
+    if (pkt.op === 'wrq') {
+      this.drop('wrq');
+      this.log.info({ ip: peer.ip, file: pkt.file }, 'write request refused');
+      this.refuse(peer, mac, TftpErr.AccessViolation, 'write not supported');
+      return;
+    }
+    if (pkt.op !== 'rrq') {
+      this.drop('unexpected-opcode');
+      return;
+    }
+    const key = `${peer.ip}:${peer.port}`;
+    if (this.transfers.has(key)) {
+      // the client repeated its RRQ while we were opening the file
+      this.drop('duplicate-rrq');
+      return;
+    }
+    if (pkt.mode !== 'octet' && pkt.mode !== 'netascii') {
+      this.drop('mode');
+      this.refuse(peer, mac, TftpErr.NotDefined, `unsupported mode ${pkt.mode}`);
+      return;
+    }
+    const cfg = this.opts.config;
+    if (this.transfers.size >= cfg.maxTransfers || (this.perClient.get(peer.ip) ?? 0) >= cfg.maxTransfersPerClient) {
+      this.drop('too-many-transfers');
+      this.log.warn({ ip: peer.ip, file: pkt.file, active: this.transfers.size }, 'too many transfers');
+      this.refuse(peer, mac, TftpErr.NotDefined, 'too many transfers');
+      return;
+    }
+    let path: string;
+    try {
+      path = normalizeBootPath(pkt.file);
+    } catch (err) {
+      this.drop('path');
+      this.opts.metrics.inc(TFTP_METRICS.transfers, { result: 'refused' });
+      this.log.warn({ ip: peer.ip, mac, file: pkt.file, reason: (err as Error).message }, 'file name refused');
+      this.refuse(peer, mac, TftpErr.AccessViolation, 'access violation');
+      return;
+    }
+    const t = new Transfer(this, key, peer, mac, pkt, path);
+    this.transfers.set(key, t);
+    this.perClient.set(peer.ip, (this.perClient.get(peer.ip) ?? 0) + 1);
+    this.opts.metrics.set(TFTP_METRICS.active, this.transfers.size);
+    void t.run();
+  }
+
+  /** An ERROR answer to a request, from a fresh port (the TID a transfer would have had). */
+  private refuse(peer: Peer, mac: string | undefined, code: number, message: string): void {
+    const buf = encodeError(code, message);
+    const s = dgram.createSocket('udp4');
+    s.on('error', (err) => {
+      this.log.debug({ err }, 'refusal socket error');
+      s.close();
+    });
+    s.bind({ address: this.opts.address, port: 0 }, () => {
+      const port = (s.address() as AddressInfo).port;
+      this.traceOut(mac, peer, port, buf);
+      s.send(buf, peer.port, peer.ip, () => s.close());
+    });
+  }
+}
+
+/** One read transfer on its own socket. */
+class Transfer {
+  private socket: dgram.Socket | undefined;
+  private localPort = 0;
+  private file: OpenedFile | undefined;
+  private stream: Readable | undefined;
+  private ended = false;
+  private sender: TftpSender | undefined;
+  private neg: Negotiated | undefined;
+  private oackBuf: Buffer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private baseMs = 1000;
+  private finished = false;
+  /** an ERROR is on its way out; ignore the client meanwhile */
+  private closing = false;
+  private started = false;
+  private t0 = Date.now();
+  private lastProgress = 0;
+  private bytesCounted = 0;
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly svc: TftpService,
+    readonly key: string,
+    readonly peer: Peer,
+    private readonly mac: string | undefined,
+    private readonly rrq: TftpRequest,
+    private readonly path: string,
+  ) {
+    this.log = svc.logger.child({ ip: peer.ip, port: peer.port, mac, file: path });
+  }
+
+  async run(): Promise<void> {
+    const { deps } = this.svc;
+    try {
+      const sock = dgram.createSocket('udp4');
+      this.socket = sock;
+      sock.on('error', (err) => this.log.debug({ err }, 'transfer socket error'));
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind({ address: deps.address, port: 0 }, () => {
+          sock.off('error', reject);
+          resolve();
+        });
+      });
+      this.localPort = (sock.address() as AddressInfo).port;
+      if (this.finished) return;
+      sock.on('message', (msg, rinfo) => {
+        try {
+          this.onMessage(msg, { ip: rinfo.address, port: rinfo.port });
+        } catch (err) {
+          this.svc.drop('internal');
+          this.log.error({ err }, 'transfer message handling failed');
+        }
+      });
+
+      let opened: OpenedFile;
+      try {
+        opened = await deps.source.open(this.path, { mac: this.mac, signal: this.abort.signal });
+      } catch (err) {
+        if (this.finished) return;
+        if (err instanceof UpstreamError && err.code === 'ENOENT') {
+          this.log.info('file not found');
+          this.fail('not-found', TftpErr.FileNotFound, 'file not found', 'file not found');
+        } else if (err instanceof PathError) {
+          this.fail('refused', TftpErr.AccessViolation, 'access violation', (err as Error).message);
+        } else {
+          this.log.warn({ err }, 'source open failed');
+          this.fail('upstream-error', TftpErr.NotDefined, 'upstream error', `upstream error: ${(err as Error).message}`);
+        }
+        return;
+      }
+      this.file = opened;
+      if (this.finished) {
+        opened.stream.destroy();
+        return;
+      }
+      const netascii = this.rrq.mode === 'netascii';
+      this.stream = netascii ? opened.stream.pipe(netasciiEncoder()) : opened.stream;
+      if (netascii) opened.stream.on('error', (err) => this.stream?.destroy(err));
+      const cfg = deps.config;
+      const neg = negotiate(this.rrq.options, {
+        maxBlksize: cfg.maxBlksize,
+        maxWindowsize: cfg.maxWindowsize,
+        size: netascii ? undefined : opened.size,
+      });
+      this.neg = neg;
+      this.baseMs = Math.max(1, (neg.timeout ?? cfg.timeout) * 1000);
+      const hasOack = Object.keys(neg.oack).length > 0;
+      if (hasOack) this.oackBuf = encodeTftp({ op: 'oack', options: neg.oack });
+      this.sender = new TftpSender({ blksize: neg.blksize, windowsize: neg.windowsize, retries: cfg.retries, rolloverTo: neg.rolloverTo, oack: hasOack });
+      this.log.debug({ options: this.rrq.options, oack: neg.oack }, 'negotiated');
+
+      this.stream.on('readable', () => this.fill());
+      this.stream.on('end', () => {
+        this.ended = true;
+        this.fill();
+      });
+      this.stream.on('error', (err) => {
+        if (this.finished) return;
+        this.log.warn({ err }, 'source stream failed');
+        this.fail('upstream-error', TftpErr.NotDefined, 'upstream error', `upstream error: ${err.message}`);
+      });
+      this.send(this.sender.begin());
+      this.fill();
+    } catch (err) {
+      this.log.error({ err }, 'transfer failed');
+      this.fail('upstream-error', TftpErr.NotDefined, 'internal error', (err as Error).message);
+    }
+  }
+
+  /** Service stopping: close without events. */
+  stop(): void {
+    if (this.finished) return;
+    this.abort.abort();
+    this.finish('stopped');
+  }
+
+  /** Reads blocks from the stream while the window wants them (backpressure otherwise). */
+  private fill(): void {
+    const sender = this.sender;
+    const stream = this.stream;
+    if (this.finished || !sender || !stream) return;
+    while (sender.wanted() > 0) {
+      const b = stream.read(sender.blksize) as Buffer | null;
+      if (b !== null) {
+        // read(n) returns exactly n bytes, or the rest once the stream has ended
+        this.send(sender.push(b));
+        continue;
+      }
+      if (this.ended) this.send(sender.push(Buffer.alloc(0)));
+      break;
+    }
+  }
+
+  private send(items: SendItem[]): void {
+    const sock = this.socket;
+    if (!sock || this.finished || items.length === 0) return;
+    const { deps } = this.svc;
+    let retransmits = 0;
+    for (const it of items) {
+      let buf: Buffer;
+      if (it.kind === 'oack') buf = this.oackBuf!;
+      else {
+        buf = encodeData(it.block, it.data);
+        if (!this.started) this.onStarted();
+      }
+      if (it.retransmit) retransmits++;
+      sock.send(buf, this.peer.port, this.peer.ip);
+      if (this.mac && deps.trace) this.svc.traceOut(this.mac, this.peer, this.localPort, it.kind === 'data' ? buf.subarray(0, 4 + TRACE_DATA_BYTES) : buf);
+    }
+    if (retransmits) deps.metrics.inc(TFTP_METRICS.retransmits, {}, retransmits);
+    this.rearm();
+  }
+
+  private onStarted(): void {
+    this.started = true;
+    this.t0 = Date.now();
+    const neg = this.neg!;
+    this.log.info({ totalBytes: this.file?.size, blksize: neg.blksize, windowsize: neg.windowsize }, 'transfer started');
+    this.svc.deps.emit({
+      type: 'tftp.start',
+      mac: this.mac,
+      ip: this.peer.ip,
+      file: this.path,
+      totalBytes: this.file?.size,
+      blksize: neg.blksize,
+      windowsize: neg.windowsize,
+    });
+  }
+
+  private rearm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const sender = this.sender;
+    if (this.finished || !sender || !sender.outstanding) return;
+    this.timer = setTimeout(() => this.onTimeout(), sender.timeoutMs(this.baseMs));
+  }
+
+  private onTimeout(): void {
+    this.timer = undefined;
+    const sender = this.sender;
+    if (this.finished || !sender) return;
+    const r = sender.onTimeout();
+    if (r.giveUp) {
+      this.log.info({ retries: this.svc.deps.config.retries }, 'client silent, transfer timed out');
+      this.fail('timeout', TftpErr.NotDefined, 'timeout', 'timeout');
+      return;
+    }
+    this.log.debug({ resend: r.send.length, timeouts: sender.timeoutCount }, 'retransmit on timeout');
+    if (r.send.length) this.send(r.send);
+    else this.rearm();
+  }
+
+  private onMessage(msg: Buffer, from: Peer): void {
+    if (this.finished || this.closing) return;
+    if (from.ip !== this.peer.ip || from.port !== this.peer.port) {
+      // RFC 1350 §4: a packet from a foreign TID gets ERROR 5, the transfer goes on
+      this.svc.drop('unknown-tid');
+      this.socket?.send(encodeError(TftpErr.UnknownTid, 'unknown transfer ID'), from.port, from.ip);
+      return;
+    }
+    this.svc.traceIn(this.mac, from, this.localPort, msg);
+    let pkt: TftpPacket;
+    try {
+      pkt = decodeTftp(msg);
+    } catch {
+      this.svc.drop('decode');
+      return;
+    }
+    const sender = this.sender;
+    if (pkt.op === 'ack') {
+      if (!sender) return; // not started: the client cannot be acking anything yet
+      const r = sender.onAck(pkt.block);
+      switch (r.result) {
+        case 'done':
+          this.countBytes();
+          this.finish('ok');
+          return;
+        case 'start':
+        case 'progress':
+          this.send(r.send);
+          this.fill();
+          this.rearm();
+          if (r.result === 'progress') this.progress();
+          return;
+        case 'duplicate':
+          this.svc.drop('duplicate-ack');
+          return;
+        default:
+          this.svc.drop('stale-ack');
+          return;
+      }
+    }
+    if (pkt.op === 'error') {
+      if (sender?.inOack && (pkt.code === TftpErr.OptionRefused || pkt.code === TftpErr.NotDefined)) {
+        // PXE ROMs ask for tsize, read the OACK and end the exchange with ERROR 8 (or 0)
+        this.log.info({ code: pkt.code }, 'tsize probe done');
+        this.finish('tsize-probe');
+        return;
+      }
+      this.log.info({ code: pkt.code, message: pkt.message }, 'client aborted the transfer');
+      this.finish('aborted', `client sent ERROR ${pkt.code}: ${pkt.message}`);
+      return;
+    }
+    this.svc.drop('unexpected-opcode');
+  }
+
+  private countBytes(): void {
+    const acked = this.sender?.bytesAcked ?? 0;
+    if (acked > this.bytesCounted) {
+      this.svc.deps.metrics.inc(TFTP_METRICS.bytes, {}, acked - this.bytesCounted);
+      this.bytesCounted = acked;
+    }
+  }
+
+  private progress(): void {
+    const now = Date.now();
+    const every = this.svc.deps.progressIntervalMs ?? 250;
+    if (now - this.lastProgress < every) return;
+    this.lastProgress = now;
+    this.countBytes();
+    this.svc.deps.emit({ type: 'tftp.progress', mac: this.mac, ip: this.peer.ip, file: this.path, bytes: this.sender?.bytesAcked ?? 0, totalBytes: this.file?.size });
+  }
+
+  /** Ends with an ERROR to the client and a tftp.error event. */
+  private fail(result: TransferResult, code: number, clientMessage: string, error: string): void {
+    if (this.finished) return;
+    const buf = encodeError(code, clientMessage);
+    if (this.socket && this.localPort) {
+      this.socket.send(buf, this.peer.port, this.peer.ip, () => this.finish(result, error));
+      this.svc.traceOut(this.mac, this.peer, this.localPort, buf);
+      this.finishing();
+    } else this.finish(result, error);
+  }
+
+  /** Stops everything but the pending ERROR send. */
+  private finishing(): void {
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.sender) this.sender.failed = true;
+  }
+
+  private finish(result: TransferResult, error?: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.stream?.destroy();
+    if (this.file && this.file.stream !== this.stream) this.file.stream.destroy();
+    const sock = this.socket;
+    this.socket = undefined;
+    if (sock) {
+      try {
+        sock.close();
+      } catch {
+        /* already closed */
+      }
+    }
+    this.svc.release(this);
+    const { deps } = this.svc;
+    deps.metrics.inc(TFTP_METRICS.transfers, { result });
+    this.countBytes();
+    if (result === 'stopped' || result === 'tsize-probe') return;
+    const s = this.sender;
+    const bytes = s?.bytesAcked ?? 0;
+    const base = { mac: this.mac, ip: this.peer.ip, file: this.path, bytes, totalBytes: this.file?.size };
+    if (result === 'ok') {
+      const ms = Date.now() - this.t0;
+      this.log.info({ bytes, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits }, 'transfer done');
+      deps.emit({ type: 'tftp.done', ...base, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits ?? 0 });
+    } else {
+      deps.emit({ type: 'tftp.error', ...base, error: error ?? result, reason: result });
+    }
+  }
+}
+
+/** netascii (RFC 764): LF → CR LF, CR → CR NUL. */
+export function netasciiEncoder(): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      let extra = 0;
+      for (const c of chunk) if (c === 0x0a || c === 0x0d) extra++;
+      if (extra === 0) return cb(null, chunk);
+      const out = Buffer.allocUnsafe(chunk.length + extra);
+      let o = 0;
+      for (const c of chunk) {
+        if (c === 0x0a) {
+          out[o++] = 0x0d;
+          out[o++] = 0x0a;
+        } else if (c === 0x0d) {
+          out[o++] = 0x0d;
+          out[o++] = 0x00;
+        } else out[o++] = c;
+      }
+      cb(null, out);
+    },
+  });
+}

@@ -1,0 +1,550 @@
+/**
+ * TftpService on 127.0.0.1 with real clients: tftp-hpa, atftp, curl, the `tftp`
+ * npm package's client, and a scripted client of our own (loss, duplicates,
+ * silence, probes). Every received file is checked by sha256.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { TftpConfig } from '../../agent/config/types';
+import { silentLogger } from '../../agent/log';
+import type { RelayEvent } from '../../proto/events';
+import { makeEvent } from '../../proto/events';
+import { decodeTftp, encodeTftp, TftpErr, type TftpPacket } from '../../proto/tftp/packet';
+import { Metrics } from '../../relay/metrics';
+import { TftpService, TFTP_METRICS } from '../../relay/tftp/service';
+import { PacketTrace } from '../../relay/trace';
+import { DirSource } from '../helpers/dir-source';
+import { hasCmd, waitFor } from '../helpers/netns';
+
+const MAC = '52:54:00:aa:bb:01';
+
+interface Received {
+  pkt: TftpPacket;
+  port: number;
+  address: string;
+}
+
+class RawTftpClient {
+  readonly socket = dgram.createSocket('udp4');
+  private queue: Received[] = [];
+  private waiters: Array<(r: Received) => void> = [];
+  /** every packet received, in order */
+  readonly log: Received[] = [];
+  serverPort = 0;
+
+  static async open(bindAddress = '127.0.0.1'): Promise<RawTftpClient> {
+    const c = new RawTftpClient();
+    await new Promise<void>((r) => c.socket.bind({ address: bindAddress, port: 0 }, () => r()));
+    c.socket.on('message', (msg, rinfo) => {
+      const r: Received = { pkt: decodeTftp(msg), port: rinfo.port, address: rinfo.address };
+      c.log.push(r);
+      const w = c.waiters.shift();
+      if (w) w(r);
+      else c.queue.push(r);
+    });
+    return c;
+  }
+
+  get port(): number {
+    return (this.socket.address() as AddressInfo).port;
+  }
+
+  private pending = new Set<Promise<void>>();
+
+  send(pkt: TftpPacket, port: number, host = '127.0.0.1'): void {
+    this.sendRaw(encodeTftp(pkt), port, host);
+  }
+
+  sendRaw(buf: Buffer, port: number, host = '127.0.0.1'): void {
+    const p = new Promise<void>((r) => this.socket.send(buf, port, host, () => r()));
+    this.pending.add(p);
+    void p.then(() => this.pending.delete(p));
+  }
+
+  /** The next packet, or undefined after timeoutMs. */
+  next(timeoutMs = 3000): Promise<Received | undefined> {
+    const q = this.queue.shift();
+    if (q) return Promise.resolve(q);
+    return new Promise((resolve) => {
+      const w = (r: Received) => {
+        clearTimeout(t);
+        resolve(r);
+      };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        resolve(undefined);
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  /** Closes once every datagram sent has left. */
+  async close(): Promise<void> {
+    await Promise.all(this.pending);
+    try {
+      this.socket.close();
+    } catch {
+      /* closed */
+    }
+  }
+}
+
+interface Server {
+  svc: TftpService;
+  metrics: Metrics;
+  events: RelayEvent[];
+  source: DirSource;
+  trace: PacketTrace;
+}
+
+function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }): Server {
+  const metrics = new Metrics();
+  const events: RelayEvent[] = [];
+  const source = new DirSource(dir, { slow });
+  const trace = new PacketTrace();
+  const config: TftpConfig = {
+    port: 0,
+    maxBlksize: 1468,
+    maxWindowsize: 64,
+    timeout: 1,
+    retries: 4,
+    maxTransfers: 16,
+    maxTransfersPerClient: 8,
+    ...cfg,
+  };
+  const svc = new TftpService({
+    address: '127.0.0.1',
+    port: 0,
+    source,
+    config,
+    log: silentLogger,
+    metrics,
+    emit: (ev) => events.push(makeEvent(ev)),
+    macForIp: (ip) => (ip === '127.0.0.1' ? MAC : undefined),
+    trace,
+  });
+  return { svc, metrics, events, source, trace };
+}
+
+function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      const code: unknown = err ? (err as { code?: unknown }).code : 0;
+      resolve({ code: typeof code === 'number' ? code : 1, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const shaFile = (p: string) => sha(readFileSync(p));
+
+let dir: string;
+let out: string;
+const files: Record<string, Buffer> = {};
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'brtftp-src-'));
+  out = mkdtempSync(join(tmpdir(), 'brtftp-out-'));
+  files['small.bin'] = randomBytes(10_000);
+  files['exact.bin'] = randomBytes(1468 * 3); // a multiple of blksize: ends with an empty DATA
+  files['e512.bin'] = randomBytes(512 * 4);
+  files['empty.bin'] = Buffer.alloc(0);
+  files['big.bin'] = randomBytes(20 * 1024 * 1024);
+  files['mid.bin'] = randomBytes(300_000);
+  files['text.txt'] = Buffer.from('line one\nline two\r\nline three\n\nend', 'latin1');
+  for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
+  writeFileSync(join(dir, 'sub dir.bin'), files['small.bin']);
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
+});
+
+const byType = (s: Server, type: string) => s.events.filter((e) => e.type === type);
+
+describe('TftpService with real clients', () => {
+  let s: Server;
+  beforeAll(async () => {
+    s = makeServer(dir);
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+  });
+
+  it('binds port 0 to a real port', () => {
+    expect(s.svc.port).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!hasCmd('tftp'))('serves tftp-hpa in binary mode (plain RFC 1350, 512-byte blocks)', async () => {
+    for (const name of ['small.bin', 'e512.bin', 'empty.bin']) {
+      const dest = join(out, `hpa-${name}`);
+      const r = await run('tftp', ['-m', 'binary', '127.0.0.1', String(s.svc.port), '-c', 'get', name, dest]);
+      expect(r.stderr).toBe('');
+      expect(shaFile(dest)).toBe(sha(files[name]));
+    }
+    const done = byType(s, 'tftp.done').filter((e) => e.file === 'small.bin');
+    expect(done.at(-1)).toMatchObject({ mac: MAC, ip: '127.0.0.1', bytes: 10_000, blksize: 512, windowsize: 1, retransmits: 0 });
+  });
+
+  it.skipIf(!hasCmd('tftp'))('serves tftp-hpa in netascii mode (LF → CR LF on the wire, back to LF at the client)', async () => {
+    const dest = join(out, 'hpa-text.txt');
+    const r = await run('tftp', ['-m', 'netascii', '127.0.0.1', String(s.svc.port), '-c', 'get', 'text.txt', dest]);
+    expect(r.stderr).toBe('');
+    expect(readFileSync(dest).toString('latin1')).toBe(files['text.txt'].toString('latin1'));
+  });
+
+  it.skipIf(!hasCmd('atftp'))('serves atftp a 20 MB file with blksize 1468, tsize and windowsize 8', async () => {
+    const dest = join(out, 'atftp-big.bin');
+    const before = byType(s, 'tftp.start').length;
+    const r = await run('atftp', ['--option', 'blksize 1468', '--option', 'tsize 0', '--option', 'windowsize 8', '-g', '-r', 'big.bin', '-l', dest, '127.0.0.1', String(s.svc.port)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(shaFile(dest)).toBe(sha(files['big.bin']));
+    const start = byType(s, 'tftp.start').slice(before).find((e) => e.file === 'big.bin');
+    expect(start).toMatchObject({ mac: MAC, totalBytes: files['big.bin'].length, blksize: 1468, windowsize: 8 });
+    const done = byType(s, 'tftp.done').filter((e) => e.file === 'big.bin').at(-1);
+    expect(done).toMatchObject({ bytes: files['big.bin'].length, blksize: 1468, windowsize: 8 });
+    // progress is throttled: at most ~4 per second
+    const prog = s.events.filter((e) => e.type === 'tftp.progress' && e.file === 'big.bin');
+    expect(prog.length).toBeLessThanOrEqual(Math.ceil((done!.ms as number) / 250) + 1);
+  });
+
+  it.skipIf(!hasCmd('atftp'))('serves atftp with no options, and with blksize on a file that ends on a block boundary', async () => {
+    const d1 = join(out, 'atftp-small.bin');
+    expect((await run('atftp', ['-g', '-r', 'small.bin', '-l', d1, '127.0.0.1', String(s.svc.port)])).code).toBe(0);
+    expect(shaFile(d1)).toBe(sha(files['small.bin']));
+    const d2 = join(out, 'atftp-exact.bin');
+    expect((await run('atftp', ['--option', 'blksize 1468', '-g', '-r', 'exact.bin', '-l', d2, '127.0.0.1', String(s.svc.port)])).code).toBe(0);
+    expect(shaFile(d2)).toBe(sha(files['exact.bin']));
+  });
+
+  // (not empty.bin: curl 7.88 fails an empty file with "getpeername() failed" against tftpd-hpa too)
+  it.skipIf(!hasCmd('curl'))('serves curl with --tftp-blksize 1468, names with a leading / and spaces', async () => {
+    for (const [name, url] of [
+      ['small.bin', 'small.bin'],
+      ['exact.bin', 'exact.bin'],
+      ['mid.bin', '/mid.bin'],
+    ]) {
+      const dest = join(out, `curl-${name}`);
+      const r = await run('curl', ['-sS', '--tftp-blksize', '1468', `tftp://127.0.0.1:${s.svc.port}/${url}`, '-o', dest]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(shaFile(dest)).toBe(sha(files[name]));
+    }
+    const dest = join(out, 'curl-space.bin');
+    const r = await run('curl', ['-sS', `tftp://127.0.0.1:${s.svc.port}/sub%20dir.bin`, '-o', dest]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(shaFile(dest)).toBe(sha(files['small.bin']));
+  });
+
+  it.skipIf(!hasCmd('curl'))('answers a missing file with ERROR 1 (curl exit 68) and a tftp.error event', async () => {
+    const r = await run('curl', ['-sS', `tftp://127.0.0.1:${s.svc.port}/nope/missing.efi`, '-o', join(out, 'x')]);
+    expect(r.code).toBe(68); // CURLE_TFTP_NOTFOUND
+    const ev = await waitFor(() => byType(s, 'tftp.error').find((e) => e.file === 'nope/missing.efi'), 3000, 'tftp.error');
+    expect(ev).toMatchObject({ reason: 'not-found', error: 'file not found', mac: MAC });
+    expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'not-found' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('serves the tftp npm client (blksize 1468, windowsize 4)', async () => {
+    const tftp = createRequire(import.meta.url)('tftp') as {
+      createClient(o: object): { get(remote: string, local: string, cb: (err?: Error) => void): void };
+    };
+    const client = tftp.createClient({ host: '127.0.0.1', port: s.svc.port, blockSize: 1468, windowSize: 4 });
+    const dest = join(out, 'npm-mid.bin');
+    await new Promise<void>((resolve, reject) => client.get('mid.bin', dest, (err) => (err ? reject(err) : resolve())));
+    expect(shaFile(dest)).toBe(sha(files['mid.bin']));
+  });
+
+  it('records the exchange in the packet trace for a known MAC', () => {
+    expect(s.trace.count(MAC)).toBeGreaterThan(10);
+    const pcap = s.trace.toPcap(MAC);
+    expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4);
+  });
+
+  it('counts bytes and transfers in metrics, and ends with no transfer active', async () => {
+    await waitFor(() => s.svc.active === 0, 3000, 'no active transfers');
+    expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'ok' })).toBeGreaterThanOrEqual(10);
+    expect(s.metrics.get(TFTP_METRICS.bytes)).toBeGreaterThanOrEqual(files['big.bin'].length);
+    expect(s.metrics.render()).toContain('bootrelay_tftp_active_transfers 0');
+    expect(s.source.openStreams).toBe(0);
+  });
+});
+
+describe('TftpService refusals and protocol corners (scripted client)', () => {
+  let s: Server;
+  let c: RawTftpClient;
+  beforeAll(async () => {
+    s = makeServer(dir, { timeout: 0.2, retries: 2, maxTransfers: 3, maxTransfersPerClient: 2 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await c?.close();
+    await s.svc.stop();
+  });
+  beforeEach(async () => {
+    await c?.close();
+    c = await RawTftpClient.open();
+  });
+
+  const rrq = (file: string, options: Record<string, string> = {}): TftpPacket => ({ op: 'rrq', file, mode: 'octet', options });
+
+  it.each(['../etc/passwd', '/../x', 'a/../../b', 'C:\\windows\\x'])('refuses %s with ERROR 2 and counts it', async (name) => {
+    const before = s.metrics.get(TFTP_METRICS.dropped, { reason: 'path' });
+    c.send(rrq(name), s.svc.port);
+    const r = await c.next();
+    expect(r?.pkt).toEqual({ op: 'error', code: TftpErr.AccessViolation, message: 'access violation' });
+    expect(r?.port).not.toBe(s.svc.port); // from a fresh TID
+    expect(s.metrics.get(TFTP_METRICS.dropped, { reason: 'path' })).toBe(before + 1);
+    expect(s.source.opened.some((o) => o.path.includes('..') || o.path.includes('passwd'))).toBe(false);
+  });
+
+  it('refuses a write request with ERROR 2', async () => {
+    c.send({ op: 'wrq', file: 'up.bin', mode: 'octet', options: {} }, s.svc.port);
+    const r = await c.next();
+    expect(r?.pkt).toMatchObject({ op: 'error', code: TftpErr.AccessViolation });
+    expect(s.metrics.get(TFTP_METRICS.dropped, { reason: 'wrq' })).toBe(1);
+  });
+
+  it('answers ERROR 1 without server paths for a missing file', async () => {
+    c.send(rrq('missing.bin'), s.svc.port);
+    const r = await c.next();
+    expect(r?.pkt).toEqual({ op: 'error', code: TftpErr.FileNotFound, message: 'file not found' });
+  });
+
+  it('refuses the mail mode with ERROR 0', async () => {
+    c.send({ op: 'rrq', file: 'small.bin', mode: 'mail', options: {} }, s.svc.port);
+    expect((await c.next())?.pkt).toMatchObject({ op: 'error', code: 0 });
+  });
+
+  it('drops garbage on the listening port and counts it, and keeps serving', async () => {
+    const before = s.metrics.get(TFTP_METRICS.dropped, { reason: 'decode' });
+    c.sendRaw(Buffer.from([0, 1, 0x41]), s.svc.port);
+    c.sendRaw(Buffer.from([0xff]), s.svc.port);
+    c.sendRaw(Buffer.from([0, 4, 0, 1]), s.svc.port); // an ACK to port 69
+    await waitFor(() => s.metrics.get(TFTP_METRICS.dropped, { reason: 'decode' }) === before + 2, 2000, 'decode drops');
+    await waitFor(() => s.metrics.get(TFTP_METRICS.dropped, { reason: 'unexpected-opcode' }) >= 1, 2000, 'opcode drop');
+    c.send(rrq('small.bin', { tsize: '0' }), s.svc.port);
+    expect((await c.next())?.pkt).toEqual({ op: 'oack', options: { tsize: '10000' } });
+    c.send({ op: 'error', code: 0, message: '' }, (c.log.at(-1) as Received).port);
+  });
+
+  it('treats ERROR 8 after the OACK as a tsize probe: quiet, counted, slot freed', async () => {
+    const errorsBefore = byType(s, 'tftp.error').length;
+    const startsBefore = byType(s, 'tftp.start').length;
+    c.send(rrq('big.bin', { tsize: '0', blksize: '1468' }), s.svc.port);
+    const r = await c.next();
+    expect(r?.pkt).toEqual({ op: 'oack', options: { tsize: String(files['big.bin'].length), blksize: '1468' } });
+    const probesBefore = s.metrics.get(TFTP_METRICS.transfers, { result: 'tsize-probe' });
+    c.send({ op: 'error', code: TftpErr.OptionRefused, message: 'tsize only' }, r!.port);
+    await waitFor(() => s.metrics.get(TFTP_METRICS.transfers, { result: 'tsize-probe' }) === probesBefore + 1, 2000, 'probe counted');
+    await waitFor(() => s.svc.active === 0, 2000, 'slot freed');
+    expect(byType(s, 'tftp.error').length).toBe(errorsBefore);
+    expect(byType(s, 'tftp.start').length).toBe(startsBefore);
+    // then the real request, as a PXE ROM does
+    c.send(rrq('small.bin', { blksize: '1468' }), s.svc.port);
+    const o = await c.next();
+    expect(o?.pkt).toEqual({ op: 'oack', options: { blksize: '1468' } });
+    let got = Buffer.alloc(0);
+    c.send({ op: 'ack', block: 0 }, o!.port);
+    for (let b = 1; ; b++) {
+      const d = await c.next();
+      expect(d?.pkt).toMatchObject({ op: 'data', block: b });
+      const data = (d!.pkt as { data: Buffer }).data;
+      got = Buffer.concat([got, data]);
+      c.send({ op: 'ack', block: b }, d!.port);
+      if (data.length < 1468) break;
+    }
+    expect(sha(got)).toBe(sha(files['small.bin']));
+  });
+
+  it('times out a silent client after its retries, with an ERROR and a tftp.error, and frees the slot', async () => {
+    const t0 = Date.now();
+    c.send(rrq('small.bin'), s.svc.port);
+    // timeout 0.2 s, retries 2: DATA 1 at 0, 0.2, 0.6; gives up at 1.4 s
+    const got: TftpPacket[] = [];
+    for (;;) {
+      const r = await c.next(4000);
+      if (!r) break;
+      got.push(r.pkt);
+      if (r.pkt.op === 'error') break;
+    }
+    expect(got.map((p) => p.op)).toEqual(['data', 'data', 'data', 'error']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1300);
+    await waitFor(() => byType(s, 'tftp.error').find((e) => e.reason === 'timeout'), 2000, 'timeout event');
+    await waitFor(() => s.svc.active === 0, 2000, 'slot freed');
+    expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'timeout' })).toBe(1);
+  });
+
+  it('caps transfers per client and in total with ERROR 0 "too many transfers"', async () => {
+    const clients: RawTftpClient[] = [];
+    const other: RawTftpClient[] = [];
+    try {
+      for (let i = 0; i < 3; i++) clients.push(await RawTftpClient.open('127.0.0.1'));
+      for (let i = 0; i < 2; i++) other.push(await RawTftpClient.open('127.0.0.2'));
+      // two from 127.0.0.1 are served (they stay silent, so the transfers stay open)
+      for (const x of clients.slice(0, 2)) x.send(rrq('big.bin'), s.svc.port);
+      for (const x of clients.slice(0, 2)) expect((await x.next())?.pkt).toMatchObject({ op: 'data', block: 1 });
+      clients[2].send(rrq('big.bin'), s.svc.port);
+      expect((await clients[2].next())?.pkt).toEqual({ op: 'error', code: 0, message: 'too many transfers' });
+      // a third transfer from another address fits the total (3); the fourth does not
+      other[0].send(rrq('big.bin'), s.svc.port);
+      expect((await other[0].next())?.pkt).toMatchObject({ op: 'data', block: 1 });
+      other[1].send(rrq('big.bin'), s.svc.port);
+      const r = await other[1].next();
+      expect(r?.pkt).toEqual({ op: 'error', code: 0, message: 'too many transfers' });
+      expect(s.metrics.get(TFTP_METRICS.dropped, { reason: 'too-many-transfers' })).toBe(2);
+      // when they time out, the slots are free again
+      await waitFor(() => s.svc.active === 0, 5000, 'slots freed');
+      other[1].send(rrq('small.bin'), s.svc.port);
+      let p = await other[1].next();
+      while (p && p.pkt.op === 'error') p = await other[1].next(); // any late reply to the refused one
+      expect(p?.pkt).toMatchObject({ op: 'data', block: 1 });
+      other[1].send({ op: 'error', code: 0, message: 'bye' }, p!.port);
+    } finally {
+      for (const x of [...clients, ...other]) await x.close();
+    }
+  });
+
+  it('answers a packet from a foreign port with ERROR 5 and goes on', async () => {
+    c.send(rrq('small.bin', { blksize: '4000' }), s.svc.port);
+    const first = await c.next();
+    expect(first?.pkt).toEqual({ op: 'oack', options: { blksize: '1468' } });
+    const stranger = await RawTftpClient.open();
+    try {
+      stranger.send({ op: 'ack', block: 0 }, first!.port);
+      expect((await stranger.next())?.pkt).toMatchObject({ op: 'error', code: TftpErr.UnknownTid });
+    } finally {
+      await stranger.close();
+    }
+    c.send({ op: 'ack', block: 0 }, first!.port);
+    expect((await c.next())?.pkt).toMatchObject({ op: 'data', block: 1 });
+    c.send({ op: 'error', code: 0, message: 'enough' }, first!.port);
+    await waitFor(() => byType(s, 'tftp.error').find((e) => e.reason === 'aborted'), 2000, 'aborted event');
+  });
+});
+
+describe('TftpService under loss and duplication (scripted client)', () => {
+  let s: Server;
+  beforeAll(async () => {
+    s = makeServer(dir, { timeout: 1, retries: 4 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+  });
+
+  /** Fetches a file, dropping the first copy of DATA `loseBlock` and sending every ACK `dupAcks` times. */
+  async function fetch(file: string, opts: { loseBlock?: number; dupAcks?: number; options?: Record<string, string> }) {
+    const c = await RawTftpClient.open();
+    const dataSeen = new Map<number, number>();
+    let got = Buffer.alloc(0);
+    let expected = 1;
+    let lost = false;
+    let blksize = 512;
+    let window = 1;
+    try {
+      c.send({ op: 'rrq', file, mode: 'octet', options: opts.options ?? {} }, s.svc.port);
+      let inWindow = 0;
+      for (;;) {
+        const r = await c.next(5000);
+        if (!r) throw new Error('server went silent');
+        const ack = (block: number) => {
+          for (let i = 0; i < (opts.dupAcks ?? 1); i++) c.send({ op: 'ack', block }, r.port);
+        };
+        if (r.pkt.op === 'oack') {
+          blksize = Number(r.pkt.options.blksize ?? 512);
+          window = Number(r.pkt.options.windowsize ?? 1);
+          ack(0);
+          continue;
+        }
+        if (r.pkt.op !== 'data') throw new Error(`unexpected ${r.pkt.op}`);
+        const { block, data } = r.pkt;
+        dataSeen.set(block, (dataSeen.get(block) ?? 0) + 1);
+        if (block === opts.loseBlock && !lost) {
+          lost = true;
+          continue; // dropped on the way
+        }
+        if (block !== (expected & 0xffff)) {
+          // RFC 7440 §4: a gap: ACK the last block in order (once per gap)
+          if (inWindow !== -1) ack((expected - 1) & 0xffff);
+          inWindow = -1;
+          continue;
+        }
+        got = Buffer.concat([got, data]);
+        expected++;
+        inWindow = inWindow === -1 ? 1 : inWindow + 1;
+        const last = data.length < blksize;
+        if (last || inWindow >= window) {
+          ack(block);
+          inWindow = 0;
+        }
+        if (last) break;
+      }
+    } finally {
+      await c.close();
+    }
+    return { got, dataSeen, packets: [...dataSeen.values()].reduce((a, b) => a + b, 0), blocks: expected - 1 };
+  }
+
+  it('costs exactly one retransmission for one lost DATA in lock-step, even with every ACK duplicated', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const r = await fetch('mid.bin', { loseBlock: 7, dupAcks: 3, options: { blksize: '1468' } });
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect(r.packets).toBe(r.blocks + 1);
+    expect(r.dataSeen.get(7)).toBe(2);
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(1);
+    const done = await waitFor(() => byType(s, 'tftp.done').find((e) => e.file === 'mid.bin'), 2000, 'tftp.done');
+    expect(done).toMatchObject({ retransmits: 1 });
+  });
+
+  it('sends every block once with duplicated ACKs and no loss (no Sorcerer’s Apprentice)', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const r = await fetch('mid.bin', { dupAcks: 4 });
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect(r.packets).toBe(r.blocks);
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(0);
+  });
+
+  it('recovers a loss inside a window with at most one window resent', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const r = await fetch('mid.bin', { loseBlock: 10, dupAcks: 2, options: { blksize: '1468', windowsize: '8' } });
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    const extra = s.metrics.get(TFTP_METRICS.retransmits) - r0;
+    expect(extra).toBeGreaterThanOrEqual(1);
+    expect(extra).toBeLessThanOrEqual(8);
+    expect(r.packets).toBe(r.blocks + extra);
+  });
+});
+
+describe('TftpService serving a file while it still arrives', () => {
+  let s: Server;
+  beforeAll(async () => {
+    s = makeServer(dir, {}, { chunkBytes: 5000, delayMs: 5 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+  });
+
+  it.skipIf(!hasCmd('curl'))('streams a slow source to curl block by block', async () => {
+    const dest = join(out, 'slow-mid.bin');
+    const r = await run('curl', ['-sS', '--tftp-blksize', '1468', `tftp://127.0.0.1:${s.svc.port}/mid.bin`, '-o', dest]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(shaFile(dest)).toBe(sha(files['mid.bin']));
+  });
+
+  it.skipIf(!hasCmd('atftp'))('streams a slow source to atftp with windowsize 16', async () => {
+    const dest = join(out, 'slow-atftp.bin');
+    const r = await run('atftp', ['--option', 'blksize 1468', '--option', 'windowsize 16', '-g', '-r', 'mid.bin', '-l', dest, '127.0.0.1', String(s.svc.port)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(shaFile(dest)).toBe(sha(files['mid.bin']));
+  });
+});
+
