@@ -1,0 +1,321 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import WebSocket from 'ws';
+import { FileCache } from '../../relay/cache/cache';
+import { HttpService } from '../../relay/http/service';
+import { Metrics } from '../../relay/metrics';
+import { silentLogger } from '../../agent/log';
+import type { RelayEvent } from '../../proto/events';
+import type { ProfileConfig } from '../../agent/config/types';
+import type { FileSource, OpenedFile, OpenOptions } from '../../relay/source';
+import { TestUpstream } from '../helpers/upstream';
+import { hasCmd, waitFor } from '../helpers/netns';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface CurlResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function curl(args: string[], timeoutMs = 20_000): Promise<CurlResult> {
+  return new Promise((resolve) => {
+    const p = spawn('curl', ['-sS', '--max-time', String(timeoutMs / 1000), ...args]);
+    const out: Buffer[] = [];
+    let err = '';
+    p.stdout.on('data', (c: Buffer) => out.push(c));
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+  });
+}
+
+function get(port: number, path: string, headers: Record<string, string> = {}, agent?: http.Agent, method = 'GET') {
+  return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; reused: boolean }>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers, agent, method }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts), reused: req.reusedSocket }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const MAC = '52:54:00:aa:bb:01';
+const profiles: Record<string, ProfileConfig> = {
+  debian: { kernel: 'debian/vmlinuz', initrd: ['debian/initrd.img'], cmdline: 'console=ttyS0 quiet' },
+  menu: { script: 'menus/main.ipxe' },
+};
+const assign: Record<string, string> = { [MAC]: 'debian', '52:54:00:aa:bb:02': 'menu' };
+
+let up: TestUpstream;
+let cache: FileCache;
+let svc: HttpService;
+let base: string;
+let cacheDir: string;
+const events: RelayEvent[] = [];
+const metrics = new Metrics();
+const subscribers = new Set<(m: unknown) => void>();
+const opened: OpenedFile[] = [];
+
+const skip = hasCmd('curl') ? undefined : 'curl not installed';
+
+describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
+  beforeAll(async () => {
+    up = new TestUpstream();
+    await up.start();
+    cacheDir = fs.mkdtempSync(join(os.tmpdir(), 'br-httpcache-'));
+    const emit = (e: Omit<RelayEvent, 'ts'>) => events.push({ ts: new Date().toISOString(), ...e } as RelayEvent);
+    cache = new FileCache({
+      upstream: { url: up.url, headers: {}, timeoutMs: 5000 },
+      cache: { dir: cacheDir, maxBytes: 1e9, ttlSeconds: 3600, negativeTtlSeconds: 60 },
+      log: silentLogger,
+      metrics,
+      emit,
+      backoffMs: 20,
+    });
+    await cache.init();
+    // Records every opened file so a test can see the source stream was torn down.
+    const source: FileSource = {
+      open: async (p: string, o?: OpenOptions) => {
+        const f = await cache.open(p, o);
+        opened.push(f);
+        return f;
+      },
+    };
+    svc = new HttpService({
+      address: '127.0.0.1',
+      port: 0,
+      source,
+      log: silentLogger,
+      metrics,
+      emit,
+      macForIp: (ip) => (ip === '127.0.0.1' ? '52:54:00:00:00:7f' : undefined),
+      resolveProfile: (mac) => {
+        const name = (mac && assign[mac]) ?? 'debian';
+        return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+      },
+      api: { status: () => ({ online: true, uplink: cache.stats().uplink }), clients: () => [{ mac: MAC, phase: 'kernel' }] },
+      subscribe: (fn) => {
+        subscribers.add(fn);
+        return () => subscribers.delete(fn);
+      },
+      dashboardHtml: '<!doctype html><title>dash</title>',
+    });
+    await svc.start();
+    base = `http://127.0.0.1:${svc.port}`;
+  });
+
+  afterEach(() => {
+    up.rate = 0;
+    up.cutOnce.clear();
+    up.alter.clear();
+    up.fail500.clear();
+  });
+
+  afterAll(async () => {
+    await svc?.stop();
+    await cache?.close();
+    await up?.cleanup();
+    if (cacheDir) await fsp.rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('serves /files/<path> with Content-Length, ETag and Accept-Ranges, and HEAD without a body', async () => {
+    const body = await up.addFile('debian/vmlinuz', randomBytes(123_456));
+    const r = await curl(['-D', '-', '-o', '/dev/null', `${base}/files/debian/vmlinuz`]);
+    expect(r.code).toBe(0);
+    const hdr = r.stdout.toString();
+    expect(hdr).toMatch(/^HTTP\/1\.1 200/);
+    expect(hdr).toMatch(/content-length: 123456/i);
+    expect(hdr).toMatch(/accept-ranges: bytes/i);
+    expect(hdr).toMatch(/etag: "/i);
+    const g = await curl([`${base}/files/debian/vmlinuz`]);
+    expect(sha(g.stdout)).toBe(sha(body));
+    const h = await get(svc.port, '/files/debian/vmlinuz', {}, undefined, 'HEAD');
+    expect(h.status).toBe(200);
+    expect(h.headers['content-length']).toBe('123456');
+    expect(h.body.length).toBe(0);
+    expect(events.find((e) => e.type === 'http.start' && e.file === 'debian/vmlinuz')).toMatchObject({ mac: '52:54:00:00:00:7f', ip: '127.0.0.1', totalBytes: 123456 });
+    expect(events.find((e) => e.type === 'http.done' && e.file === 'debian/vmlinuz')).toMatchObject({ bytes: 123456 });
+  });
+
+  it('answers Range with 206, a range past the end with 416, and If-None-Match with 304', async () => {
+    const body = await up.addFile('r/file', randomBytes(10_000));
+    const r = await get(svc.port, '/files/r/file', { range: 'bytes=100-199' });
+    expect(r.status).toBe(206);
+    expect(r.headers['content-range']).toBe('bytes 100-199/10000');
+    expect(r.body.equals(body.subarray(100, 200))).toBe(true);
+    const s = await get(svc.port, '/files/r/file', { range: 'bytes=-50' });
+    expect(s.status).toBe(206);
+    expect(s.body.equals(body.subarray(9950))).toBe(true);
+    const c = await curl(['-r', '9990-', `${base}/files/r/file`]);
+    expect(c.stdout.equals(body.subarray(9990))).toBe(true);
+    const t = await get(svc.port, '/files/r/file', { range: 'bytes=10000-' });
+    expect(t.status).toBe(416);
+    expect(t.headers['content-range']).toBe('bytes */10000');
+    const etag = r.headers.etag!;
+    const n = await get(svc.port, '/files/r/file', { 'if-none-match': etag });
+    expect(n.status).toBe(304);
+    expect(n.body.length).toBe(0);
+  });
+
+  it('keeps the connection alive for a second request', async () => {
+    await up.addFile('ka/one', 'one');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const a = await get(svc.port, '/files/ka/one', {}, agent);
+      const b = await get(svc.port, '/files/ka/one', {}, agent);
+      expect(a.body.toString()).toBe('one');
+      expect(b.body.toString()).toBe('one');
+      expect(b.reused).toBe(true);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('refuses path escapes (403), bad encoding (400) and counts them', async () => {
+    const before = metrics.get('bootrelay_http_refused_total', { reason: 'path' });
+    const a = await curl(['--path-as-is', '-o', '/dev/null', '-w', '%{http_code}', `${base}/files/../etc/passwd`]);
+    expect(a.stdout.toString()).toBe('403');
+    const b = await curl(['-o', '/dev/null', '-w', '%{http_code}', `${base}/files/%2e%2e/%2e%2e/etc/passwd`]);
+    expect(b.stdout.toString()).toBe('403');
+    const c = await get(svc.port, '/files/a%zz');
+    expect(c.status).toBe(400);
+    expect(metrics.get('bootrelay_http_refused_total', { reason: 'path' })).toBe(before + 2);
+    expect(up.requests.some((r) => r.path.includes('passwd'))).toBe(false);
+  });
+
+  it('maps upstream 404 to 404 and upstream failure to 502', async () => {
+    const a = await get(svc.port, '/files/nope/missing');
+    expect(a.status).toBe(404);
+    await up.addFile('err/x', 'x');
+    up.fail500.add('err/x');
+    const b = await get(svc.port, '/files/err/x');
+    expect(b.status).toBe(502);
+  });
+
+  it('gives 20 concurrent curl clients of a cold file one upstream fetch and their first bytes long before the fill ends', async () => {
+    const body = await up.addFile('cold/initrd.img', randomBytes(1_500_000));
+    up.rate = 600_000; // 2.5 s fill
+    const t0 = Date.now();
+    const rs = await Promise.all(
+      Array.from({ length: 20 }, () => curl(['-w', '\n%{time_starttransfer}', `${base}/files/cold/initrd.img`])),
+    );
+    const total = Date.now() - t0;
+    for (const r of rs) {
+      expect(r.code).toBe(0);
+      const nl = r.stdout.lastIndexOf(10);
+      expect(sha(r.stdout.subarray(0, nl))).toBe(sha(body));
+      const ttfb = Number(r.stdout.subarray(nl + 1).toString());
+      expect(ttfb).toBeLessThan(1);
+    }
+    expect(total).toBeGreaterThan(2000);
+    expect(up.count('cold/initrd.img', 'GET')).toBe(1);
+  });
+
+  it('delivers the right bytes when the uplink is cut mid-file (resumed with Range)', async () => {
+    const body = await up.addFile('cut/kernel', randomBytes(900_000));
+    up.cutOnce.set('cut/kernel', 400_000);
+    const r = await curl([`${base}/files/cut/kernel`]);
+    expect(r.code).toBe(0);
+    expect(sha(r.stdout)).toBe(sha(body));
+    expect(up.rangeRequests('cut/kernel').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('fails the transfer (never a complete 200 with wrong bytes) when SHA256SUMS disagrees, and commits nothing', async () => {
+    const body = await up.addFile('bad/initrd.img', randomBytes(300_000));
+    await up.writeSums('bad', ['initrd.img']);
+    const alt = Buffer.from(body);
+    alt[5] ^= 0x55;
+    up.alter.set('bad/initrd.img', alt);
+    const r = await curl([`${base}/files/bad/initrd.img`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout.length).toBeLessThan(body.length);
+    expect(cache.list().some((e) => e.path === 'bad/initrd.img')).toBe(false);
+    await waitFor(() => events.find((e) => e.type === 'http.error' && e.file === 'bad/initrd.img'), 3000, 'http.error');
+  });
+
+  it('aborts the source when the client goes away', async () => {
+    await up.addFile('abort/big', randomBytes(2_000_000));
+    up.rate = 400_000;
+    const n = opened.length;
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get(`${base}/files/abort/big`, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      setTimeout(() => reject(new Error('no data')), 5000).unref();
+    });
+    const f = opened[n]!;
+    await waitFor(() => (f.stream as Readable).destroyed, 3000, 'source destroyed');
+  });
+
+  it('serves /boot.ipxe for the client profile, an upstream script for a script profile, and a fail script otherwise', async () => {
+    const a = await get(svc.port, `/boot.ipxe?mac=${MAC}`, { host: '10.99.0.1' });
+    expect(a.status).toBe(200);
+    const text = a.body.toString();
+    expect(text.startsWith('#!ipxe\n')).toBe(true);
+    expect(text).toContain('kernel http://10.99.0.1/files/debian/vmlinuz initrd=initrd.img console=ttyS0 quiet');
+    expect(text).toContain('initrd http://10.99.0.1/files/debian/initrd.img');
+    expect(text).toMatch(/\nboot /);
+    await up.addFile('menus/main.ipxe', '#!ipxe\nmenu upstream\n');
+    const b = await get(svc.port, '/boot.ipxe?mac=52-54-00-AA-BB-02');
+    expect(b.body.toString()).toBe('#!ipxe\nmenu upstream\n');
+    const c = await get(svc.port, '/boot.ipxe?mac=52:54:00:ff:ff:ff');
+    expect(c.body.toString()).toMatch(/^#!ipxe\necho bootrelay: no boot profile/);
+    expect(events.find((e) => e.type === 'http.done' && e.file === '/boot.ipxe')).toMatchObject({ mac: MAC, profile: 'debian' });
+  });
+
+  it('/booted emits client.booted (GET and POST); without a mac it is 400', async () => {
+    const a = await get(svc.port, `/booted?mac=${MAC}`);
+    expect(a.status).toBe(200);
+    expect(events.filter((e) => e.type === 'client.booted').at(-1)).toMatchObject({ mac: MAC, ip: '127.0.0.1' });
+    const b = await curl(['-X', 'POST', '-d', 'x=1', '-o', '/dev/null', '-w', '%{http_code}', `${base}/booted?mac=52:54:00:aa:bb:03`]);
+    expect(b.stdout.toString()).toBe('200');
+    expect(events.filter((e) => e.type === 'client.booted').at(-1)).toMatchObject({ mac: '52:54:00:aa:bb:03' });
+    const c = await get(svc.port, '/booted?mac=zz');
+    expect(c.status).toBe(400);
+  });
+
+  it('serves /metrics as Prometheus text that parses, /api JSON, and the dashboard', async () => {
+    const m = await get(svc.port, '/metrics');
+    expect(m.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const lines = m.body.toString().trim().split('\n');
+    for (const l of lines) {
+      if (l.startsWith('#')) expect(l).toMatch(/^# (HELP|TYPE) \w+ /);
+      else expect(l).toMatch(/^[a-zA-Z_:][\w:]*(\{[a-zA-Z_]\w*="[^"]*"(,[a-zA-Z_]\w*="[^"]*")*\})? -?[\d.e+]+$/);
+    }
+    expect(m.body.toString()).toMatch(/bootrelay_http_requests_total\{path="files",status="200"\} \d+/);
+    expect(JSON.parse((await get(svc.port, '/api/status')).body.toString())).toMatchObject({ online: true });
+    expect(JSON.parse((await get(svc.port, '/api/clients')).body.toString())).toEqual([{ mac: MAC, phase: 'kernel' }]);
+    const d = await get(svc.port, '/dashboard');
+    expect(d.status).toBe(301);
+    expect(d.headers.location).toBe('/dashboard/');
+    expect((await get(svc.port, '/dashboard/')).body.toString()).toContain('<title>dash</title>');
+    expect((await get(svc.port, '/api/status', {}, undefined, 'DELETE')).status).toBe(405);
+  });
+
+  it('pushes messages published through subscribe to /api/events WebSocket clients', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${svc.port}/api/events`);
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
+    const got = new Promise<string>((r) => ws.once('message', (d) => r(d.toString())));
+    for (const fn of subscribers) fn({ type: 'tftp.done', mac: MAC, bytes: 5 });
+    expect(JSON.parse(await got)).toEqual({ type: 'tftp.done', mac: MAC, bytes: 5 });
+    ws.close();
+  });
+});
