@@ -482,7 +482,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       if (s.phase === 'dhcp') this.advance(c, 'bound', t);
       if (file && s.phase !== 'failed') {
         s.bootFile = file;
-        const isUrl = typeof ev.file === 'string' && /^https?:\/\//i.test(ev.file);
+        const url = typeof ev.url === 'string' ? ev.url : ev.file;
+        const isUrl = typeof url === 'string' && /^https?:\/\//i.test(url);
         const kind = file === '/boot.ipxe' ? 'script' : isUrl ? 'http' : 'tftp';
         if (!(kind === 'script' && ORDER.get(s.phase)! > ORDER.get('ipxe')!)) c.awaiting = { at: t, file, kind };
       }
@@ -587,6 +588,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   }
 
   private onError(c: Internal, ev: RelayEvent, t: number): void {
+    c.awaiting = undefined; // the client did ask
     const file = cleanFile(ev.file ?? ev.path);
     if (file) c.transfers.delete(file);
     if (!file) return;
@@ -595,12 +597,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     const err = String(ev.error ?? ev.reason ?? 'error');
     const status = typeof ev.status === 'number' ? ev.status : undefined;
     // a client that stops a transfer itself (PXE ROMs' tsize probe: ERROR 8 after OACK; iPXE closing) is normal
-    if (/abort|cancel|client|option|closed|disconnect|tsize/i.test(reason) || ev.code === 8 || ev.tftpCode === 8) return;
+    if (/abort|cancel|client|option|closed|disconnect|tsize|stopped/i.test(reason) || ev.code === 8 || ev.tftpCode === 8) return;
     if (role === 'other') return; // iPXE probing autoexec.ipxe and the like
     if (c.s.phase === 'booted') return;
     const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
     let msg: string;
-    if (status === 404 || /\b404\b|ENOENT|not found/i.test(`${err} ${reason}`)) msg = `upstream 404 for ${file}`;
+    if (status === 404 || /\b404\b|ENOENT|not[- ]found/i.test(`${err} ${reason}`)) msg = `upstream 404 for ${file}`;
     else if (status !== undefined && status >= 400) msg = `upstream ${status} for ${file}`;
     else if (/path|escape|refused/i.test(`${reason} ${err}`)) msg = `${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} request for ${what} refused: ${err}`;
     else if (/timeout|timed out|silent|no ack/i.test(`${reason} ${err}`)) msg = `the ${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} transfer of ${what} timed out: ${err}`;
