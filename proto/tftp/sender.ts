@@ -117,6 +117,18 @@ export class TftpSender {
     return (this.oackPending && this.oackSent) || this.sentUpTo >= this.base;
   }
 
+  /** Everything but the final block is acknowledged and the final block was sent. */
+  get onlyFinalUnacked(): boolean {
+    return this.finalIndex !== undefined && this.base === this.finalIndex && this.sentUpTo >= this.finalIndex;
+  }
+
+  /** Payload bytes pushed but not acknowledged yet. */
+  get unackedBytes(): number {
+    let n = 0;
+    for (const b of this.blocks.values()) n += b.length;
+    return n;
+  }
+
   /** Blocks held in memory (at most one window). */
   get held(): number {
     return this.blocks.size;
@@ -182,7 +194,6 @@ export class TftpSender {
     this.timeouts++;
     if (this.timeouts > this.retries) {
       this.failed = true;
-      this.blocks.clear();
       return { send: [], giveUp: true };
     }
     if (this.oackPending) return { send: this.begin(), giveUp: false };

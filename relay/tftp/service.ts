@@ -45,7 +45,7 @@ export const TFTP_METRICS = {
 } as const;
 
 /** How a transfer ended (label `result` of bootrelay_tftp_transfers_total). */
-export type TransferResult = 'ok' | 'not-found' | 'upstream-error' | 'timeout' | 'aborted' | 'tsize-probe' | 'stopped' | 'refused';
+export type TransferResult = 'ok' | 'ok-unconfirmed' | 'not-found' | 'upstream-error' | 'timeout' | 'aborted' | 'tsize-probe' | 'stopped' | 'refused';
 
 interface Peer {
   ip: string;
@@ -239,6 +239,8 @@ class Transfer {
   private finished = false;
   /** an ERROR is on its way out; ignore the client meanwhile */
   private closing = false;
+  /** done without the final ACK */
+  private unconfirmed = false;
   private started = false;
   private t0 = Date.now();
   private lastProgress = 0;
@@ -408,7 +410,16 @@ class Transfer {
     this.timer = undefined;
     const sender = this.sender;
     if (this.finished || !sender) return;
+    const finalPending = sender.onlyFinalUnacked;
     const r = sender.onTimeout();
+    if (r.giveUp && finalPending) {
+      // every block but the last was acknowledged: the client almost surely has the file
+      // and moved on; its final ACK was lost (RFC 1350 §6 "dallying" is optional for it)
+      this.log.info('final ACK never came; counting the transfer as done');
+      this.unconfirmed = true;
+      this.finish('ok-unconfirmed');
+      return;
+    }
     if (r.giveUp) {
       this.log.info({ retries: this.svc.deps.config.retries }, 'client silent, transfer timed out');
       this.fail('timeout', TftpErr.NotDefined, 'timeout', 'timeout');
@@ -533,10 +544,11 @@ class Transfer {
     const s = this.sender;
     const bytes = s?.bytesAcked ?? 0;
     const base = { mac: this.mac, ip: this.peer.ip, file: this.path, bytes, totalBytes: this.file?.size };
-    if (result === 'ok') {
+    if (result === 'ok' || result === 'ok-unconfirmed') {
       const ms = Date.now() - this.t0;
       this.log.info({ bytes, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits }, 'transfer done');
-      deps.emit({ type: 'tftp.done', ...base, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits ?? 0 });
+      const last = this.unconfirmed && s ? { bytes: bytes + s.unackedBytes, confirmed: false } : {};
+      deps.emit({ type: 'tftp.done', ...base, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits ?? 0, ...last });
     } else {
       deps.emit({ type: 'tftp.error', ...base, error: error ?? result, reason: result });
     }

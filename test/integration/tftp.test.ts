@@ -382,6 +382,22 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
     expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'timeout' })).toBe(1);
   });
 
+  it('counts a transfer whose final ACK never comes as done, unconfirmed, without an error', async () => {
+    const errorsBefore = byType(s, 'tftp.error').length;
+    c.send(rrq('exact.bin', { blksize: '1468' }), s.svc.port);
+    const o = await c.next();
+    c.send({ op: 'ack', block: 0 }, o!.port);
+    for (let b = 1; b <= 4; b++) {
+      const d = await c.next();
+      expect(d?.pkt).toMatchObject({ op: 'data', block: b });
+      if (b < 4) c.send({ op: 'ack', block: b }, d!.port); // the final (empty) block is never acknowledged
+    }
+    const done = await waitFor(() => byType(s, 'tftp.done').find((e) => e.file === 'exact.bin' && e.confirmed === false), 4000, 'unconfirmed done');
+    expect(done.bytes).toBe(files['exact.bin'].length);
+    expect(byType(s, 'tftp.error').length).toBe(errorsBefore);
+    expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'ok-unconfirmed' })).toBe(1);
+  });
+
   it('caps transfers per client and in total with ERROR 0 "too many transfers"', async () => {
     const clients: RawTftpClient[] = [];
     const other: RawTftpClient[] = [];
@@ -506,10 +522,13 @@ describe('TftpService under loss and duplication (scripted client)', () => {
 
   it('sends every block once with duplicated ACKs and no loss (no Sorcerer’s Apprentice)', async () => {
     const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const n0 = byType(s, 'tftp.done').length;
     const r = await fetch('mid.bin', { dupAcks: 4 });
     expect(sha(r.got)).toBe(sha(files['mid.bin']));
     expect(r.packets).toBe(r.blocks);
     expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(0);
+    const done = await waitFor(() => byType(s, 'tftp.done')[n0], 2000, 'tftp.done');
+    expect(done).toMatchObject({ file: 'mid.bin', retransmits: 0, blksize: 512 });
   });
 
   it('recovers a loss inside a window with at most one window resent', async () => {

@@ -208,6 +208,21 @@ describe('proto/tftp/sender', () => {
     expect(s.onAck(3).result).toBe('done');
   });
 
+  it('tells when only the final block is unacknowledged', () => {
+    const s = new TftpSender({ blksize: 4, windowsize: 2, retries: 1 });
+    const feed = feeder(s, 3, 2);
+    s.begin();
+    feed();
+    expect(s.onlyFinalUnacked).toBe(false);
+    s.onAck(2);
+    feed();
+    expect(s.onlyFinalUnacked).toBe(true);
+    expect(s.unackedBytes).toBe(2);
+    s.onTimeout();
+    expect(s.onTimeout().giveUp).toBe(true);
+    expect(s.unackedBytes).toBe(2);
+  });
+
   it('ignores ACKs for blocks never sent', () => {
     const s = new TftpSender({ blksize: 4, windowsize: 2, retries: 3 });
     const feed = feeder(s, 10, 0);
