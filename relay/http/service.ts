@@ -365,7 +365,7 @@ export class HttpService {
       opened.stream.destroy();
       return void res.end();
     }
-    const file = kind === 'script' ? path : path;
+    const file = path;
     const t0 = Date.now();
     const rangeText = status === 206 ? String(headers['content-range']).slice(6) : undefined;
     this.o.emit({ type: 'http.start', mac, ip, file, totalBytes: size, ...(rangeText ? { range: rangeText } : {}) });
