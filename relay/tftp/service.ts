@@ -212,14 +212,21 @@ export class TftpService {
   private refuse(peer: Peer, mac: string | undefined, code: number, message: string): void {
     const buf = encodeError(code, message);
     const s = dgram.createSocket('udp4');
+    const close = () => {
+      try {
+        s.close();
+      } catch {
+        /* already closed */
+      }
+    };
     s.on('error', (err) => {
       this.log.debug({ err }, 'refusal socket error');
-      s.close();
+      close();
     });
     s.bind({ address: this.opts.address, port: 0 }, () => {
       const port = (s.address() as AddressInfo).port;
       this.traceOut(mac, peer, port, buf);
-      s.send(buf, peer.port, peer.ip, () => s.close());
+      s.send(buf, peer.port, peer.ip, close);
     });
   }
 }
@@ -506,10 +513,10 @@ class Transfer {
     if (this.finished) return;
     const buf = encodeError(code, clientMessage);
     if (this.socket && this.localPort) {
-      this.socket.send(buf, this.peer.port, this.peer.ip, () => this.finish(result, error));
+      this.socket.send(buf, this.peer.port, this.peer.ip, () => this.finish(result, error, code));
       this.svc.traceOut(this.mac, this.peer, this.localPort, buf);
       this.finishing();
-    } else this.finish(result, error);
+    } else this.finish(result, error, code);
   }
 
   /** Stops everything but the pending ERROR send. */
@@ -520,7 +527,8 @@ class Transfer {
     if (this.sender) this.sender.failed = true;
   }
 
-  private finish(result: TransferResult, error?: string): void {
+  /** `code`: the TFTP error code we sent the client, if any. */
+  private finish(result: TransferResult, error?: string, code?: number): void {
     if (this.finished) return;
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
@@ -550,7 +558,7 @@ class Transfer {
       const last = this.unconfirmed && s ? { bytes: bytes + s.unackedBytes, confirmed: false } : {};
       deps.emit({ type: 'tftp.done', ...base, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits ?? 0, ...last });
     } else {
-      deps.emit({ type: 'tftp.error', ...base, error: error ?? result, reason: result });
+      deps.emit({ type: 'tftp.error', ...base, error: error ?? result, reason: result, ...(code !== undefined ? { code } : {}) });
     }
   }
 }

@@ -21,6 +21,8 @@ import { Metrics } from '../../relay/metrics';
 import { TftpService, TFTP_METRICS } from '../../relay/tftp/service';
 import { PacketTrace } from '../../relay/trace';
 import { DirSource } from '../helpers/dir-source';
+import type { FileSource } from '../../relay/source';
+import { Readable } from 'node:stream';
 import { hasCmd, waitFor } from '../helpers/netns';
 
 const MAC = '52:54:00:aa:bb:01';
@@ -248,7 +250,7 @@ describe('TftpService with real clients', () => {
     const r = await run('curl', ['-sS', `tftp://127.0.0.1:${s.svc.port}/nope/missing.efi`, '-o', join(out, 'x')]);
     expect(r.code).toBe(68); // CURLE_TFTP_NOTFOUND
     const ev = await waitFor(() => byType(s, 'tftp.error').find((e) => e.file === 'nope/missing.efi'), 3000, 'tftp.error');
-    expect(ev).toMatchObject({ reason: 'not-found', error: 'file not found', mac: MAC });
+    expect(ev).toMatchObject({ reason: 'not-found', error: 'file not found', mac: MAC, code: 1 });
     expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'not-found' })).toBeGreaterThanOrEqual(1);
   });
 
@@ -567,3 +569,52 @@ describe('TftpService serving a file while it still arrives', () => {
   });
 });
 
+
+describe('TftpService when the source fails mid-stream', () => {
+  it('sends ERROR 0 "upstream error", emits tftp.error and frees the slot', async () => {
+    const metrics = new Metrics();
+    const events: RelayEvent[] = [];
+    const source: FileSource = {
+      async open(path) {
+        async function* gen() {
+          yield Buffer.alloc(3000, 1);
+          await new Promise((r) => setTimeout(r, 20));
+          throw new Error('upstream cut');
+        }
+        return { path, size: 100_000, stream: Readable.from(gen(), { objectMode: false }), cache: 'miss' };
+      },
+    };
+    const svc = new TftpService({
+      address: '127.0.0.1',
+      port: 0,
+      source,
+      config: { port: 0, maxBlksize: 1468, maxWindowsize: 8, timeout: 1, retries: 2, maxTransfers: 4, maxTransfersPerClient: 4 },
+      log: silentLogger,
+      metrics,
+      emit: (ev) => events.push(makeEvent(ev)),
+    });
+    await svc.start();
+    const c = await RawTftpClient.open();
+    try {
+      c.send({ op: 'rrq', file: 'x.bin', mode: 'octet', options: {} }, svc.port);
+      const seen: TftpPacket[] = [];
+      for (;;) {
+        const r = await c.next(3000);
+        if (!r) break;
+        seen.push(r.pkt);
+        if (r.pkt.op === 'data') c.send({ op: 'ack', block: r.pkt.block }, r.port);
+        if (r.pkt.op === 'error') break;
+      }
+      expect(seen.at(-1)).toEqual({ op: 'error', code: 0, message: 'upstream error' });
+      expect(seen.filter((p) => p.op === 'data').length).toBeGreaterThanOrEqual(1);
+      const ev = await waitFor(() => events.find((e) => e.type === 'tftp.error'), 2000, 'tftp.error');
+      expect(ev).toMatchObject({ reason: 'upstream-error', file: 'x.bin', totalBytes: 100_000 });
+      expect(String(ev.error)).toContain('upstream cut');
+      await waitFor(() => svc.active === 0, 2000, 'slot freed');
+      expect(metrics.get(TFTP_METRICS.transfers, { result: 'upstream-error' })).toBe(1);
+    } finally {
+      await c.close();
+      await svc.stop();
+    }
+  });
+});
