@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
-import type { CacheConfig, UpstreamConfig } from '../../agent/config/types';
+import type { BootConfig, CacheConfig, UpstreamConfig } from '../../agent/config/types';
 import type { Logger } from '../../agent/log';
 import { RelayError, UpstreamError } from '../../proto/errors';
 import type { EmitFn } from '../../proto/events';
@@ -27,6 +27,24 @@ import { Fill, type FillDeps, type FillState } from './fill';
 import { CacheIndex, fsyncDir, type IndexEntry } from './index';
 import { CacheReader, type BypassSpec, type FillView } from './reader';
 import { SumsStore } from './sums';
+
+/**
+ * The `expectedSha256` hook from the boot profiles: `profiles.*.sha256[path]`
+ * (paths normalised like the cache's, hex lower-cased).
+ */
+export function profileSha256Lookup(boot: Pick<BootConfig, 'profiles'>): (path: string) => string | undefined {
+  const map = new Map<string, string>();
+  for (const p of Object.values(boot.profiles)) {
+    for (const [path, hex] of Object.entries(p.sha256 ?? {})) {
+      try {
+        map.set(normalizeBootPath(path), hex.toLowerCase());
+      } catch {
+        /* a bad path in the config is the config checker's to report */
+      }
+    }
+  }
+  return (path) => map.get(path);
+}
 
 /** A Range that starts at or beyond the end of the file (HTTP 416). */
 export class RangeNotSatisfiableError extends RelayError {

@@ -190,6 +190,17 @@ export class HttpService {
   // ---- routing ---------------------------------------------------------------
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    try {
+      this.route(req, res);
+    } catch (err) {
+      // A throwing hook (api, macForIp, resolveProfile …) costs one request, never the server.
+      this.log.error({ err, url: req.url }, 'request failed');
+      if (!res.headersSent) this.text(res, 500, 'internal error\n');
+      else res.destroy();
+    }
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const rawPath = q >= 0 ? url.slice(0, q) : url;
