@@ -137,7 +137,8 @@ describe('bootrelay_<version>_all.ipk', () => {
       'procd_set_param stderr 1',
       'procd_add_reload_trigger bootrelay',
       'procd_send_signal bootrelay bootrelay HUP',
-      'relayctl config check "$CONF"',
+      'CTL=/usr/bin/relayctl',
+      '"$CTL" config check "$CONF"',
       'logger -t bootrelay -p daemon.err',
     ]) {
       expect(init).toContain(s);
