@@ -174,10 +174,15 @@ export class TftpService {
       return;
     }
     const key = `${peer.ip}:${peer.port}`;
-    if (this.transfers.has(key)) {
-      // the client repeated its RRQ while we were opening the file
-      this.drop('duplicate-rrq');
-      return;
+    const existing = this.transfers.get(key);
+    if (existing) {
+      if (!existing.supersededBy(msg)) {
+        // the client repeated its RRQ while we were opening the file or waiting for ACK 0
+        this.drop('duplicate-rrq');
+        return;
+      }
+      // a new request from the same port before any DATA: the earlier one was a probe
+      // whose ERROR we have not seen (yet); it is replaced
     }
     if (pkt.mode !== 'octet' && pkt.mode !== 'netascii') {
       this.drop('mode');
@@ -201,7 +206,7 @@ export class TftpService {
       this.refuse(peer, mac, TftpErr.AccessViolation, 'access violation');
       return;
     }
-    const t = new Transfer(this, key, peer, mac, pkt, path);
+    const t = new Transfer(this, key, peer, mac, pkt, path, msg);
     this.transfers.set(key, t);
     this.perClient.set(peer.ip, (this.perClient.get(peer.ip) ?? 0) + 1);
     this.opts.metrics.set(TFTP_METRICS.active, this.transfers.size);
@@ -262,6 +267,7 @@ class Transfer {
     private readonly mac: string | undefined,
     private readonly rrq: TftpRequest,
     private readonly path: string,
+    private readonly raw: Buffer,
   ) {
     this.log = svc.logger.child({ ip: peer.ip, port: peer.port, mac, file: path });
   }
@@ -343,6 +349,19 @@ class Transfer {
       this.log.error({ err }, 'transfer failed');
       this.fail('upstream-error', TftpErr.NotDefined, 'internal error', (err as Error).message);
     }
+  }
+
+  /**
+   * A different RRQ from the same client port while this one has sent no DATA
+   * (PXE ROMs probe tsize, then ask again): this transfer ends quietly as a
+   * probe and the new request goes ahead. An identical RRQ is a retransmission.
+   */
+  supersededBy(rrq: Buffer): boolean {
+    if (this.finished || this.started || this.closing || rrq.equals(this.raw)) return false;
+    this.log.info('superseded by a new request before any DATA');
+    this.abort.abort();
+    this.finish('tsize-probe');
+    return true;
   }
 
   /** Service stopping: close without events. */

@@ -366,6 +366,31 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
     expect(sha(got)).toBe(sha(files['small.bin']));
   });
 
+  it('replaces a probe by a new RRQ from the same port, and ignores a repeated identical RRQ', async () => {
+    const errorsBefore = byType(s, 'tftp.error').length;
+    const doneBefore = byType(s, 'tftp.done').length;
+    const probes = s.metrics.get(TFTP_METRICS.transfers, { result: 'tsize-probe' });
+    const dups = s.metrics.get(TFTP_METRICS.dropped, { reason: 'duplicate-rrq' });
+    c.send(rrq('small.bin', { tsize: '0' }), s.svc.port);
+    const o1 = await c.next();
+    expect(o1?.pkt).toEqual({ op: 'oack', options: { tsize: '10000' } });
+    c.send(rrq('small.bin', { tsize: '0' }), s.svc.port); // a retransmitted RRQ
+    await waitFor(() => s.metrics.get(TFTP_METRICS.dropped, { reason: 'duplicate-rrq' }) === dups + 1, 2000, 'duplicate dropped');
+    c.send(rrq('small.bin', { blksize: '1468' }), s.svc.port); // the real request, no ERROR in between
+    const o2 = await c.next();
+    expect(o2?.pkt).toEqual({ op: 'oack', options: { blksize: '1468' } });
+    expect(o2?.port).not.toBe(o1?.port);
+    expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'tsize-probe' })).toBe(probes + 1);
+    c.send({ op: 'ack', block: 0 }, o2!.port);
+    for (let b = 1; b <= 7; b++) {
+      const d = await c.next();
+      expect(d?.pkt).toMatchObject({ op: 'data', block: b });
+      c.send({ op: 'ack', block: b }, d!.port);
+    }
+    await waitFor(() => byType(s, 'tftp.done').slice(doneBefore).find((e) => e.file === 'small.bin' && e.blksize === 1468), 2000, 'done');
+    expect(byType(s, 'tftp.error').length).toBe(errorsBefore);
+  });
+
   it('times out a silent client after its retries, with an ERROR and a tftp.error, and frees the slot', async () => {
     const t0 = Date.now();
     c.send(rrq('small.bin'), s.svc.port);
