@@ -34,6 +34,8 @@ export class TestUpstream {
   readonly truncate = new Map<string, number>();
   /** path → content served instead of the file (headers still describe the file) */
   readonly alter = new Map<string, Buffer>();
+  /** paths whose Range requests are answered 200 with the whole body */
+  readonly ignoreRange = new Set<string>();
   /** paths answered 500 */
   readonly fail500 = new Set<string>();
 
@@ -141,7 +143,7 @@ export class TestUpstream {
     const range = req.headers.range;
     const ifRange = req.headers['if-range'];
     const rangeOk = !ifRange || ifRange === etag || ifRange === lastModified;
-    if (range && rangeOk) {
+    if (range && rangeOk && !this.ignoreRange.has(rel)) {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range);
       if (m && (m[1] || m[2])) {
         if (m[1]) {

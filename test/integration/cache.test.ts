@@ -59,6 +59,7 @@ afterEach(async () => {
   up.truncate.clear();
   up.alter.clear();
   up.fail500.clear();
+  up.ignoreRange.clear();
   while (caches.length) await caches.pop()!.close();
 });
 
@@ -168,12 +169,36 @@ describe('FileCache', () => {
     expect(cache.list()).toEqual([]);
   });
 
-  it('remembers a 404: twelve probes cost one upstream request', async () => {
-    const { cache } = await makeCache();
+  it('remembers a 404: twelve probes cost one upstream request, until negativeTtlSeconds pass', async () => {
+    let t = Date.now();
+    const { cache } = await makeCache({ now: () => t });
     for (let i = 0; i < 12; i++) {
       await expect(cache.open('pxelinux.cfg/01-52-54-00-00-00-09')).rejects.toMatchObject({ code: 'ENOENT', status: 404 });
     }
     expect(up.count('pxelinux.cfg/01-52-54-00-00-00-09')).toBe(1);
+    t += 61_000;
+    await expect(cache.open('pxelinux.cfg/01-52-54-00-00-00-09')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(up.count('pxelinux.cfg/01-52-54-00-00-00-09')).toBe(2);
+  });
+
+  it('resumes from an upstream that ignores Range by skipping the bytes it already has', async () => {
+    const body = await up.addFile('norange/f', randomBytes(500_000));
+    up.cutOnce.set('norange/f', 200_000);
+    up.ignoreRange.add('norange/f');
+    const { cache } = await makeCache();
+    const f = await cache.open('norange/f');
+    expect(sha(await readAll(f.stream))).toBe(sha(body));
+    expect(up.count('norange/f', 'GET')).toBe(2);
+    expect(up.rangeRequests('norange/f')[0]!.status).toBe(200);
+  });
+
+  it('drops an entry the upstream no longer has on revalidation (404)', async () => {
+    await up.addFile('gone/f', 'x');
+    const { cache } = await makeCache({ ttlSeconds: 0 });
+    await cache.prefetch('gone/f');
+    await fsp.rm(join(up.dir, 'gone/f'));
+    await expect(cache.open('gone/f')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(cache.list()).toEqual([]);
   });
 
   it('evicts least recently used entries within maxBytes, but keeps pinned ones', async () => {
