@@ -47,7 +47,8 @@ main { padding:12px 16px; display:grid; gap:16px; }
 .bar { height:8px; background:#263140; border-radius:4px; overflow:hidden; margin:6px 0 2px; }
 .bar > div { height:100%; background:var(--acc); width:0; transition:width .3s; }
 .timeline { display:flex; gap:2px; margin-top:6px; }
-.seg { flex:1 1 0; min-width:0; background:#263140; border-radius:3px; padding:1px 4px; font-size:11px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+.seg { flex:1 1 0; min-width:44px; background:#263140; border-radius:3px; padding:1px 4px; font-size:11px; line-height:1.25; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+.seg small { display:block; font-size:10px; opacity:.85; }
 .seg.done { background:#1e3a55; } .seg.cur { background:var(--acc); color:#071018; } .seg.failed { background:var(--bad); color:#fff; }
 .error { color:var(--bad); font-weight:600; margin-top:4px; }
 #events { background:#131a22; border:1px solid #263140; border-radius:8px; padding:8px 12px; max-height:260px; overflow:auto; font:12px ui-monospace, monospace; }
@@ -124,7 +125,7 @@ const APP_JS = String.raw`
       r3.appendChild(el('span', 'file', c.file));
       var e = eta(c);
       var txt = fmtBytes(bytes) + (total ? ' / ' + fmtBytes(total) + ' (' + pct + '%)' : '');
-      if (e !== null && total && bytes < total) txt += ' \u00b7 ETA ' + fmtDur(Math.round(e * 1000));
+      if (e !== null && total && bytes < total && c.phase !== 'failed' && c.phase !== 'booted') txt += ' \u00b7 ETA ' + fmtDur(Math.round(e * 1000));
       r3.appendChild(el('span', 'progress', txt));
       d.appendChild(r3);
     }
@@ -137,8 +138,7 @@ const APP_JS = String.raw`
     var tl = el('div', 'timeline');
     var ph = c.phases || {};
     var now = Date.now();
-    var shown = PHASES.filter(function (p) { return ph[p]; });
-    if (!shown.length && c.phase && c.phase !== 'failed') shown = [c.phase];
+    var shown = PHASES.filter(function (p) { return ph[p] || p === c.phase; });
     shown.forEach(function (p, i) {
       var info = ph[p] || {};
       var start = t(info.startedAt);
@@ -149,7 +149,10 @@ const APP_JS = String.raw`
       var seg = el('div', 'seg ' + (c.phase === 'failed' && cur ? 'failed' : cur ? 'cur' : 'done'));
       seg.setAttribute('data-seg', p);
       var dur = start !== null && end !== null ? fmtDur(end - start) : '';
-      seg.textContent = p + (dur ? ' ' + dur : '');
+      // width grows with the duration (log scale), so long phases stand out
+      if (start !== null && end !== null) seg.style.flexGrow = String(1 + Math.log10(1 + (end - start) / 1000) * 2);
+      seg.appendChild(el('b', null, p));
+      seg.appendChild(el('small', null, dur || '\u00a0'));
       seg.title = p + (dur ? ': ' + dur : '') + (info.startedAt ? ' (from ' + info.startedAt + ')' : '');
       tl.appendChild(seg);
     });
@@ -172,7 +175,7 @@ const APP_JS = String.raw`
     if (s.online === false) meta.push('offline');
     if (s.version) meta.push('v' + s.version);
     if (s.uplink) meta.push('uplink ' + (typeof s.uplink === 'object' ? (s.uplink.state || JSON.stringify(s.uplink)) : s.uplink));
-    if (s.startedAt) meta.push('up since ' + s.startedAt);
+    if (s.startedAt) meta.push('up since ' + String(s.startedAt).replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
     if (s.cache && typeof s.cache === 'object') {
       var cs = s.cache;
       if (cs.bytes !== undefined) meta.push('cache ' + fmtBytes(cs.bytes) + (cs.entries !== undefined ? ' in ' + cs.entries + ' files' : ''));
@@ -204,6 +207,7 @@ const APP_JS = String.raw`
       if (!ids.length) main.appendChild(el('div', 'empty', broker ? 'no relay has published under ' + prefix + '/ yet' : 'waiting for the relay'));
       var ev = document.getElementById('events');
       ev.textContent = '';
+      if (!events.length) ev.appendChild(el('div', 'empty', 'no events yet'));
       for (var i = events.length - 1; i >= 0 && i >= events.length - 100; i--) {
         var e = events[i];
         var line = [e.ts ? e.ts.slice(11, 23) : '', e._agent && e._agent !== LOCAL ? e._agent : '', e.type, e.mac || '', e.file || '', e.error || e.reason || '']
