@@ -87,6 +87,16 @@ class RawTftpClient {
     });
   }
 
+  /** The next DATA `block`, skipping retransmitted OACKs and earlier blocks (a slow machine may see them). */
+  async nextData(block: number, timeoutMs = 3000): Promise<Received | undefined> {
+    for (;;) {
+      const r = await this.next(timeoutMs);
+      if (!r) return r;
+      if (r.pkt.op === 'oack' || (r.pkt.op === 'data' && r.pkt.block < block)) continue;
+      return r;
+    }
+  }
+
   /** Closes once every datagram sent has left. */
   async close(): Promise<void> {
     await Promise.all(this.pending);
@@ -356,7 +366,7 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
     let got = Buffer.alloc(0);
     c.send({ op: 'ack', block: 0 }, o!.port);
     for (let b = 1; ; b++) {
-      const d = await c.next();
+      const d = await c.nextData(b);
       expect(d?.pkt).toMatchObject({ op: 'data', block: b });
       const data = (d!.pkt as { data: Buffer }).data;
       got = Buffer.concat([got, data]);
@@ -383,7 +393,7 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
     expect(s.metrics.get(TFTP_METRICS.transfers, { result: 'tsize-probe' })).toBe(probes + 1);
     c.send({ op: 'ack', block: 0 }, o2!.port);
     for (let b = 1; b <= 7; b++) {
-      const d = await c.next();
+      const d = await c.nextData(b);
       expect(d?.pkt).toMatchObject({ op: 'data', block: b });
       c.send({ op: 'ack', block: b }, d!.port);
     }
@@ -415,7 +425,7 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
     const o = await c.next();
     c.send({ op: 'ack', block: 0 }, o!.port);
     for (let b = 1; b <= 4; b++) {
-      const d = await c.next();
+      const d = await c.nextData(b);
       expect(d?.pkt).toMatchObject({ op: 'data', block: b });
       if (b < 4) c.send({ op: 'ack', block: b }, d!.port); // the final (empty) block is never acknowledged
     }
@@ -467,7 +477,7 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
       await stranger.close();
     }
     c.send({ op: 'ack', block: 0 }, first!.port);
-    expect((await c.next())?.pkt).toMatchObject({ op: 'data', block: 1 });
+    expect((await c.nextData(1))?.pkt).toMatchObject({ op: 'data', block: 1 });
     c.send({ op: 'error', code: 0, message: 'enough' }, first!.port);
     await waitFor(() => byType(s, 'tftp.error').find((e) => e.reason === 'aborted'), 2000, 'aborted event');
   });
