@@ -102,6 +102,7 @@ export class LeaseStore {
   /** Reads the journal (if any), compacts it, and opens it for appending. */
   async load(): Promise<void> {
     const file = this.file;
+    this.closed = false;
     if (!file) return;
     mkdirSync(this.opts.stateDir!, { recursive: true });
     if (existsSync(file)) {
