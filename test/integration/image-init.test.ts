@@ -37,8 +37,8 @@ writeFileSync(
   `#!/bin/sh
 [ "$1 $2 $3" = "config check /etc/config/bootrelay" ] || { echo "unexpected: $*"; exit 2; }
 [ "\${GOOD:-1}" = 1 ] && exit 0
-echo 'config: bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"'
-echo 'config: lan.address: expected an IPv4 address, got "10.99.0.300"'
+echo '/etc/config/bootrelay: bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"'
+echo '/etc/config/bootrelay: lan.address: expected an IPv4 address, got "10.99.0.300"'
 exit 1
 `,
 );
@@ -77,7 +77,7 @@ describe.each(shells)('init.d/bootrelay under %s', (_name, shell) => {
   it('does not start on a bad config and says why in one logread line', () => {
     expect(call('start_service', { GOOD: '0' })).toEqual([
       'logger -t bootrelay -p daemon.err not started: /etc/config/bootrelay is invalid: ' +
-        'config: bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"; config: lan.address: expected an IPv4 address, got "10.99.0.300"',
+        'bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"; lan.address: expected an IPv4 address, got "10.99.0.300"',
       'rc=1',
     ]);
   });
@@ -95,7 +95,7 @@ describe.each(shells)('init.d/bootrelay under %s', (_name, shell) => {
   it('keeps the running agent when the new config is bad', () => {
     const out = call('reload_service', { RUNNING: '1', GOOD: '0' });
     expect(out).toHaveLength(2);
-    expect(out[0]).toMatch(/^logger -t bootrelay -p daemon\.err not reloaded, still running the previous config: \/etc\/config\/bootrelay is invalid: config: /);
+    expect(out[0]).toMatch(/^logger -t bootrelay -p daemon\.err not reloaded, still running the previous config: \/etc\/config\/bootrelay is invalid: bootrelay\.@dhcp\[0\]\.lease_seconds: /);
     expect(out[1]).toBe('rc=1');
   });
 });
