@@ -92,7 +92,7 @@ export interface FileCacheOptions {
   /** Resume attempts after a cut upstream connection (default 4) and the first backoff (default 250 ms, doubling). */
   retries?: number;
   backoffMs?: number;
-  /** After a failed upstream contact, stale copies are served without asking again for this long (default 5000 ms). */
+  /** After a failed upstream contact, stale copies are served and misses fail without asking again for this long (default 3000 ms). */
   uplinkRetryMs?: number;
   /** Bound on a revalidation request (default min(timeoutMs, 5000)). */
   revalidateTimeoutMs?: number;
@@ -174,12 +174,25 @@ export class FileCache implements FileSource {
     }
     let fill = this.fills.get(path);
     if (!fill) {
+      this.failFastWhileDown(path);
       if (this.now() < this.diskFullUntil) return this.openBypass(path, opts);
       fill = this.startFill(path);
       if (!fill) return this.openBypass(path, opts);
     }
     await fill.ready;
-    return this.openFill(fill, path, opts);
+    return this.openFill(fill, path, opts, true);
+  }
+
+  /**
+   * Right after the upstream could not be reached, a miss fails at once instead of
+   * waiting up to timeoutMs again (TFTP clients give up long before that).
+   */
+  private failFastWhileDown(path: string): void {
+    const retryMs = this.o.uplinkRetryMs ?? 3000;
+    if (this.uplink === 'down' && this.now() - this.lastUplinkFail < retryMs) {
+      this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'uplink-down' });
+      throw new UpstreamError(`${path}: uplink down`, undefined, this.upstream.urlFor(path));
+    }
   }
 
   // ---- management ----------------------------------------------------------
@@ -404,7 +417,8 @@ export class FileCache implements FileSource {
     if (!this.o.expectedSha256?.(path)) this.sums.expected(path).catch(() => {});
     fill.ready.then(
       () => {
-        if (fill.total !== undefined) this.evict(fill.total);
+        // A file larger than the whole cache is streamed but not kept: it evicts nothing.
+        if (fill.total !== undefined && fill.total <= this.o.cache.maxBytes) this.evict(fill.total);
       },
       () => {},
     );
@@ -438,6 +452,18 @@ export class FileCache implements FileSource {
       return;
     }
     if (this.closed) return;
+    if (fill.written > this.o.cache.maxBytes) {
+      // Readers hold the file open; nobody else will find it.
+      fs.rm(this.index.dataPath(fill.id), { force: true }, () => {});
+      this.pinPending.delete(path);
+      const stale = this.index.entries.get(path);
+      if (stale) {
+        this.removeEntry(stale);
+        await this.saveIndex();
+      }
+      this.log.info({ file: path, bytes: fill.written }, 'larger than the cache: served, not kept');
+      return;
+    }
     const old = this.index.entries.get(path);
     const t = this.now();
     const entry: IndexEntry = {
@@ -504,7 +530,7 @@ export class FileCache implements FileSource {
   }
 
   private async doRevalidate(path: string, entry: IndexEntry): Promise<Revalidation> {
-    const retryMs = this.o.uplinkRetryMs ?? 5000;
+    const retryMs = this.o.uplinkRetryMs ?? 3000;
     if (this.uplink === 'down' && this.now() - this.lastUplinkFail < retryMs) return { kind: 'stale', reason: 'uplink down' };
     const headers: Record<string, string> = {};
     if (entry.etag) headers['if-none-match'] = entry.etag;
@@ -609,18 +635,24 @@ export class FileCache implements FileSource {
     };
   }
 
-  private openFill(fill: Fill, path: string, opts: OpenOptions): Promise<OpenedFile> | OpenedFile {
+  private async openFill(fill: Fill, path: string, opts: OpenOptions, retry: boolean): Promise<OpenedFile> {
     if (fill.state === 'failed') throw fill.error ?? new UpstreamError(`${path} failed`, undefined, fill.url);
     if (fill.state === 'diskfull') return this.openBypass(path, opts);
-    this.counters.misses++;
-    this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'miss' });
-    this.o.emit({ type: 'cache.miss', file: path, mac: opts.mac, totalBytes: fill.total });
     if (fill.state === 'done') {
       const e = this.index.entries.get(path);
       const opened = e && this.openEntry(e, opts, 'miss');
-      if (opened) return opened;
-      throw new RelayError('EFILL', `${path} was fetched but not kept`);
+      if (opened) {
+        this.countMiss(path, opts, fill.total);
+        return opened;
+      }
+      // Fetched but not kept (larger than the whole cache): fetch again, once.
+      if (!retry) throw new RelayError('EFILL', `${path} was fetched but not kept`);
+      const again = this.fills.get(path) ?? this.startFill(path);
+      if (!again) return this.openBypass(path, opts);
+      await again.ready;
+      return this.openFill(again, path, opts, false);
     }
+    this.countMiss(path, opts, fill.total);
     let fd: number;
     try {
       fd = fs.openSync(fill.partialPath, 'r');
@@ -660,6 +692,12 @@ export class FileCache implements FileSource {
       stream,
       cache: 'miss',
     };
+  }
+
+  private countMiss(path: string, opts: OpenOptions, total: number | undefined): void {
+    this.counters.misses++;
+    this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'miss' });
+    this.o.emit({ type: 'cache.miss', file: path, mac: opts.mac, totalBytes: total });
   }
 
   /** Streams straight from the upstream, nothing written to disk (disk full). */

@@ -102,7 +102,10 @@ export class CacheReader extends Readable {
   private pump(): void {
     if (this.busy || this.destroyed) return;
     const limit = this.limit();
-    if (this.pos >= limit) {
+    const f0 = this.o.fill;
+    // The end of the file is only reached once the fill is verified (matters for empty files).
+    const atFileEnd = !!f0 && f0.state === 'filling' && limit >= (f0.total ?? Infinity);
+    if (this.pos >= limit && !atFileEnd) {
       this.push(null);
       return;
     }

@@ -192,6 +192,34 @@ describe('FileCache', () => {
     expect(up.rangeRequests('norange/f')[0]!.status).toBe(200);
   });
 
+  it('serves an empty file and a file larger than the whole cache (not kept)', async () => {
+    await up.addFile('e/empty', '');
+    const big = await up.addFile('e/big', randomBytes(5000));
+    const { cache } = await makeCache({ maxBytes: 1000 });
+    const e = await cache.open('e/empty');
+    expect(e.size).toBe(0);
+    expect((await readAll(e.stream)).length).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      const f = await cache.open('e/big');
+      expect(sha(await readAll(f.stream))).toBe(sha(big));
+    }
+    expect(cache.list().map((x) => x.path)).toEqual(['e/empty']);
+  });
+
+  it('fails a miss at once while the uplink was just found down', async () => {
+    const { cache, metrics } = await makeCache({ uplinkRetryMs: 60_000 });
+    await up.stop();
+    try {
+      await expect(cache.open('fast/a')).rejects.toMatchObject({ code: 'EUPSTREAM' });
+      const n = up.requests.length;
+      await expect(cache.open('fast/b')).rejects.toThrow(/uplink down/);
+      expect(up.requests.length).toBe(n);
+      expect(metrics.get('bootrelay_cache_requests_total', { result: 'uplink-down' })).toBe(1);
+    } finally {
+      await up.start();
+    }
+  });
+
   it('drops an entry the upstream no longer has on revalidation (404)', async () => {
     await up.addFile('gone/f', 'x');
     const { cache } = await makeCache({ ttlSeconds: 0 });
