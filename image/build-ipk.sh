@@ -52,6 +52,8 @@ inst 0755 "$files/usr/libexec/bootrelay-router" /usr/libexec/bootrelay-router
 inst 0755 "$files/etc/init.d/bootrelay" /etc/init.d/bootrelay
 inst 0600 "$files/etc/config/bootrelay" /etc/config/bootrelay
 inst 0755 "$files/etc/uci-defaults/90-bootrelay" /etc/uci-defaults/90-bootrelay
+# sysupgrade keeps /etc/bootrelay/ (what dnsmasq's options were before bootrelay changed them)
+inst 0644 "$files/lib/upgrade/keep.d/bootrelay" /lib/upgrade/keep.d/bootrelay
 find "$data" -type d -exec chmod 0755 {} +
 
 tarc() { # tarc DIR MEMBERS... > out.tar.gz

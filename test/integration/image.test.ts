@@ -111,6 +111,7 @@ describe('bootrelay_<version>_all.ipk', () => {
       './etc/config/bootrelay': '-rw-------',
       './etc/init.d/bootrelay': '-rwxr-xr-x',
       './etc/uci-defaults/90-bootrelay': '-rwxr-xr-x',
+      './lib/upgrade/keep.d/bootrelay': '-rw-r--r--',
       './usr/bin/bootrelay': '-rwxr-xr-x',
       './usr/bin/relayctl': '-rwxr-xr-x',
       './usr/lib/bootrelay/bootrelay.js': '-rw-r--r--',
