@@ -243,6 +243,9 @@ class Transfer {
   private file: OpenedFile | undefined;
   private stream: Readable | undefined;
   private ended = false;
+  /** bytes read from the stream, not yet cut into blocks */
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
   private sender: TftpSender | undefined;
   private neg: Negotiated | undefined;
   private oackBuf: Buffer | undefined;
@@ -333,10 +336,10 @@ class Transfer {
       this.sender = new TftpSender({ blksize: neg.blksize, windowsize: neg.windowsize, retries: cfg.retries, rolloverTo: neg.rolloverTo, oack: hasOack });
       this.log.debug({ options: this.rrq.options, oack: neg.oack }, 'negotiated');
 
-      this.stream.on('readable', () => this.fill());
+      this.stream.on('readable', () => this.safeFill());
       this.stream.on('end', () => {
         this.ended = true;
-        this.fill();
+        this.safeFill();
       });
       this.stream.on('error', (err) => {
         if (this.finished) return;
@@ -371,21 +374,52 @@ class Transfer {
     this.finish('stopped');
   }
 
-  /** Reads blocks from the stream while the window wants them (backpressure otherwise). */
+  private safeFill(): void {
+    try {
+      this.fill();
+    } catch (err) {
+      this.log.error({ err }, 'reading the source failed');
+      this.fail('upstream-error', TftpErr.NotDefined, 'internal error', (err as Error).message);
+    }
+  }
+
+  /**
+   * Cuts blocks from the stream while the window wants them; otherwise leaves
+   * the data in the stream (backpressure). Works with byte and object-mode
+   * streams of any chunk size: at most one chunk is held here beyond a block.
+   */
   private fill(): void {
     const sender = this.sender;
     const stream = this.stream;
-    if (this.finished || !sender || !stream) return;
+    if (this.finished || this.closing || !sender || !stream) return;
+    const blk = sender.blksize;
     while (sender.wanted() > 0) {
-      const b = stream.read(sender.blksize) as Buffer | null;
-      if (b !== null) {
-        // read(n) returns exactly n bytes, or the rest once the stream has ended
-        this.send(sender.push(b));
+      if (this.pendingLen >= blk) {
+        this.send(sender.push(this.take(blk)));
         continue;
       }
-      if (this.ended) this.send(sender.push(Buffer.alloc(0)));
+      const chunk = stream.read() as Buffer | string | null;
+      if (chunk !== null) {
+        const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        if (b.length) {
+          this.pending.push(b);
+          this.pendingLen += b.length;
+        }
+        continue;
+      }
+      // the rest, shorter than a block (possibly empty), is the final block
+      if (this.ended) this.send(sender.push(this.take(this.pendingLen)));
       break;
     }
+  }
+
+  private take(n: number): Buffer {
+    const all = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingLen);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.pending = rest.length ? [rest] : [];
+    this.pendingLen = rest.length;
+    return out;
   }
 
   private send(items: SendItem[]): void {

@@ -653,3 +653,46 @@ describe('TftpService when the source fails mid-stream', () => {
     }
   });
 });
+
+describe('TftpService with sources of any stream shape', () => {
+  it.skipIf(!hasCmd('curl'))('serves an object-mode stream of odd chunk sizes with no known size (tsize left out)', async () => {
+    const data = randomBytes(50_000);
+    const chunks: Buffer[] = [];
+    const sizes = [1, 1467, 1468, 1469, 7, 3000, 65_536];
+    for (let off = 0, i = 0; off < data.length; i++) {
+      const n = sizes[i % sizes.length];
+      chunks.push(data.subarray(off, off + n));
+      off += n;
+    }
+    const source: FileSource = {
+      async open(path) {
+        return { path, stream: Readable.from(chunks), cache: 'bypass' }; // objectMode, no size
+      },
+    };
+    const events: RelayEvent[] = [];
+    const svc = new TftpService({
+      address: '127.0.0.1',
+      port: 0,
+      source,
+      config: { port: 0, maxBlksize: 1468, maxWindowsize: 8, timeout: 1, retries: 2, maxTransfers: 4, maxTransfersPerClient: 4 },
+      log: silentLogger,
+      metrics: new Metrics(),
+      emit: (ev) => events.push(makeEvent(ev)),
+    });
+    await svc.start();
+    try {
+      const dest = join(out, 'objmode.bin');
+      const r = await run('curl', ['-sS', '--tftp-blksize', '1468', `tftp://127.0.0.1:${svc.port}/any.bin`, '-o', dest]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(shaFile(dest)).toBe(sha(data));
+      const c = await RawTftpClient.open();
+      c.send({ op: 'rrq', file: 'any.bin', mode: 'octet', options: { tsize: '0', blksize: '1000' } }, svc.port);
+      expect((await c.next())?.pkt).toEqual({ op: 'oack', options: { blksize: '1000' } });
+      await c.close();
+      const done = await waitFor(() => events.find((e) => e.type === 'tftp.done'), 2000, 'done');
+      expect(done).toMatchObject({ bytes: data.length });
+    } finally {
+      await svc.stop();
+    }
+  });
+});
