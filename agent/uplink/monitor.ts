@@ -7,6 +7,7 @@
  * puts `current()` into `…/status`, and on `down` tells the cache to serve what it has.
  */
 import { EventEmitter } from 'node:events';
+import type { EmitFn } from '../../proto/events';
 import type { Logger } from '../log';
 import { readUplinkStatus, type Exec, type ReadUplinkOptions, type UplinkStatus } from './status';
 
@@ -119,4 +120,27 @@ export class UplinkMonitor extends EventEmitter<Events> {
     }
     return next;
   }
+}
+
+export interface UplinkHooks {
+  /** the uplink went away: e.g. switch the cache to serve what it has */
+  down?: (status: UplinkStatus) => void;
+  /** the uplink came back */
+  up?: (status: UplinkStatus) => void;
+}
+
+/**
+ * Wires a monitor to the relay: `uplink.up` / `uplink.down` events through `emit` (with
+ * `interface`, `ssid`, `address`, `reason`), and the hooks. Returns the unsubscribe function.
+ */
+export function bindUplinkEvents(monitor: UplinkMonitor, emit: EmitFn, hooks: UplinkHooks = {}): () => void {
+  const fn = (next: UplinkStatus, prev: UplinkStatus | undefined): void => {
+    const ev = uplinkEvent(prev, next);
+    if (!ev) return;
+    emit(ev);
+    if (ev.type === 'uplink.down') hooks.down?.(next);
+    else hooks.up?.(next);
+  };
+  monitor.on('change', fn);
+  return () => monitor.off('change', fn);
 }

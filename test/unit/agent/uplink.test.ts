@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isUplinkTransition, UplinkMonitor, uplinkEvent } from '../../../agent/uplink/monitor';
+import { bindUplinkEvents, isUplinkTransition, UplinkMonitor, uplinkEvent } from '../../../agent/uplink/monitor';
 import {
   defaultExec,
   parseIpStatus,
@@ -275,5 +275,23 @@ describe('UplinkMonitor', () => {
     expect(uplinkEvent(undefined, status(true))).toBeUndefined();
     expect(uplinkEvent(undefined, status(false))?.type).toBe('uplink.down');
     expect(isUplinkTransition(status(true, { signalDbm: -1 }), status(true, { signalDbm: -80 }))).toBe(false);
+  });
+
+  it('emits uplink events and calls the cache hooks through bindUplinkEvents', async () => {
+    const readings = [status(true), status(false, { reason: 'device not available' }), status(true, { ssid: 'HotelWiFi' })];
+    let i = 0;
+    const m = new UplinkMonitor({ read: async () => readings[i++]! });
+    const emitted: unknown[] = [];
+    const hooks: string[] = [];
+    const off = bindUplinkEvents(m, (ev) => emitted.push(ev), { down: () => hooks.push('serve-what-we-have'), up: () => hooks.push('fetch-again') });
+    await m.poll();
+    await m.poll();
+    await m.poll();
+    off();
+    expect(emitted).toEqual([
+      { type: 'uplink.down', interface: 'phy0-sta0', reason: 'device not available' },
+      { type: 'uplink.up', interface: 'phy0-sta0', ssid: 'HotelWiFi' },
+    ]);
+    expect(hooks).toEqual(['serve-what-we-have', 'fetch-again']);
   });
 });
