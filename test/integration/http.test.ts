@@ -319,3 +319,56 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     ws.close();
   });
 });
+
+describe('HttpService /api/events with a slow client', () => {
+  it('drops a WebSocket client that stops reading, and keeps serving the others', async () => {
+    const subs = new Set<(m: unknown) => void>();
+    const m = new Metrics();
+    const s = new HttpService({
+      address: '127.0.0.1',
+      port: 0,
+      source: { open: () => Promise.reject(new Error('none')) },
+      log: silentLogger,
+      metrics: m,
+      emit: () => {},
+      macForIp: () => undefined,
+      resolveProfile: () => undefined,
+      api: { status: () => ({}), clients: () => [] },
+      subscribe: (fn) => {
+        subs.add(fn);
+        return () => subs.delete(fn);
+      },
+      wsMaxBuffered: 64 * 1024,
+    });
+    await s.start();
+    try {
+      const open = (ws: WebSocket) =>
+        new Promise((r, j) => {
+          ws.once('open', r);
+          ws.once('error', j);
+        });
+      const slow = new WebSocket(`ws://127.0.0.1:${s.port}/api/events`);
+      const fast = new WebSocket(`ws://127.0.0.1:${s.port}/api/events`);
+      await Promise.all([open(slow), open(fast)]);
+      (slow as unknown as { _socket: import('node:net').Socket })._socket.pause();
+      let closed = false;
+      slow.on('close', () => (closed = true));
+      slow.on('error', () => {});
+      let fastGot = 0;
+      fast.on('message', () => fastGot++);
+      const blob = 'x'.repeat(16 * 1024);
+      // bounded: at most 4000 × 16 KiB, stops as soon as the server dropped the slow client
+      for (let i = 0; i < 4000 && m.get('bootrelay_http_ws_dropped_total') === 0; i++) {
+        for (const fn of subs) fn({ type: 'tftp.progress', i, blob });
+        if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+      }
+      expect(m.get('bootrelay_http_ws_dropped_total')).toBe(1);
+      (slow as unknown as { _socket: import('node:net').Socket })._socket.resume();
+      await waitFor(() => closed, 5000, 'slow client closed');
+      await waitFor(() => fastGot > 0, 5000, 'fast client messages');
+      fast.close();
+    } finally {
+      await s.stop();
+    }
+  });
+});
