@@ -185,6 +185,8 @@ export class MqttPublisher {
       reconnectPeriod: minMs,
       queueQoSZero: false,
       resubscribe: true,
+      // a refused CONNACK (bad credentials, broker not ready) is retried with backoff like any outage
+      reconnectOnConnackError: true,
       will: { topic: `${this.base}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
     };
     if (cfg.username) options.username = cfg.username;

@@ -3,7 +3,7 @@
  * generated config in a tmp dir; stop()/start() by PID simulate an outage;
  * cleanup() kills it (by PID) and removes the dir.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,12 +45,17 @@ export interface MosquittoOptions {
   persistence?: boolean;
   /** also listen for MQTT over WebSocket; default true */
   websockets?: boolean;
+  /** also listen for MQTT over TLS (mqtts://) with a fresh self-signed CA (see `caFile`, `tlsUrl`) */
+  tls?: boolean;
+  /** refuse anonymous clients; these users (name → password) may connect */
+  users?: Record<string, string>;
 }
 
 export class Mosquitto {
   readonly dir: string;
   port = 0;
   wsPort = 0;
+  tlsPort = 0;
   private proc: ChildProcess | undefined;
   log = '';
 
@@ -63,6 +68,11 @@ export class Mosquitto {
     const m = new Mosquitto(opts);
     m.port = await freePort();
     if (opts.websockets !== false) m.wsPort = await freePort();
+    if (opts.tls) {
+      m.tlsPort = await freePort();
+      m.makeCerts();
+    }
+    if (opts.users) m.makePasswords(opts.users);
     try {
       await m.start();
     } catch (err) {
@@ -74,6 +84,38 @@ export class Mosquitto {
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  get tlsUrl(): string {
+    return `mqtts://localhost:${this.tlsPort}`;
+  }
+
+  /** the CA that signed the broker's certificate (for localhost and 127.0.0.1) */
+  get caFile(): string {
+    return join(this.dir, 'ca.crt');
+  }
+
+  private makeCerts(): void {
+    const d = this.dir;
+    const sh = (args: string[]) => {
+      const r = spawnSync('openssl', args, { cwd: d, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+    };
+    sh(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=bootrelay test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
+    sh(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
+    writeFileSync(join(d, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+    sh(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ext.cnf', '-out', 'server.crt']);
+    for (const f of ['ca.crt', 'server.crt', 'server.key']) chmodSync(join(d, f), 0o644);
+  }
+
+  private makePasswords(users: Record<string, string>): void {
+    const file = join(this.dir, 'passwd');
+    writeFileSync(file, '');
+    for (const [u, pw] of Object.entries(users)) {
+      const r = spawnSync('mosquitto_passwd', ['-b', file, u, pw], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`mosquitto_passwd failed: ${r.stderr}`);
+    }
+    chmodSync(file, 0o644);
   }
 
   get wsUrl(): string {
@@ -90,8 +132,9 @@ export class Mosquitto {
 
   private writeConfig(): string {
     const lines = [
+      'per_listener_settings false',
       `listener ${this.port} 127.0.0.1`,
-      'allow_anonymous true',
+      this.opts.users ? 'allow_anonymous false' : 'allow_anonymous true',
       `persistence ${this.opts.persistence ? 'true' : 'false'}`,
       `persistence_location ${this.dir}/`,
       'log_dest stderr',
@@ -100,7 +143,9 @@ export class Mosquitto {
       'log_type notice',
       'max_queued_messages 100000',
     ];
+    if (this.opts.users) lines.push(`password_file ${this.dir}/passwd`);
     if (this.wsPort) lines.push(`listener ${this.wsPort} 127.0.0.1`, 'protocol websockets');
+    if (this.tlsPort) lines.push(`listener ${this.tlsPort} 127.0.0.1`, `cafile ${this.caFile}`, `certfile ${this.dir}/server.crt`, `keyfile ${this.dir}/server.key`);
     const file = join(this.dir, 'mosquitto.conf');
     writeFileSync(file, lines.join('\n') + '\n');
     return file;
@@ -119,7 +164,7 @@ export class Mosquitto {
     await waitFor(
       async () => {
         if (!this.running) throw new Error(`mosquitto exited: ${this.log}`);
-        return (await canConnect(this.port)) && (!this.wsPort || (await canConnect(this.wsPort)));
+        return (await canConnect(this.port)) && (!this.wsPort || (await canConnect(this.wsPort))) && (!this.tlsPort || (await canConnect(this.tlsPort)));
       },
       10_000,
       'mosquitto to listen',

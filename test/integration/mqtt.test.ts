@@ -379,6 +379,56 @@ p.start().then(() => {
     expect(calls.every(([n]) => n === 'echo' || n === 'fail')).toBe(true);
   });
 
+  it('coalesces client state: latest wins while offline, one publish in flight per client while online', async () => {
+    const { p, base, metrics } = makePub();
+    const s = await sub(broker.url, [`${base}/clients/#`]);
+    await p.start();
+    await waitFor(() => p.connected, 5000, 'connected');
+    const mac = '52:54:00:00:00:0c';
+    for (let i = 0; i <= 1000; i++) p.publishClient(client(mac, 'kernel', i));
+    await waitFor(() => (s.last(`${base}/clients/${mac}`) as { bytes?: number })?.bytes === 1000, 5000, 'latest state');
+    expect(s.on(`${base}/clients/${mac}`).length).toBeLessThanOrEqual(2);
+    expect(metrics.get(MQTT_METRICS.published, { kind: 'client' })).toBeLessThanOrEqual(2);
+
+    await broker.stop();
+    await waitFor(() => !p.connected, 5000, 'offline');
+    const before = metrics.get(MQTT_METRICS.published, { kind: 'client' });
+    for (let i = 0; i <= 500; i++) p.publishClient(client(mac, 'initrd', i));
+    await broker.start();
+    await s.client.subscribeAsync(`${base}/clients/#`, { qos: 1 }); // our observer lost its subscription with the broker
+    await waitFor(() => p.stats().connects >= 2 && metrics.get(MQTT_METRICS.published, { kind: 'status' }) >= 2, 10_000, 'republished');
+    await waitFor(() => metrics.get(MQTT_METRICS.published, { kind: 'client' }) > before, 5000, 'client republished');
+    expect(metrics.get(MQTT_METRICS.published, { kind: 'client' })).toBe(before + 1);
+    const late = await sub(broker.url, [`${base}/clients/#`]);
+    await waitFor(() => late.last(`${base}/clients/${mac}`), 5000, 'retained');
+    expect(late.last(`${base}/clients/${mac}`)).toMatchObject({ phase: 'initrd', bytes: 500 });
+  });
+
+  it('connects over TLS (mqtts://, caFile) with a username and password; a wrong password is counted, not fatal', async () => {
+    const tb = await Mosquitto.start({ tls: true, websockets: false, users: { relay: 's3cret', watcher: 'w' } });
+    try {
+      const { p, base } = makePub({ url: tb.tlsUrl, mqtt: { caFile: tb.caFile, username: 'relay', password: 's3cret' } });
+      const s = await sub(tb.url, [`${base}/#`], { username: 'watcher', password: 'w' });
+      await p.start();
+      await waitFor(() => p.connected, 10_000, 'TLS connection');
+      expect(p.stats().url).toBe(tb.tlsUrl);
+      p.publishEvent(ev(1));
+      await waitFor(() => s.on(`${base}/events`).length === 1 && s.last(`${base}/status`), 5000, 'event over TLS');
+
+      const bad = makePub({ url: tb.tlsUrl, mqtt: { caFile: tb.caFile, username: 'relay', password: 'wrong' } });
+      await bad.p.start();
+      bad.p.publishEvent(ev(2));
+      // refused, counted, and retried (with backoff) rather than given up
+      await waitFor(() => bad.metrics.get(MQTT_METRICS.errors) >= 2, 10_000, 'refused connection counted and retried');
+      expect(bad.p.connected).toBe(false);
+      expect(bad.p.pending).toBe(1);
+    } finally {
+      for (const p of pubs.splice(0)) await p.stop(500);
+      for (const s of subs.splice(0)) await s.close();
+      await tb.cleanup();
+    }
+  });
+
   it('publishes Home Assistant discovery for the relay and each client (retained)', async () => {
     const { p, base, agentId } = makePub({ mqtt: { homeAssistant: true } });
     const id = agentId.replace(/[^a-zA-Z0-9_-]/g, '_');
