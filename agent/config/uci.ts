@@ -7,8 +7,8 @@
  *   - a statement ends at a newline or `;`; tokens are split by blanks;
  *   - a token may concatenate parts: `'single'` (no escapes), `"double"` (backslash escapes
  *     the next character), and unquoted text (backslash escapes too);
- *   - a backslash at the end of a line continues the statement on the next line;
- *     a quoted string may span lines (the newline is part of the value);
+ *   - a backslash at the end of a line continues the statement (and the token) on the next
+ *     line, without a newline; otherwise a quote must close on its own line;
  *   - `#` outside quotes starts a comment running to the end of the line.
  *
  * uciToConfigObject(text) maps /etc/config/bootrelay onto the contract's JSON config
@@ -116,7 +116,7 @@ function tokenize(text: string, pkgName: string, issues: string[]): Statement[] 
           i++;
           break;
         }
-        if (d === '\n') line++;
+        if (d === '\n') break; // libuci reads line by line: a quote ends on its line
         add(d);
         i++;
       }
@@ -152,7 +152,7 @@ function tokenize(text: string, pkgName: string, issues: string[]): Statement[] 
           i += 2;
           continue;
         }
-        if (d === '\n') line++;
+        if (d === '\n') break;
         add(d);
         i++;
       }
@@ -165,8 +165,7 @@ function tokenize(text: string, pkgName: string, issues: string[]): Statement[] 
       if (e === undefined) {
         i++;
       } else if (e === '\n' || (e === '\r' && text[i + 2] === '\n')) {
-        // line continuation: the statement goes on, the token ends
-        flush();
+        // line continuation: the statement (and an unquoted token) goes on on the next line
         i += e === '\n' ? 2 : 3;
         line++;
       } else {

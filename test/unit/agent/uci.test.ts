@@ -20,8 +20,8 @@ describe('parseUci', () => {
     ["option a 'a#b'", 'a#b'],
     ['option a "a;b"', 'a;b'],
     ["option a ''", ''],
-    ["option a 'two\nlines'", 'two\nlines'],
     ['option a "joined\\\nhere"', 'joinedhere'],
+    ['option a joined\\\nhere', 'joinedhere'],
     ["option a 'pre'\"mid\"post", 'premidpost'],
   ])('reads %j as %j', (line, value) => {
     const { pkg, issues } = parseUci(`config t 's'\n\t${line}\n`);
@@ -54,6 +54,7 @@ describe('parseUci', () => {
 
   it.each([
     ["config t\n option a 'open", 'line 2: unterminated single quote'],
+    ["config t\n option a 'two\n option b 1", 'line 2: unterminated single quote'],
     ['config t\n option a "open', 'line 2: unterminated double quote'],
     ["option a 'b'", 'line 1: "option" outside of a config section'],
     ["config t\n option a 'b' 'c'", 'line 2: "option" takes a name and one value, got 3 arguments'],
