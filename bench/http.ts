@@ -9,7 +9,8 @@
  * --serve) so its RSS is its own. Loopback only; bounded in size and time.
  * Run: node scripts/run-ts.mjs bench/http.ts
  * Env: BENCH_HTTP_MB (default 100), BENCH_HTTP_MBIT (upstream rate, default 80),
- *      BENCH_HTTP_RSS_MB (large file for the RSS row, default 500).
+ *      BENCH_HTTP_RSS_MB (large file(s) for the RSS rows, comma list, default 500),
+ *      BENCH_HTTP_CLIENTS (comma list, default 1,5,20; empty skips the delivery table).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, writeSync, mkdtempSync, rmSync, readFileSync, mkdirSync } from 'node:fs';
@@ -26,8 +27,8 @@ import { TestUpstream } from '../test/helpers/upstream';
 const MB = 1024 * 1024;
 const SIZE_MB = Number(process.env.BENCH_HTTP_MB ?? 100);
 const MBIT = Number(process.env.BENCH_HTTP_MBIT ?? 80);
-const RSS_MB = Number(process.env.BENCH_HTTP_RSS_MB ?? 500);
-const CLIENTS = [1, 5, 20];
+const RSS_MB = (process.env.BENCH_HTTP_RSS_MB ?? '500').split(',').filter(Boolean).map(Number);
+const CLIENTS = (process.env.BENCH_HTTP_CLIENTS ?? '1,5,20').split(',').filter(Boolean).map(Number);
 const CLIENT_LIMIT_MS = 300_000;
 
 async function serve(url: string, dir: string): Promise<void> {
@@ -152,8 +153,8 @@ async function main(): Promise<void> {
     makeFile(join(up.dir, 'bench/big.img'), SIZE_MB);
     const size = SIZE_MB * MB;
     const limitS = size / rate;
-    console.log(`file ${SIZE_MB} MiB, upstream ${MBIT} Mbit/s: physical limit ${limitS.toFixed(1)} s\n`);
-    console.log('clients | cold total s | vs limit | first byte ms min/med/max | upstream MiB | warm total s | warm MB/s/client | relay peak RSS MiB');
+    if (CLIENTS.length) console.log(`file ${SIZE_MB} MiB, upstream ${MBIT} Mbit/s: physical limit ${limitS.toFixed(1)} s\n`);
+    if (CLIENTS.length) console.log('clients | cold total s | vs limit | first byte ms min/med/max | upstream MiB | warm total s | warm MB/s/client | relay peak RSS MiB');
     for (const n of CLIENTS) {
       up.rate = rate;
       const relay = await startRelay(up.url);
@@ -184,7 +185,7 @@ async function main(): Promise<void> {
 
     console.log('\npeak RSS of the relay vs file size (5 clients, cold, unthrottled upstream):');
     up.rate = 0;
-    for (const mb of [10, RSS_MB]) {
+    for (const mb of [10, ...RSS_MB]) {
       makeFile(join(up.dir, `bench/rss-${mb}.img`), mb);
       const relay = await startRelay(up.url);
       let r;
