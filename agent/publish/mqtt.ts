@@ -117,6 +117,7 @@ export class MqttPublisher {
   private retainedDirty = new Set<string>();
   private knownClients = new Set<string>();
   private startedAt = new Date().toISOString();
+  private ca: Buffer | undefined;
 
   constructor(private readonly opts: MqttPublisherOptions) {
     this.cfg = opts.config;
@@ -162,6 +163,16 @@ export class MqttPublisher {
   /** Opens the journal (replaying what an earlier run left) and starts connecting; does not wait for the broker. */
   async start(): Promise<void> {
     if (this.started) return;
+    // configuration problems surface here, before anything is opened
+    const proto = /^([a-z]+):\/\//i.exec(this.cfg.url)?.[1]?.toLowerCase();
+    if (!proto || !['mqtt', 'mqtts', 'ws', 'wss', 'tcp', 'ssl'].includes(proto)) throw new Error(`mqtt.url: expected mqtt:// or mqtts://, got ${JSON.stringify(this.cfg.url)}`);
+    if (this.cfg.caFile) {
+      try {
+        this.ca = readFileSync(this.cfg.caFile);
+      } catch (err) {
+        throw new Error(`mqtt.caFile: cannot read ${this.cfg.caFile}: ${(err as Error).message}`);
+      }
+    }
     this.started = true;
     this.startedAt = new Date().toISOString();
     const r = await this.journal.open();
@@ -191,7 +202,7 @@ export class MqttPublisher {
     };
     if (cfg.username) options.username = cfg.username;
     if (cfg.password) options.password = cfg.password;
-    if (cfg.caFile) options.ca = readFileSync(cfg.caFile);
+    if (this.ca) options.ca = this.ca;
     const log = this.opts.log;
     const client = mqtt.connect(cfg.url, options);
     this.client = client;

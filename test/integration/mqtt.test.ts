@@ -377,6 +377,20 @@ p.start().then(() => {
     expect(JSON.parse(s.on(`${base}/cmd/echo/reply`).find((m) => m.text.includes('malformed'))!.text)).toMatchObject({ txid: null, ok: false });
     expect(s.events(`${base}/cmd/echo/reply`).some((r) => r.txid === 'r')).toBe(false);
     expect(calls.every(([n]) => n === 'echo' || n === 'fail')).toBe(true);
+
+    // the command subscription survives a broker restart
+    await broker.stop();
+    await broker.start();
+    await waitFor(() => p.stats().connects >= 2, 10_000, 'publisher reconnected');
+    await s.client.subscribeAsync(`${base}/cmd/+/reply`, { qos: 1 });
+    await waitFor(
+      async () => {
+        await s.client.publishAsync(`${base}/cmd/echo`, JSON.stringify({ txid: 't2', args: 2 }), { qos: 1 });
+        return s.events(`${base}/cmd/echo/reply`).some((r) => r.txid === 't2');
+      },
+      5000,
+      'reply after the restart',
+    );
   });
 
   it('coalesces client state: latest wins while offline, one publish in flight per client while online', async () => {
@@ -427,6 +441,13 @@ p.start().then(() => {
       for (const s of subs.splice(0)) await s.close();
       await tb.cleanup();
     }
+  });
+
+  it('refuses a bad url or an unreadable caFile at start, before opening anything', async () => {
+    const { p } = makePub({ url: 'http://127.0.0.1:1' });
+    await expect(p.start()).rejects.toThrow(/mqtt.url: expected mqtt:\/\/ or mqtts:\/\//);
+    const { p: q } = makePub({ mqtt: { caFile: '/nonexistent/ca.pem' } });
+    await expect(q.start()).rejects.toThrow(/mqtt.caFile: cannot read \/nonexistent\/ca.pem/);
   });
 
   it('publishes Home Assistant discovery for the relay and each client (retained)', async () => {
