@@ -331,7 +331,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return this.snapshot(c);
   }
 
-  private macForIp(ip: string): string | undefined {
+  /** The MAC of the client last seen at this address. */
+  macForIp(ip: string): string | undefined {
     let best: Internal | undefined;
     for (const c of this.clients.values()) if (c.s.ip === ip && (!best || c.s.updatedAt > best.s.updatedAt)) best = c;
     return best?.s.mac;

@@ -1,0 +1,612 @@
+/**
+ * bootrelay: the agent's composition root (esbuild → dist/bootrelay.js).
+ *
+ *   bootrelay --config FILE [--check]     run (or only validate the config)
+ *   bootrelay --version | --help
+ *
+ * Builds the services from the config, wires their events through the bus:
+ *   service emit → bus 'relay' → log line, tracker.apply, MQTT …/events, /api/events, watch
+ *   tracker 'client' → bus 'client' → MQTT …/clients/<mac>, /api/events, watch
+ * SIGTERM/SIGINT stop everything and exit 0; SIGHUP reloads the config and
+ * restarts only the services whose fields changed (a bad new config is logged
+ * and the old one kept). A bad config at start is one line per issue on
+ * stderr and exit 2; a port that cannot be bound is one line and exit 1.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { makeEvent, type ClientPhase, type EmitFn, type RelayEvent } from '../proto/events';
+import { VERSION } from '../proto/version';
+import { FileCache } from '../relay/cache/cache';
+import { DhcpService } from '../relay/dhcp/service';
+import { HttpService } from '../relay/http/service';
+import { Metrics } from '../relay/metrics';
+import type { FileSource, OpenOptions } from '../relay/source';
+import { TftpService } from '../relay/tftp/service';
+import { PacketTrace } from '../relay/trace';
+import { Bus } from './bus';
+import { ClientTracker, type ClientState } from './clients/tracker';
+import { loadConfig } from './config/load';
+import type { Config } from './config/types';
+import { createHandlers, createWatch, type CommandDeps } from './control/commands';
+import { ControlServer } from './control/server';
+import { DASHBOARD_HTML } from './dashboard/index';
+import { createLogger, type Logger } from './log';
+import { MqttPublisher } from './publish/mqtt';
+import { UplinkMonitor, uplinkEvent } from './uplink/monitor';
+import type { UplinkStatus } from './uplink/status';
+
+const USAGE = `usage: bootrelay --config FILE [--check]
+       bootrelay --version
+
+  --config FILE   the agent's config (JSON, or OpenWrt UCI text)
+  --check         validate the config and exit (0 ok, 2 bad)
+  --version       print the version
+`;
+
+/** Commands that may be run remotely over MQTT (config mqtt.commands). No file access, no traces. */
+const REMOTE_COMMANDS = new Set(['status', 'clients', 'leases', 'profiles', 'assign', 'rearm', 'explain', 'cache.ls', 'cache.prefetch', 'cache.purge', 'cache.verify']);
+
+type Section = keyof Config;
+
+export class FatalError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Forwards to whatever cache is current, so HTTP/TFTP survive a cache rebuild on reload. */
+class SwitchableSource implements FileSource {
+  constructor(public target: FileSource) {}
+  open(path: string, opts?: OpenOptions) {
+    return this.target.open(path, opts);
+  }
+}
+
+export class Agent {
+  cfg: Config;
+  readonly log: Logger;
+  readonly metrics = new Metrics();
+  readonly trace = new PacketTrace();
+  readonly bus: Bus;
+  readonly tracker: ClientTracker;
+  readonly startedAt = new Date().toISOString();
+  private readonly assigned = new Map<string, string>();
+  private cache?: FileCache;
+  private source?: SwitchableSource;
+  private http?: HttpService;
+  private tftp?: TftpService;
+  private dhcp?: DhcpService;
+  private mqtt?: MqttPublisher;
+  private control?: ControlServer;
+  private uplink?: UplinkMonitor;
+  private tickTimer?: NodeJS.Timeout;
+  private statusTimer?: NodeJS.Timeout;
+  private reloading: Promise<void> = Promise.resolve();
+  private readonly eventLog: Logger;
+  readonly emit: EmitFn;
+
+  constructor(
+    cfg: Config,
+    readonly configFile: string,
+    log?: Logger,
+    private readonly opts: { uplink?: boolean } = {},
+  ) {
+    this.cfg = cfg;
+    this.log = log ?? createLogger({ level: cfg.log.level, agentId: cfg.agentId });
+    this.eventLog = this.component('events');
+    this.bus = new Bus(this.component('bus'));
+    this.emit = (ev) => {
+      try {
+        this.bus.emit('relay', makeEvent(ev));
+      } catch (err) {
+        this.log.error({ err }, 'event dispatch failed');
+      }
+    };
+    this.tracker = new ClientTracker({ boot: cfg.boot, emit: this.emit });
+
+    // every relay event is one log line: type, mac and its fields (the e2e test reads them)
+    this.bus.on('relay', (e) => {
+      if (e.type.endsWith('.progress')) this.eventLog.debug(e, e.type);
+      else this.eventLog.info(e, e.type);
+    });
+    this.bus.on('relay', (e) => this.tracker.apply(e));
+    this.tracker.on('client', (s) => this.bus.emit('client', s));
+    this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
+    this.bus.on('client', (s) => this.mqtt?.publishClient(s as unknown as { mac: string }));
+  }
+
+  /** A child logger for a component, honouring log.levels. Services that add their own `component` get `own: true`. */
+  component(name: string, own = false): Logger {
+    const level = this.cfg.log.levels[name];
+    const opts = level ? { level } : undefined;
+    return own ? (opts ? this.log.child({}, opts) : this.log) : this.log.child({ component: name }, opts);
+  }
+
+  // ------------------------------------------------------------ views
+
+  status(): Record<string, unknown> {
+    const byPhase: Partial<Record<ClientPhase, number>> = {};
+    const clients = this.tracker.list();
+    for (const c of clients) byPhase[c.phase] = (byPhase[c.phase] ?? 0) + 1;
+    const up: UplinkStatus | undefined = this.uplink?.current();
+    const cacheStats = this.cache?.stats();
+    const uplinkState = up ? (up.up ? 'up' : 'down') : (cacheStats?.uplink ?? 'unknown');
+    const cfg = this.cfg;
+    return {
+      online: true,
+      agentId: cfg.agentId,
+      version: VERSION,
+      startedAt: this.startedAt,
+      uptimeSeconds: Math.round((Date.now() - Date.parse(this.startedAt)) / 1000),
+      uplink: { state: uplinkState, ...(up ?? {}), upstream: cacheStats?.uplink ?? 'unknown' },
+      lan: cfg.lan,
+      services: {
+        dhcp: cfg.dhcp.mode === 'off' ? { mode: 'off' } : { mode: cfg.dhcp.mode, port: this.dhcp?.port ?? null, leases: this.dhcp?.leases().length ?? 0 },
+        tftp: cfg.tftp === false ? 'off' : { port: this.tftp?.port ?? null },
+        http: { port: this.http?.port ?? null },
+        control: { socket: cfg.control.socket },
+      },
+      clients: { total: clients.length, byPhase },
+      cache: cacheStats ?? null,
+      ...(this.mqtt ? { mqtt: { url: cfg.mqtt?.url, connected: this.mqtt.connected, pending: this.mqtt.pending } } : {}),
+    };
+  }
+
+  private resolveProfile(mac: string | undefined) {
+    const b = this.cfg.boot;
+    const name = (mac && (this.assigned.get(mac) ?? b.assign[mac])) || b.defaultProfile;
+    const profile = b.profiles[name];
+    return profile ? { name, profile } : undefined;
+  }
+
+  private macForIp(ip: string): string | undefined {
+    return this.dhcp?.macForIp(ip) ?? this.tracker.macForIp(ip);
+  }
+
+  private expectedSha256(path: string): string | undefined {
+    for (const p of Object.values(this.cfg.boot.profiles)) if (p.sha256?.[path]) return p.sha256[path];
+    return undefined;
+  }
+
+  private commandDeps(): CommandDeps {
+    return {
+      config: () => this.cfg,
+      tracker: this.tracker,
+      status: () => this.status(),
+      cache: {
+        list: () => this.needCache().list(),
+        prefetch: (p, pin) => this.needCache().prefetch(p, pin),
+        purge: (p) => this.needCache().purge(p),
+        verify: () => this.needCache().verify(),
+      },
+      dhcp: {
+        leases: () => this.dhcp?.leases() ?? [],
+        rearm: (mac) => {
+          if (!this.dhcp) throw new Error('DHCP is off: nothing to re-arm');
+          this.dhcp.rearm(mac);
+        },
+      },
+      trace: this.trace,
+      assign: (mac, profile) => {
+        this.assigned.set(mac, profile);
+        this.dhcp?.setAssign(mac, profile);
+        this.tracker.assign(mac, profile);
+        this.log.info({ mac, profile }, 'profile assigned');
+      },
+      subscribe: (fn) => {
+        const a = this.bus.subscribe('relay', (e) => fn('relay', e));
+        const b = this.bus.subscribe('client', (s) => fn('client', s));
+        return () => {
+          a();
+          b();
+        };
+      },
+    };
+  }
+
+  private needCache(): FileCache {
+    if (!this.cache) throw new Error('the cache is not running');
+    return this.cache;
+  }
+
+  // ------------------------------------------------------------ services
+
+  private async bind(what: string, addr: string, port: number, start: () => Promise<void>): Promise<void> {
+    try {
+      await start();
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new FatalError(`cannot listen on ${addr}:${port} (${what}): ${e.code ?? e.message}${e.code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : ''}`, 1);
+    }
+  }
+
+  private async startCache(): Promise<void> {
+    const cfg = this.cfg;
+    const cache = new FileCache({
+      upstream: cfg.upstream,
+      cache: cfg.cache,
+      log: this.component('cache', true),
+      metrics: this.metrics,
+      emit: this.emit,
+      expectedSha256: (p) => this.expectedSha256(p),
+    });
+    try {
+      mkdirSync(cfg.cache.dir, { recursive: true });
+      await cache.init();
+    } catch (err) {
+      throw new FatalError(`cannot use the cache directory ${cfg.cache.dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
+    }
+    this.cache = cache;
+    if (this.source) this.source.target = cache;
+    else this.source = new SwitchableSource(cache);
+  }
+
+  private async startHttp(): Promise<void> {
+    const cfg = this.cfg;
+    const http = new HttpService({
+      address: cfg.lan.address,
+      port: cfg.http.port,
+      source: this.source!,
+      log: this.component('http', true),
+      metrics: this.metrics,
+      emit: this.emit,
+      macForIp: (ip) => this.macForIp(ip),
+      resolveProfile: (mac) => this.resolveProfile(mac),
+      api: { status: () => this.status(), clients: () => this.tracker.list() },
+      subscribe: (fn) => {
+        const a = this.bus.subscribe('relay', (event) => fn({ kind: 'event', event }));
+        const b = this.bus.subscribe('client', (state) => fn({ kind: 'client', state }));
+        return () => {
+          a();
+          b();
+        };
+      },
+      dashboardHtml: DASHBOARD_HTML,
+    });
+    await this.bind('http', cfg.lan.address, cfg.http.port, () => http.start());
+    this.http = http;
+  }
+
+  private async startTftp(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg.tftp === false) return;
+    const tftp = new TftpService({
+      address: cfg.lan.address,
+      port: cfg.tftp.port,
+      source: this.source!,
+      config: cfg.tftp,
+      log: this.component('tftp', true),
+      metrics: this.metrics,
+      emit: this.emit,
+      macForIp: (ip) => this.macForIp(ip),
+      trace: this.trace,
+    });
+    await this.bind('tftp', cfg.lan.address, cfg.tftp.port, () => tftp.start());
+    this.tftp = tftp;
+  }
+
+  private async startDhcp(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg.dhcp.mode === 'off') return;
+    mkdirSync(cfg.stateDir, { recursive: true });
+    const boot = { ...cfg.boot, assign: { ...cfg.boot.assign, ...Object.fromEntries(this.assigned) } };
+    const dhcp = new DhcpService({
+      lan: cfg.lan,
+      dhcp: cfg.dhcp,
+      boot,
+      httpPort: this.http?.port ?? cfg.http.port,
+      tftpEnabled: cfg.tftp !== false,
+      stateDir: cfg.stateDir,
+      log: this.component('dhcp'),
+      metrics: this.metrics,
+      emit: this.emit,
+      trace: this.trace,
+      isBootedOnce: (mac) => this.tracker.get(mac)?.phase === 'booted',
+    });
+    await this.bind('dhcp', '0.0.0.0', cfg.dhcp.port, () => dhcp.start());
+    this.dhcp = dhcp;
+  }
+
+  private async startControl(): Promise<void> {
+    const cfg = this.cfg;
+    const deps = this.commandDeps();
+    const control = new ControlServer({ socket: cfg.control.socket, handlers: createHandlers(deps), watch: createWatch(deps), log: this.component('control') });
+    try {
+      mkdirSync(dirname(cfg.control.socket), { recursive: true });
+      await control.start();
+    } catch (err) {
+      throw new FatalError(`cannot open the control socket ${cfg.control.socket}: ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.replace(/\s+/g, ' '), 1);
+    }
+    this.control = control;
+  }
+
+  private async startMqtt(): Promise<void> {
+    const cfg = this.cfg;
+    if (!cfg.mqtt) return;
+    const handlers = createHandlers(this.commandDeps());
+    const mqtt = new MqttPublisher({
+      config: cfg.mqtt,
+      agentId: cfg.agentId,
+      stateDir: cfg.stateDir,
+      log: this.component('mqtt'),
+      metrics: this.metrics,
+      status: () => this.status(),
+      handleCommand: (name, args) => {
+        if (!REMOTE_COMMANDS.has(name) || !handlers[name]) throw new Error(`unknown command "${name}"`);
+        return handlers[name]!(typeof args === 'object' && args !== null && !Array.isArray(args) ? (args as Record<string, unknown>) : {});
+      },
+    });
+    mkdirSync(cfg.stateDir, { recursive: true });
+    await mqtt.start();
+    this.mqtt = mqtt;
+    for (const c of this.tracker.list()) mqtt.publishClient(c as unknown as { mac: string });
+  }
+
+  private startUplink(): void {
+    if (this.opts.uplink === false) return;
+    const uplink = new UplinkMonitor({
+      log: this.component('uplink'),
+      onChange: (next, prev) => {
+        const ev = uplinkEvent(prev, next);
+        if (ev) this.emit(ev);
+        this.mqtt?.publishStatus();
+      },
+    });
+    this.uplink = uplink;
+    uplink.start().catch((err) => this.log.warn({ err }, 'uplink monitor failed'));
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    try {
+      await this.startCache();
+      await this.startHttp();
+      await this.startTftp();
+      await this.startDhcp();
+      await this.startControl();
+      await this.startMqtt();
+    } catch (err) {
+      await this.stop().catch(() => {});
+      throw err;
+    }
+    this.startUplink();
+    this.tickTimer = setInterval(() => {
+      try {
+        this.tracker.tick();
+      } catch (err) {
+        this.log.error({ err }, 'tracker tick failed');
+      }
+    }, 1000);
+    this.statusTimer = setInterval(() => this.mqtt?.publishStatus(), 30_000);
+    this.statusTimer.unref();
+    this.log.info(
+      {
+        version: VERSION,
+        config: this.configFile,
+        lan: `${cfg.lan.address}/${cfg.lan.prefix}`,
+        dhcp: cfg.dhcp.mode === 'off' ? 'off' : `${cfg.dhcp.mode}:${this.dhcp?.port}`,
+        tftp: this.tftp ? this.tftp.port : 'off',
+        http: this.http?.port,
+        control: cfg.control.socket,
+        mqtt: cfg.mqtt?.url ?? 'off',
+        upstream: cfg.upstream.url,
+      },
+      'bootrelay started',
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    this.tickTimer = this.statusTimer = undefined;
+    this.uplink?.stop();
+    const steps: Array<[string, (() => Promise<void> | void) | undefined]> = [
+      ['control', this.control && (() => this.control!.stop())],
+      ['dhcp', this.dhcp && (() => this.dhcp!.stop())],
+      ['tftp', this.tftp && (() => this.tftp!.stop())],
+      ['http', this.http && (() => this.http!.stop())],
+      ['mqtt', this.mqtt && (() => this.mqtt!.stop())],
+      ['cache', this.cache && (() => this.cache!.close())],
+    ];
+    for (const [name, fn] of steps) {
+      if (!fn) continue;
+      try {
+        await fn();
+      } catch (err) {
+        this.log.warn({ err, service: name }, 'stop failed');
+      }
+    }
+    this.control = this.dhcp = this.tftp = this.http = this.mqtt = this.cache = undefined;
+  }
+
+  // ------------------------------------------------------------ reload
+
+  /** SIGHUP: validate the file again; restart only what changed. Serialised. */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(() => this.doReload()).catch((err) => this.log.error({ err }, 'reload failed'));
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<void> {
+    const r = loadConfig(this.configFile);
+    if (!r.ok) {
+      for (const i of r.issues) this.log.error({ path: i.path }, `config: ${i.message}`);
+      this.log.error({ issues: r.issues.length }, 'reload refused: keeping the running config');
+      return;
+    }
+    for (const w of r.warnings) this.log.warn(`config: ${w}`);
+    const next = r.config;
+    const old = this.cfg;
+    const changed = new Set<Section>((Object.keys({ ...old, ...next }) as Section[]).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k])));
+    if (changed.size === 0) {
+      this.log.info('reload: nothing changed');
+      return;
+    }
+    this.cfg = next;
+    if (changed.has('log')) this.log.level = next.log.level;
+    if (changed.has('boot')) this.tracker.setBoot(next.boot);
+    const restart = {
+      cache: changed.has('upstream') || changed.has('cache'),
+      http: changed.has('lan') || changed.has('http'),
+      tftp: changed.has('lan') || changed.has('tftp'),
+      dhcp: ['lan', 'dhcp', 'boot', 'http', 'tftp', 'stateDir'].some((k) => changed.has(k as Section)),
+      control: changed.has('control'),
+      mqtt: changed.has('mqtt') || changed.has('agentId') || changed.has('stateDir'),
+    };
+    this.log.info({ changed: [...changed], restart: Object.keys(restart).filter((k) => restart[k as keyof typeof restart]) }, 'reloading config');
+    const again = async (name: string, stop: () => Promise<void> | void, start: () => Promise<void>) => {
+      try {
+        await stop();
+      } catch (err) {
+        this.log.warn({ err, service: name }, 'stop failed');
+      }
+      try {
+        await start();
+      } catch (err) {
+        this.log.error({ err, service: name }, `${name} did not restart: ${(err as Error).message}`);
+      }
+    };
+    if (restart.cache) {
+      const oldCache = this.cache;
+      await again('cache', () => {}, () => this.startCache());
+      if (oldCache && oldCache !== this.cache) await oldCache.close().catch(() => {});
+    }
+    if (restart.http) await again('http', () => this.http?.stop(), () => this.startHttp());
+    if (restart.tftp) await again('tftp', async () => (await this.tftp?.stop(), (this.tftp = undefined)), () => this.startTftp());
+    if (restart.dhcp) await again('dhcp', async () => (await this.dhcp?.stop(), (this.dhcp = undefined)), () => this.startDhcp());
+    if (restart.control) await again('control', () => this.control?.stop(), () => this.startControl());
+    if (restart.mqtt) await again('mqtt', async () => (await this.mqtt?.stop(), (this.mqtt = undefined)), () => this.startMqtt());
+    this.mqtt?.publishStatus();
+    this.log.info('config reloaded');
+  }
+}
+
+// ------------------------------------------------------------------ process
+
+interface Args {
+  config?: string;
+  check: boolean;
+  version: boolean;
+  help: boolean;
+}
+
+function parseArgv(argv: string[]): Args {
+  const a: Args = { check: false, version: false, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i]!;
+    if (x === '--config' || x === '-c') {
+      const v = argv[++i];
+      if (!v) throw new FatalError('--config needs a file', 2);
+      a.config = v;
+    } else if (x.startsWith('--config=')) a.config = x.slice(9);
+    else if (x === '--check') a.check = true;
+    else if (x === '--version' || x === '-V') a.version = true;
+    else if (x === '--help' || x === '-h') a.help = true;
+    else throw new FatalError(`unknown argument ${JSON.stringify(x)}`, 2);
+  }
+  return a;
+}
+
+function flushAndExit(log: Logger | undefined, code: number): void {
+  const exit = () => process.exit(code);
+  if (!log) return exit();
+  try {
+    log.flush((err) => {
+      void err;
+      exit();
+    });
+    setTimeout(exit, 1000).unref();
+  } catch {
+    exit();
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let args: Args;
+  try {
+    args = parseArgv(argv);
+  } catch (e) {
+    process.stderr.write(`bootrelay: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (args.version) {
+    process.stdout.write(`bootrelay ${VERSION}\n`);
+    return;
+  }
+  if (!args.config) {
+    process.stderr.write(`bootrelay: --config FILE is required\n${USAGE}`);
+    process.exit(2);
+  }
+  args.config = resolve(args.config);
+  const r = loadConfig(args.config);
+  if (!r.ok) {
+    for (const i of r.issues) process.stderr.write(`bootrelay: config: ${i.message}\n`);
+    process.exit(2);
+  }
+  if (args.check) {
+    for (const w of r.warnings) process.stderr.write(`bootrelay: config: warning: ${w}\n`);
+    process.stdout.write(`bootrelay: config ${args.config} ok\n`);
+    return;
+  }
+
+  const log = createLogger({ level: r.config.log.level, agentId: r.config.agentId });
+  for (const w of r.warnings) log.warn(`config: ${w}`);
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (survived)'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (survived)'));
+
+  const agent = new Agent(r.config, args.config, log);
+  try {
+    await agent.start();
+  } catch (e) {
+    const msg = e instanceof FatalError ? e.message : `startup failed: ${(e as Error).stack ?? e}`;
+    log.fatal(msg);
+    process.stderr.write(`bootrelay: ${msg}\n`);
+    flushAndExit(log, e instanceof FatalError ? e.exitCode : 1);
+    return;
+  }
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const force = setTimeout(() => {
+      log.warn('services did not stop within 5 s: exiting anyway');
+      flushAndExit(log, 0);
+    }, 5000);
+    force.unref();
+    agent.stop().then(
+      () => {
+        log.info('stopped');
+        flushAndExit(log, 0);
+      },
+      (err) => {
+        log.error({ err }, 'stop failed');
+        flushAndExit(log, 0);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading config');
+    void agent.reload();
+  });
+}
+
+export type { ClientState, RelayEvent };
+
+const isEntry = typeof require !== 'undefined' && typeof module !== 'undefined' && require.main === module;
+if (isEntry) {
+  main(process.argv.slice(2)).catch((err) => {
+    process.stderr.write(`bootrelay: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
