@@ -220,6 +220,10 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     }
     expect(total).toBeGreaterThan(2000);
     expect(up.count('cold/initrd.img', 'GET')).toBe(1);
+    // http.progress: some, but at most 4 per second per transfer
+    const progress = events.filter((e) => e.type === 'http.progress' && e.file === 'cold/initrd.img').length;
+    expect(progress).toBeGreaterThan(0);
+    expect(progress).toBeLessThanOrEqual(20 * Math.ceil((total / 1000) * 4 + 1));
   });
 
   it('delivers the right bytes when the uplink is cut mid-file (resumed with Range)', async () => {
