@@ -101,8 +101,12 @@ export class CacheReader extends Readable {
 
   private pump(): void {
     if (this.busy || this.destroyed) return;
-    const limit = this.limit();
     const f0 = this.o.fill;
+    if (f0?.state === 'failed') {
+      this.destroy(f0.error ?? new Error('fill failed'));
+      return;
+    }
+    const limit = this.limit();
     // The end of the file is only reached once the fill is verified (matters for empty files).
     const atFileEnd = !!f0 && f0.state === 'filling' && limit >= (f0.total ?? Infinity);
     if (this.pos >= limit && !atFileEnd) {
