@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCmd } from '../helpers/netns';
 
@@ -22,7 +23,13 @@ const bundleDir = process.env.BUNDLE_DIR ?? join(root, 'dist');
 const epoch = '1767225600'; // fixed SOURCE_DATE_EPOCH: two builds must be byte-identical
 
 function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  return execFileSync(cmd, args, { cwd: opts.cwd ?? root, env: { ...process.env, ...opts.env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(cmd, args, {
+    cwd: opts.cwd ?? root,
+    env: { ...process.env, ...opts.env },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 64 << 20,
+  });
 }
 
 function buildIpk(outDir: string): void {
@@ -90,7 +97,7 @@ describe('bootrelay_<version>_all.ipk', () => {
     expect(f.SourceDateEpoch).toBe(epoch);
     expect(f.Description).toMatch(/network-boot relay/i);
     // ipkg-build: Installed-Size is the size of the uncompressed data tar
-    const dataTar = execFileSync('zcat', [join(outer, 'data.tar.gz')]);
+    const dataTar = gunzipSync(readFileSync(join(outer, 'data.tar.gz')));
     expect(Number(f['Installed-Size'])).toBe(dataTar.length);
   });
 
@@ -155,6 +162,18 @@ describe('bootrelay_<version>_all.ipk', () => {
     const r = spawnSync('node', [join(data, 'usr/lib/bootrelay/relayctl.js'), '--help'], { encoding: 'utf8', timeout: 20_000 });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toMatch(/status/);
+  });
+
+  it('runs the packaged agent: --version, and --check on the packaged UCI config', () => {
+    const agent = join(data, 'usr/lib/bootrelay/bootrelay.js');
+    const v = spawnSync('node', [agent, '--version'], { encoding: 'utf8', timeout: 20_000 });
+    expect(v.status, v.stderr).toBe(0);
+    expect(v.stdout).toContain(pkg.version);
+    const ok = spawnSync('node', [agent, '--config', join(data, 'etc/config/bootrelay'), '--check'], { encoding: 'utf8', timeout: 20_000 });
+    expect(ok.status, ok.stdout + ok.stderr).toBe(0);
+    const bad = spawnSync('node', [agent, '--config', join(root, 'test/fixtures/uci/bad-number.uci'), '--check'], { encoding: 'utf8', timeout: 20_000 });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"');
   });
 
   it('validates the packaged UCI config with the packaged relayctl, as the init script does', () => {
