@@ -29,10 +29,9 @@ import type { RelayEvent } from '../../proto/events';
 import { VERSION } from '../../proto/version';
 import { EventJournal } from './journal';
 
-/** A client's state as the tracker publishes it; only `mac` is relied upon here. */
+/** A client's state as the tracker publishes it (ClientState); only `mac` is relied upon here. */
 export interface PublishedClientState {
-  mac: string;
-  [k: string]: unknown;
+  readonly mac: string;
 }
 
 export type CommandHandler = (name: string, args: unknown) => unknown | Promise<unknown>;
@@ -292,7 +291,7 @@ export class MqttPublisher {
   // ---------------------------------------------------------------- retained state
 
   /** Publishes a client's state, retained; while offline only the latest is kept. */
-  publishClient(state: PublishedClientState): void {
+  publishClient<T extends PublishedClientState>(state: T): void {
     const mac = state.mac;
     if (!mac) return;
     const topic = `${this.base}/clients/${mac}`;
@@ -328,7 +327,8 @@ export class MqttPublisher {
     obj.online = true;
     if (obj.version === undefined) obj.version = VERSION;
     if (obj.startedAt === undefined) obj.startedAt = this.startedAt;
-    if (obj.mqtt === undefined) obj.mqtt = { pending: this.journal.size, dropped: this.journal.dropped };
+    const journal = { pending: this.journal.size, dropped: this.journal.dropped };
+    obj.mqtt = obj.mqtt && typeof obj.mqtt === 'object' ? { ...(obj.mqtt as object), ...journal } : journal;
     this.retained.set(`${this.base}/status`, { payload: JSON.stringify(obj), kind: 'status' });
   }
 

@@ -212,7 +212,7 @@ describe.skipIf(skip)('dashboard in headless Chromium', () => {
       f.send(JSON.stringify({ kind: 'event', event: { ts: new Date().toISOString(), type: 'client.booted', mac: CLIENT.mac } }));
     }
     await waitFor(() => browser.eval<boolean>(`${q(CLIENT.mac)}.dataset.phase === 'booted'`), 5000, 'booted rendered');
-    expect(await browser.eval<string>(`document.getElementById('events').textContent`)).toContain('client.booted');
+    await waitFor(() => browser.eval<boolean>(`document.getElementById('events').textContent.includes('client.booted')`), 5000, 'event rendered');
     expect(await browser.eval<string>(`document.getElementById('conn').textContent`)).toBe('live');
     await browser.screenshot('dashboard-local.png');
   });
