@@ -355,7 +355,11 @@ export class HttpService {
     if (opened.etag) headers.etag = opened.etag;
     if (opened.lastModified) headers['last-modified'] = opened.lastModified;
     const inm = req.headers['if-none-match'];
-    if (kind === 'files' && inm && opened.etag && etagMatches(inm, opened.etag)) {
+    const ims = req.headers['if-modified-since'];
+    const notModified = inm
+      ? !!opened.etag && etagMatches(inm, opened.etag)
+      : !!ims && !!opened.lastModified && Date.parse(opened.lastModified) <= Date.parse(ims);
+    if (kind === 'files' && notModified) {
       opened.stream.destroy();
       delete headers['content-type'];
       res.writeHead(304, headers);

@@ -36,6 +36,8 @@ export class TestUpstream {
   readonly alter = new Map<string, Buffer>();
   /** paths whose Range requests are answered 200 with the whole body */
   readonly ignoreRange = new Set<string>();
+  /** paths sent without Content-Length (chunked) */
+  readonly chunked = new Set<string>();
   /** paths answered 500 */
   readonly fail500 = new Set<string>();
 
@@ -158,6 +160,7 @@ export class TestUpstream {
     }
     const headers: http.OutgoingHttpHeaders = { ...base, 'content-length': end - start + 1, 'content-type': 'application/octet-stream' };
     if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    if (this.chunked.has(rel)) delete headers['content-length'];
     entry.status = status;
     res.writeHead(status, headers);
     if (method === 'HEAD') return void res.end();

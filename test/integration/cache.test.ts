@@ -60,6 +60,7 @@ afterEach(async () => {
   up.alter.clear();
   up.fail500.clear();
   up.ignoreRange.clear();
+  up.chunked.clear();
   while (caches.length) await caches.pop()!.close();
 });
 
@@ -222,6 +223,22 @@ describe('FileCache', () => {
     } finally {
       await up.start();
     }
+  });
+
+  it('follows a fill of unknown size (chunked upstream), including across a cut', async () => {
+    const body = await up.addFile('chunk/f', randomBytes(600_000));
+    up.chunked.add('chunk/f');
+    up.cutOnce.set('chunk/f', 100_000);
+    up.rate = 1_000_000;
+    const { cache } = await makeCache();
+    const [a, b] = await Promise.all([cache.open('chunk/f'), cache.open('chunk/f')]);
+    expect(a.size).toBeUndefined();
+    const [ra, rb] = await Promise.all([readAll(a.stream), readAll(b.stream)]);
+    expect(sha(ra)).toBe(sha(body));
+    expect(sha(rb)).toBe(sha(body));
+    expect(up.rangeRequests('chunk/f').length).toBe(1);
+    await waitFor(() => cache.list().find((e) => e.complete), 2000, 'commit');
+    expect(cache.list()[0]!.size).toBe(600_000);
   });
 
   it('drops an entry the upstream no longer has on revalidation (404)', async () => {

@@ -166,6 +166,9 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     const n = await get(svc.port, '/files/r/file', { 'if-none-match': etag });
     expect(n.status).toBe(304);
     expect(n.body.length).toBe(0);
+    const lm = r.headers['last-modified']!;
+    expect((await get(svc.port, '/files/r/file', { 'if-modified-since': lm })).status).toBe(304);
+    expect((await get(svc.port, '/files/r/file', { 'if-modified-since': new Date(Date.parse(lm) - 60_000).toUTCString() })).status).toBe(200);
   });
 
   it('keeps the connection alive for a second request', async () => {
