@@ -237,7 +237,7 @@ export class MqttPublisher {
       client.options.reconnectPeriod = Math.min(max, Math.max(minMs, (client.options.reconnectPeriod ?? minMs) * 2));
     });
     client.on('close', () => {
-      if (this.ready) log.warn({ pending: this.journal.size }, 'mqtt disconnected');
+      if (this.ready && !this.stopping) log.warn({ pending: this.journal.size }, 'mqtt disconnected');
       this.ready = false;
       this.opts.metrics.set(MQTT_METRICS.connected, 0);
     });
