@@ -6,11 +6,12 @@
  *   - replay: N events journaled during an outage, drained after the broker returns
  * Bounded in count and time; loopback only. Run: node scripts/run-ts.mjs bench/mqtt.ts
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { MqttPublisher } from '../agent/publish/mqtt';
+import { EventJournal } from '../agent/publish/journal';
 import { Metrics } from '../relay/metrics';
 import { silentLogger } from '../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../test/helpers/mosquitto';
@@ -140,6 +141,27 @@ async function main(): Promise<void> {
     await sub.endAsync(true);
     await broker.cleanup();
     rmSync(dir, { recursive: true, force: true });
+  }
+  // 5. the journal alone: appends with no broker (every event reaches the disk), then reopen
+  const jdir = mkdtempSync(join(tmpdir(), 'br-bench-journal-'));
+  try {
+    const j = new EventJournal({ dir: jdir, maxEvents: 50_000 });
+    await j.open();
+    const ev = { ts: new Date().toISOString(), type: 'tftp.done', mac: '52:54:00:00:00:01', file: 'ipxe/undionly.kpxe', bytes: 67_000 };
+    const t0 = performance.now();
+    for (let k = 0; k < N_REPLAY; k++) j.append({ ...ev, id: k });
+    await j.flush();
+    const dt = performance.now() - t0;
+    const size = statSync(j.path).size;
+    await j.close();
+    const t1 = performance.now();
+    const k2 = new EventJournal({ dir: jdir, maxEvents: 50_000 });
+    const r = await k2.open();
+    const lt = performance.now() - t1;
+    await k2.close();
+    rows.push(`journal: ${N_REPLAY} appends + fdatasync in ${ms(dt)} ms (${size} bytes on disk); reopen of ${r.loaded} pending in ${ms(lt)} ms`);
+  } finally {
+    rmSync(jdir, { recursive: true, force: true });
   }
   console.log(`MqttPublisher -> Mosquitto (loopback, QoS 1, inflight 64)\n${rows.join('\n')}`);
 }
