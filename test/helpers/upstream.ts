@@ -6,6 +6,7 @@
  * full), SHA256SUMS writer, stop/start on the same port.
  */
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -41,19 +42,24 @@ export class TestUpstream {
   /** paths answered 500 */
   readonly fail500 = new Set<string>();
 
-  constructor(dir?: string) {
+  /** tls: serve https with this key and certificate (PEM). */
+  constructor(
+    dir?: string,
+    private readonly tls?: { key: Buffer | string; cert: Buffer | string },
+  ) {
     this.dir = dir ?? fs.mkdtempSync(join(os.tmpdir(), 'br-upstream-'));
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}/boot/`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}/boot/`;
   }
 
   async start(port = this.port): Promise<void> {
-    const server = http.createServer((req, res) => {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch(() => res.destroy());
-    });
-    server.on('connection', (s) => {
+    };
+    const server: http.Server = this.tls ? https.createServer({ key: this.tls.key, cert: this.tls.cert }, handler) : http.createServer(handler);
+    server.on(this.tls ? 'secureConnection' : 'connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
