@@ -270,7 +270,15 @@ const APP_JS = String.raw`
     }
     function openWs() {
       var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/events');
-      ws.onopen = function () { delay = 500; setConn(true, 'live'); };
+      var poll = null;
+      ws.onopen = function () {
+        delay = 500;
+        setConn(true, 'live');
+        // the feed carries clients and events; the relay's status is refreshed now and then
+        poll = setInterval(function () {
+          getJson('/api/status').then(function (st) { relay(localId).status = st; render(); }).catch(function () {});
+        }, 10000);
+      };
       ws.onmessage = function (m) {
         var msg;
         try { msg = JSON.parse(m.data); } catch (e) { return; }
@@ -280,7 +288,7 @@ const APP_JS = String.raw`
         else if (msg.kind === 'status') relay(localId).status = msg.status;
         render();
       };
-      ws.onclose = function () { setConn(false, 'disconnected, retrying'); retry(); };
+      ws.onclose = function () { clearInterval(poll); setConn(false, 'disconnected, retrying'); retry(); };
     }
     connect();
   }

@@ -215,6 +215,13 @@ describe.skipIf(skip)('dashboard in headless Chromium', () => {
     await waitFor(() => browser.eval<boolean>(`document.getElementById('events').textContent.includes('client.booted')`), 5000, 'event rendered');
     expect(await browser.eval<string>(`document.getElementById('conn').textContent`)).toBe('live');
     await browser.screenshot('dashboard-local.png');
+
+    // the feed drops: the page says so, comes back, refetches and subscribes again
+    for (const f of feeds) f.terminate();
+    await waitFor(() => feeds.size > 0, 10_000, 'page resubscribed');
+    await waitFor(() => browser.eval<boolean>(`document.getElementById('conn').textContent === 'live'`), 5000, 'live again');
+    // refetched from /api/clients: the server's copy still says kernel
+    await waitFor(() => browser.eval<boolean>(`${q(CLIENT.mac)}.dataset.phase === 'kernel'`), 5000, 'refetched state');
   });
 
   it('shows a fleet from MQTT over WebSocket, grouped by agentId', async () => {
