@@ -374,9 +374,14 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
     const body = await up.addFile('full/big', randomBytes(2_500_000));
     await up.writeSums('full', ['big']);
     const { cache, events } = await makeCache({ dir: join(mnt, 'c') });
-    const f = await cache.open('full/big');
-    expect(sha(await readAll(f.stream))).toBe(sha(body));
+    // five clients follow the fill; when the disk fills up each continues from the upstream
+    const fs5 = await Promise.all(Array.from({ length: 5 }, () => cache.open('full/big')));
+    const got = await Promise.all(fs5.map((f) => readAll(f.stream)));
+    for (const g of got) expect(sha(g)).toBe(sha(body));
     expect(events.some((e) => e.type === 'cache.error' && e.reason === 'disk full')).toBe(true);
+    const ranges = up.rangeRequests('full/big');
+    expect(ranges.length).toBe(5);
+    expect(new Set(ranges.map((r) => r.headers.range)).size).toBe(1);
     const g = await cache.open('full/big');
     expect(g.cache).toBe('bypass');
     expect(sha(await readAll(g.stream))).toBe(sha(body));

@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import WebSocket from 'ws';
@@ -16,7 +16,7 @@ import type { RelayEvent } from '../../proto/events';
 import type { ProfileConfig } from '../../agent/config/types';
 import type { FileSource, OpenedFile, OpenOptions } from '../../relay/source';
 import { TestUpstream } from '../helpers/upstream';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { hasCmd, isRoot, waitFor } from '../helpers/netns';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -377,5 +377,61 @@ describe('HttpService /api/events with a slow client', () => {
     } finally {
       await s.stop();
     }
+  });
+});
+
+describe.skipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
+  let mnt: string;
+  let upF: TestUpstream;
+  let c: FileCache;
+  let s: HttpService;
+  beforeAll(async () => {
+    mnt = fs.mkdtempSync(join(os.tmpdir(), 'br-httpfull-'));
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    if (r.status !== 0) throw new Error(`mount failed: ${r.stderr}`);
+    upF = new TestUpstream();
+    await upF.start();
+    c = new FileCache({
+      upstream: { url: upF.url, headers: {}, timeoutMs: 5000 },
+      cache: { dir: join(mnt, 'cache'), maxBytes: 1e9, ttlSeconds: 3600, negativeTtlSeconds: 60 },
+      log: silentLogger,
+      metrics: new Metrics(),
+      emit: () => {},
+    });
+    await c.init();
+    s = new HttpService({
+      address: '127.0.0.1',
+      port: 0,
+      source: c,
+      log: silentLogger,
+      metrics: new Metrics(),
+      emit: () => {},
+      macForIp: () => undefined,
+      resolveProfile: () => undefined,
+      api: { status: () => ({}), clients: () => [] },
+      subscribe: () => () => {},
+    });
+    await s.start();
+  });
+  afterAll(async () => {
+    await s?.stop();
+    await c?.close();
+    await upF?.cleanup();
+    spawnSync('umount', [mnt]);
+    fs.rmSync(mnt, { recursive: true, force: true });
+  });
+
+  it('streams the whole file through to curl without caching it', async () => {
+    const body = await upF.addFile('iso/big.img', randomBytes(3_000_000));
+    const a = await curl([`http://127.0.0.1:${s.port}/files/iso/big.img`]);
+    expect(a.code).toBe(0);
+    expect(sha(a.stdout)).toBe(sha(body));
+    const b = await curl([`http://127.0.0.1:${s.port}/files/iso/big.img`]);
+    expect(b.code).toBe(0);
+    expect(sha(b.stdout)).toBe(sha(body));
+    const h = await get(s.port, '/files/iso/big.img', {}, undefined, 'HEAD');
+    expect(h.headers['x-cache']).toBe('bypass');
+    expect(h.headers['content-length']).toBe('3000000');
+    expect(c.list()).toEqual([]);
   });
 });
