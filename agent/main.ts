@@ -32,7 +32,7 @@ import { ControlServer } from './control/server';
 import { DASHBOARD_HTML } from './dashboard/index';
 import { createLogger, type Logger } from './log';
 import { MqttPublisher } from './publish/mqtt';
-import { UplinkMonitor, uplinkEvent } from './uplink/monitor';
+import { bindUplinkEvents, UplinkMonitor } from './uplink/monitor';
 import type { UplinkStatus } from './uplink/status';
 
 const USAGE = `usage: bootrelay --config FILE [--check]
@@ -347,14 +347,9 @@ export class Agent {
 
   private startUplink(): void {
     if (this.opts.uplink === false) return;
-    const uplink = new UplinkMonitor({
-      log: this.component('uplink'),
-      onChange: (next, prev) => {
-        const ev = uplinkEvent(prev, next);
-        if (ev) this.emit(ev);
-        this.mqtt?.publishStatus();
-      },
-    });
+    const uplink = new UplinkMonitor({ log: this.component('uplink') });
+    const publish = () => this.mqtt?.publishStatus();
+    bindUplinkEvents(uplink, this.emit, { down: publish, up: publish });
     this.uplink = uplink;
     uplink.start().catch((err) => this.log.warn({ err }, 'uplink monitor failed'));
   }

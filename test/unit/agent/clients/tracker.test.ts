@@ -110,6 +110,48 @@ describe('ClientTracker', () => {
     expect([...new Set(emitted.map((e) => e.phase))]).toEqual(['dhcp', 'bound', 'loader', 'ipxe', 'kernel', 'initrd', 'handoff', 'booted']);
   });
 
+  it('follows proxyDHCP: the address comes from another server, TFTP is matched by IP', () => {
+    const { ev, t, emitted } = setup();
+    ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-x64' });
+    ev('proxy.offer', { firmware: 'uefi', arch: 'uefi-x64', file: 'ipxe/snponly.efi', role: 'loader' });
+    expect(t.get(MAC)!.phase).toBe('bound');
+    ev('dhcp.request', { firmware: 'uefi', arch: 'uefi-x64', ip: '192.168.1.57' });
+    ev('proxy.ack', { firmware: 'uefi', arch: 'uefi-x64', file: 'ipxe/snponly.efi', role: 'loader' });
+    t.apply(makeEvent({ type: 'tftp.start', ip: '192.168.1.57', file: 'ipxe/snponly.efi', totalBytes: 1000 }));
+    t.apply(makeEvent({ type: 'tftp.done', ip: '192.168.1.57', file: 'ipxe/snponly.efi', bytes: 1000 }));
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'uefi-x64' });
+    ev('proxy.offer', { firmware: 'ipxe', arch: 'uefi-x64', file: '/boot.ipxe', role: 'script', url: 'http://10.99.0.1/boot.ipxe?mac=' + MAC });
+    expect(t.get(MAC)).toMatchObject({ phase: 'ipxe', ip: '192.168.1.57', error: null });
+    expect([...new Set(emitted.map((e) => e.phase))]).toEqual(['dhcp', 'bound', 'loader', 'ipxe']);
+  });
+
+  it('follows UEFI HTTP Boot: the loader by URL, fetched over HTTP', () => {
+    const { ev, t, advance } = setup();
+    ev('dhcp.discover', { firmware: 'uefi-http', arch: 'uefi-x64' });
+    ev('dhcp.ack', { firmware: 'uefi-http', arch: 'uefi-x64', ip: '10.99.0.110', file: 'ipxe/ipxe.efi', role: 'loader', url: 'http://10.99.0.1/files/ipxe/ipxe.efi' });
+    ev('http.start', { file: 'ipxe/ipxe.efi', totalBytes: 1_000_000 });
+    expect(t.get(MAC)).toMatchObject({ phase: 'loader', file: 'ipxe/ipxe.efi' });
+    // an HTTP URL that is never fetched says so
+    ev('dhcp.discover', { firmware: 'uefi-http', arch: 'uefi-x64' });
+    ev('dhcp.ack', { firmware: 'uefi-http', arch: 'uefi-x64', file: 'ipxe/ipxe.efi', role: 'loader', url: 'http://10.99.0.1/files/ipxe/ipxe.efi' });
+    advance(20_000);
+    expect(t.get(MAC)!.error).toBe('no HTTP request for ipxe/ipxe.efi within 20 s of the ACK: the firmware rejected the offer');
+  });
+
+  it('reads the TFTP service reasons: not-found fails, a tsize probe or an abort does not', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'aborted', error: 'client sent ERROR 0' });
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'tsize-probe', error: 'tsize-probe' });
+    expect(t.get(MAC)!.phase).toBe('dhcp');
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'not-found', error: 'upstream http://x/ipxe/undionly.kpxe: 404' });
+    expect(t.get(MAC)!.error).toBe('upstream 404 for ipxe/undionly.kpxe');
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('tftp.start', { file: 'ipxe/undionly.kpxe' });
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'timeout', error: 'client silent after 6 retries' });
+    expect(t.get(MAC)!.error).toBe('the TFTP transfer of ipxe/undionly.kpxe timed out: client silent after 6 retries');
+  });
+
   it('waits for every initrd before handoff, and hands off after the kernel when there is none', () => {
     const { t } = setup();
     const a = '52:54:00:00:00:02';
