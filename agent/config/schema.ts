@@ -102,12 +102,12 @@ class Ctx {
   }
 
   /** A section object: reports wrong type and unknown keys; undefined when absent (and not required). */
-  section(v: unknown, path: string, known: readonly string[], required = false): Obj | undefined {
+  section(v: unknown, path: string, known: readonly string[], required = false, what = 'an object'): Obj | undefined {
     if (v === undefined) {
-      if (required) this.bad(path, 'an object', v);
+      if (required) this.bad(path, what, v);
       return undefined;
     }
-    if (!isObj(v)) return this.bad(path, 'an object', v);
+    if (!isObj(v)) return this.bad(path, what, v);
     for (const k of Object.keys(v)) {
       if (!known.includes(k)) this.badRaw(sub(path, k), `one of the keys ${known.join(', ')}`, `unknown key ${JSON.stringify(k)}`);
     }
@@ -205,7 +205,7 @@ class Ctx {
 const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;
 
 function parseLan(c: Ctx, v: unknown): LanConfig | undefined {
-  const o = c.section(v, 'lan', ['interface', 'address', 'prefix'], true);
+  const o = c.section(v, 'lan', ['interface', 'address', 'prefix'], true, 'an object with the LAN address and prefix ({"address": "10.99.0.1", "prefix": 24})');
   if (!o) return undefined;
   const iface = c.str(o, 'interface', 'lan', DEFAULTS.lanInterface);
   const address = o.address === undefined ? c.bad('lan.address', 'an IPv4 address', undefined) : c.ipv4(o.address, 'lan.address');
@@ -369,7 +369,7 @@ function parseUrl(c: Ctx, v: unknown, path: string, schemes: string[], trailingS
 
 function parseUpstream(c: Ctx, v: unknown): UpstreamConfig | undefined {
   const P = 'upstream';
-  const o = c.section(v, P, ['url', 'headers', 'timeoutMs', 'caFile'], true);
+  const o = c.section(v, P, ['url', 'headers', 'timeoutMs', 'caFile'], true, 'an object with the upstream boot server\'s url ({"url": "http://host/boot/"})');
   if (!o) return undefined;
   const url = parseUrl(c, o.url, 'upstream.url', ['http', 'https'], true);
   const headers = c.stringRecord(o.headers, 'upstream.headers');
@@ -428,7 +428,7 @@ function parseProfile(c: Ctx, v: unknown, path: string): ProfileConfig | undefin
 
 function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined): BootConfig | undefined {
   const P = 'boot';
-  const o = c.section(v, P, ['loaders', 'defaultProfile', 'profiles', 'assign'], true);
+  const o = c.section(v, P, ['loaders', 'defaultProfile', 'profiles', 'assign'], true, 'an object with loaders and profiles');
   if (!o) return undefined;
   const before = c.issues.length;
 

@@ -110,7 +110,7 @@ describe('parseConfig', () => {
     ['port as string', (o) => (o.tftp = { port: '69' }), 'tftp.port: expected a port number from 0 to 65535, got "69"'],
     ['tftp true-ish string', (o) => (o.tftp = 'off'), 'tftp: expected an object or false, got "off"'],
     ['bad mode', (o) => (o.dhcp = { mode: 'relay' }), 'dhcp.mode: expected one of "server", "proxy", "off", got "relay"'],
-    ['lan missing', (o) => delete o.lan, 'lan: expected an object, got nothing'],
+    ['lan missing', (o) => delete o.lan, 'lan: expected an object with the LAN address and prefix ({"address": "10.99.0.1", "prefix": 24}), got nothing'],
     ['lan address bad', (o) => (o.lan.address = '10.99.0'), 'lan.address: expected an IPv4 address, got "10.99.0"'],
     ['lan address is the network', (o) => (o.lan.address = '10.99.0.0'), 'lan.address: expected a host address of 10.99.0.0/24'],
     ['prefix too big', (o) => (o.lan.prefix = 33), 'lan.prefix: expected a prefix length from 1 to 32, got 33'],
@@ -127,7 +127,7 @@ describe('parseConfig', () => {
     ['lease too short', (o) => (o.dhcp = { leaseSeconds: 5 }), 'dhcp.leaseSeconds: expected a number of seconds from 60'],
     ['bool as string', (o) => (o.dhcp = { netbootOnce: 'yes' }), 'dhcp.netbootOnce: expected true or false, got "yes"'],
     ['upstream ftp', (o) => (o.upstream.url = 'ftp://x/'), 'upstream.url: expected a URL (http:// or https://), got "ftp://x/"'],
-    ['upstream missing', (o) => delete o.upstream, 'upstream: expected an object, got nothing'],
+    ['upstream missing', (o) => delete o.upstream, 'upstream: expected an object with the upstream boot server\'s url ({"url": "http://host/boot/"}), got nothing'],
     ['upstream header not string', (o) => (o.upstream.headers = { 'X-A': 1 }), 'upstream.headers.X-A: expected a string, got 1'],
     ['loader unknown arch', (o) => (o.boot.loaders['uefi-x86'] = 'a.efi'), 'boot.loaders.uefi-x86: expected an arch key (bios, uefi-ia32'],
     ['loader escapes', (o) => (o.boot.loaders.bios = '../etc/passwd'), 'boot.loaders.bios: expected a clean path relative to upstream.url (path escape refused: ../etc/passwd), got "../etc/passwd"'],
@@ -244,6 +244,18 @@ describe('loadConfig', () => {
 
   it('reports an empty file', () => {
     expect(parseConfigText('  \n', 'x').ok).toBe(false);
+  });
+
+  it('reads the shipped UCI file and the UCI fixtures through uci.ts', () => {
+    const root = join(__dirname, '../../../..');
+    const image = loadConfig(join(root, 'image/files/etc/config/bootrelay'));
+    expect(image.ok ? [] : image.issues.map((i) => i.message)).toEqual([]);
+    const full = loadConfig(join(FIX, '../uci/full.uci'));
+    expect(full.ok ? [] : full.issues.map((i) => i.message)).toEqual([]);
+    const minimal = loadConfig(join(FIX, '../uci/minimal.uci'));
+    expect(minimal.ok ? [] : minimal.issues.map((i) => i.message)).toEqual(['boot: expected an object with loaders and profiles, got nothing']);
+    const bad = loadConfig(join(FIX, '../uci/bad-number.uci'));
+    expect(bad.ok ? [] : bad.issues.map((i) => i.message)).toContain('bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"');
   });
 
   it('reads UCI text through uci.ts', () => {
