@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -312,6 +313,23 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     expect(d.headers.location).toBe('/dashboard/');
     expect((await get(svc.port, '/dashboard/')).body.toString()).toContain('<title>dash</title>');
     expect((await get(svc.port, '/api/status', {}, undefined, 'DELETE')).status).toBe(405);
+  });
+
+  it('answers malformed requests with 400, counts them, and keeps serving', async () => {
+    const before = metrics.get('bootrelay_http_refused_total', { reason: 'bad-request' });
+    const garbage = ['\x00\x01\x02garbage\r\n\r\n', 'GET /files/x HTTP/1.1\r\nHost: a\r\nContent-Length: zz\r\n\r\n', 'G'.repeat(20_000) + '\r\n\r\n'];
+    for (const g of garbage) {
+      const reply = await new Promise<string>((resolve) => {
+        const sock = net.connect(svc.port, '127.0.0.1', () => sock.end(g));
+        let got = '';
+        sock.on('data', (c) => (got += c.toString()));
+        sock.on('close', () => resolve(got));
+        sock.on('error', () => resolve(got));
+      });
+      expect(reply === '' || reply.startsWith('HTTP/1.1 4')).toBe(true);
+    }
+    expect(metrics.get('bootrelay_http_refused_total', { reason: 'bad-request' })).toBeGreaterThanOrEqual(before + 2);
+    expect((await get(svc.port, '/api/status')).status).toBe(200);
   });
 
   it('pushes messages published through subscribe to /api/events WebSocket clients', async () => {
