@@ -271,6 +271,14 @@ export class LeaseStore {
     return best ? hold(best.ip) : undefined;
   }
 
+  /** The address just offered to (held for) `mac`; with `orLease`, else its static or current lease's. */
+  offeredTo(mac: string, orLease = true): string | undefined {
+    const now = this.now();
+    for (const [ip, h] of this.holds) if (h.mac === mac && h.until > now) return ip;
+    if (!orLease) return undefined;
+    return this.staticByMac.get(mac) ?? this.byMac.get(mac)?.ip;
+  }
+
   // ---------------------------------------------------------------- mutations
 
   /** Binds `ip` to `mac`; resolves once durable (group commit). */

@@ -260,13 +260,21 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
       if (serverId !== undefined) {
         // SELECTING (RFC 2131 §4.3.2)
         if (serverId !== lan.address) return ignore('other-server', `server id ${serverId}`);
-        if (!requested) return ignore('no-requested-ip');
-        ip = requested;
+        // option 50 is a MUST here, but some clients (the dhcp npm package) leave it
+        // out: then they mean the address we offered them
+        ip = requested ?? leases.offeredTo(mac);
+        if (!ip) return ignore('no-requested-ip');
       } else if (msg.ciaddr === ZERO) {
-        // INIT-REBOOT
-        if (!requested) return ignore('no-requested-ip');
-        if (!inSubnet(requested, lan.address, lan.prefix)) return nak(msg, ctx, `${requested} is not on this network`);
-        ip = requested;
+        // INIT-REBOOT. Without option 50 this is no valid state at all, but the dhcp
+        // npm package's client sends exactly that after our OFFER: answer it only
+        // when we have just offered this client an address.
+        if (!requested) {
+          ip = leases.offeredTo(mac, false);
+          if (!ip) return ignore('no-requested-ip');
+        } else {
+          if (!inSubnet(requested, lan.address, lan.prefix)) return nak(msg, ctx, `${requested} is not on this network`);
+          ip = requested;
+        }
       } else {
         // RENEWING (unicast) / REBINDING (broadcast)
         ip = msg.ciaddr;

@@ -25,6 +25,7 @@ let U = '';
 let D = '';
 let runnerJs = '';
 let probeJs = '';
+let npmClientJs = '';
 
 interface Runner {
   p: ChildProcess;
@@ -150,6 +151,8 @@ describe.skipIf(reason)(`DHCP interop in network namespaces${reason ? ` (skipped
     const fx = (f: string) => new URL(`./fixtures/${f}`, import.meta.url).pathname;
     await build({ entryPoints: [fx('dhcp-runner.ts')], bundle: true, platform: 'node', format: 'cjs', outfile: runnerJs, logLevel: 'warning' });
     await build({ entryPoints: [fx('dhcp-probe.ts')], bundle: true, platform: 'node', format: 'cjs', outfile: probeJs, logLevel: 'warning' });
+    npmClientJs = join(tmp, 'dhcp-npm-client.cjs');
+    await build({ entryPoints: [fx('dhcp-npm-client.ts')], bundle: true, platform: 'node', format: 'cjs', outfile: npmClientJs, logLevel: 'warning' });
     R = lab.addNs('r');
     const SW = lab.addNs('sw');
     C = lab.addNs('c');
@@ -215,6 +218,17 @@ describe.skipIf(reason)(`DHCP interop in network namespaces${reason ? ` (skipped
     const log = existsSync(out) ? readFileSync(out, 'utf8') : '';
     expect(log, r.stderr).toMatch(/^bound ip=10\.99\.50\.\d+ file=ipxe\/undionly\.kpxe siaddr=10\.99\.50\.1 server=10\.99\.50\.1$/m);
     expect(runner.events.find((e) => e.type === 'dhcp.ack' && e.mac === mac)).toMatchObject({ arch: 'bios', firmware: 'bios' });
+  });
+
+  it('leases an address to the dhcp npm package client', async () => {
+    const mac = await newMac();
+    lab.ip(C, 'route', 'add', '255.255.255.255/32', 'dev', 'c0');
+    const r = await lab.exec(C, process.execPath, [npmClientJs, mac], { timeoutMs: 15_000 });
+    expect(r.code, r.stdout + r.stderr + JSON.stringify(runner.events.filter((e) => e.mac === mac))).toBe(0);
+    const state = JSON.parse(r.stdout.trim()) as { address: string; server: string; options: Record<string, unknown> };
+    expect(state.address).toMatch(/^10\.99\.50\.1\d\d$/);
+    expect(state.server).toBe(LAN);
+    expect(runner.events.find((e) => e.type === 'dhcp.ack' && e.mac === mac)).toMatchObject({ ip: state.address });
   });
 
   it('NAKs an init-reboot for an address of another network, then leases normally', async () => {

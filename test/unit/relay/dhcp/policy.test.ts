@@ -137,6 +137,18 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
     expect(d.reply.file).toBe('ipxe/undionly.kpxe');
   });
 
+  it('SELECTING without option 50 means the address we offered', () => {
+    const o = reply(run(msg(MessageType.DISCOVER, '52:54:00:00:00:17')));
+    const d = reply(run(msg(MessageType.REQUEST, '52:54:00:00:00:17', [[54, ip('10.99.0.1')]])));
+    expect(d.event).toBe('dhcp.ack');
+    expect(d.ip).toBe(o.ip);
+    expect(run(msg(MessageType.REQUEST, '52:54:00:00:00:18', [[54, ip('10.99.0.1')]]))).toMatchObject({ kind: 'ignore', reason: 'no-requested-ip' });
+    // no server id, no option 50, no ciaddr (the dhcp npm client): only right after our OFFER
+    const o2 = reply(run(msg(MessageType.DISCOVER, '52:54:00:00:00:19')));
+    expect(reply(run(msg(MessageType.REQUEST, '52:54:00:00:00:19'))).ip).toBe(o2.ip);
+    expect(run(msg(MessageType.REQUEST, '52:54:00:00:00:1a'))).toMatchObject({ kind: 'ignore', reason: 'no-requested-ip' });
+  });
+
   it('ignores a REQUEST naming another server', () => {
     const d = run(msg(MessageType.REQUEST, '52:54:00:00:00:08', [[54, ip('10.99.0.2')], [50, ip('10.99.0.100')]]));
     expect(d).toMatchObject({ kind: 'ignore', reason: 'other-server' });
