@@ -57,6 +57,14 @@ export class FatalError extends Error {
   }
 }
 
+function ensureDir(what: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new FatalError(`cannot create ${what} ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
+  }
+}
+
 /** Forwards to whatever cache is current, so HTTP/TFTP survive a cache rebuild on reload. */
 class SwitchableSource implements FileSource {
   constructor(public target: FileSource) {}
@@ -233,8 +241,8 @@ export class Agent {
       emit: this.emit,
       expectedSha256: (p) => this.expectedSha256(p),
     });
+    ensureDir('the cache directory', cfg.cache.dir);
     try {
-      mkdirSync(cfg.cache.dir, { recursive: true });
       await cache.init();
     } catch (err) {
       throw new FatalError(`cannot use the cache directory ${cfg.cache.dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
@@ -291,7 +299,7 @@ export class Agent {
   private async startDhcp(): Promise<void> {
     const cfg = this.cfg;
     if (cfg.dhcp.mode === 'off') return;
-    mkdirSync(cfg.stateDir, { recursive: true });
+    ensureDir('the state directory', cfg.stateDir);
     const boot = { ...cfg.boot, assign: { ...cfg.boot.assign, ...Object.fromEntries(this.assigned) } };
     const dhcp = new DhcpService({
       lan: cfg.lan,
@@ -314,8 +322,8 @@ export class Agent {
     const cfg = this.cfg;
     const deps = this.commandDeps();
     const control = new ControlServer({ socket: cfg.control.socket, handlers: createHandlers(deps), watch: createWatch(deps), log: this.component('control') });
+    ensureDir('the control socket directory', dirname(cfg.control.socket));
     try {
-      mkdirSync(dirname(cfg.control.socket), { recursive: true });
       await control.start();
     } catch (err) {
       throw new FatalError(`cannot open the control socket ${cfg.control.socket}: ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.replace(/\s+/g, ' '), 1);
@@ -339,8 +347,12 @@ export class Agent {
         return handlers[name]!(typeof args === 'object' && args !== null && !Array.isArray(args) ? (args as Record<string, unknown>) : {});
       },
     });
-    mkdirSync(cfg.stateDir, { recursive: true });
-    await mqtt.start();
+    ensureDir('the state directory', cfg.stateDir);
+    try {
+      await mqtt.start();
+    } catch (err) {
+      throw new FatalError(`mqtt: ${(err as Error).message}`, 1);
+    }
     this.mqtt = mqtt;
     for (const c of this.tracker.list()) mqtt.publishClient(c as unknown as { mac: string });
   }

@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCmd, waitFor } from '../helpers/netns';
+import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { TestUpstream } from '../helpers/upstream';
+import mqtt from 'mqtt';
 
 const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'bragent-'));
@@ -284,5 +286,46 @@ describe('bootrelay (bundled agent)', () => {
       expect(dead.code).toBe(1);
       expect(dead.stderr).toBe(`relayctl: cannot reach the agent at ${sock}: ENOENT (is bootrelay running?)\n`);
     });
+  });
+
+  describe.skipIf(!!mosquittoSkipReason())('with MQTT', () => {
+    let broker: Mosquitto;
+    let a: Running;
+    let sub: mqtt.MqttClient;
+    const got: Array<{ topic: string; payload: string; retain: boolean }> = [];
+    const sock2 = join(work, 'mqtt.sock');
+
+    beforeAll(async () => {
+      broker = await Mosquitto.start({ websockets: false });
+      const file = join(work, 'mqtt.json');
+      writeCfg({ ...baseCfg, agentId: 'itest-mqtt', http: { port: await freeTcpPort() }, tftp: false, control: { socket: sock2 }, mqtt: { url: broker.url, prefix: 'bootrelay' } }, file);
+      a = startAgent(file);
+      await waitFor(() => a.lines.some((l) => l.msg === 'bootrelay started') || a.proc.exitCode !== null, 15_000, 'agent started');
+      expect(a.proc.exitCode, a.stderr()).toBeNull();
+      sub = mqtt.connect(broker.url);
+      sub.on('message', (topic, payload, packet) => got.push({ topic, payload: payload.toString(), retain: packet.retain }));
+      await new Promise<void>((r) => sub.on('connect', () => sub.subscribe('bootrelay/itest-mqtt/#', { qos: 1 }, () => r())));
+    }, 30_000);
+
+    afterAll(async () => {
+      sub?.end(true);
+      if (a && a.proc.exitCode === null) a.proc.kill('SIGKILL');
+      await broker?.cleanup();
+    });
+
+    it('publishes status, client state and events; offline on SIGTERM', async () => {
+      await waitFor(() => got.some((m) => m.topic === 'bootrelay/itest-mqtt/status' && JSON.parse(m.payload).online === true), 10_000, 'status online');
+      const status = JSON.parse(got.find((m) => m.topic === 'bootrelay/itest-mqtt/status')!.payload);
+      expect(status).toMatchObject({ online: true, agentId: 'itest-mqtt', version: '0.0.0-test', clients: { total: 0 } });
+      const port = JSON.parse((await ctl(['status', '--json'], sock2)).stdout).services.http.port;
+      expect((await fetch(`http://127.0.0.1:${port}/booted?mac=52:54:00:aa:00:02`)).status).toBeLessThan(300);
+      await waitFor(() => got.some((m) => m.topic === 'bootrelay/itest-mqtt/clients/52:54:00:aa:00:02'), 10_000, 'client state');
+      const state = JSON.parse(got.filter((m) => m.topic === 'bootrelay/itest-mqtt/clients/52:54:00:aa:00:02').at(-1)!.payload);
+      expect(state).toMatchObject({ mac: '52:54:00:aa:00:02', phase: 'booted', error: null });
+      await waitFor(() => got.some((m) => m.topic === 'bootrelay/itest-mqtt/events' && JSON.parse(m.payload).type === 'client.booted'), 10_000, 'event');
+      a.proc.kill('SIGTERM');
+      expect(await a.exited).toBe(0);
+      await waitFor(() => got.some((m) => m.topic === 'bootrelay/itest-mqtt/status' && JSON.parse(m.payload).online === false), 10_000, 'status offline');
+    }, 40_000);
   });
 });
