@@ -288,6 +288,8 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
     case MessageType.DECLINE: {
       if (serverId !== undefined && serverId !== lan.address) return ignore('other-server', `server id ${serverId}`);
       if (!requested) return ignore('no-requested-ip');
+      // only an address we gave this client (a DECLINE cannot take arbitrary addresses out of the pool)
+      if (leases.offeredTo(mac) !== requested && leases.get(mac)?.ip !== requested) return ignore('not-our-lease');
       return { kind: 'decline', ip: requested, side: [] };
     }
     case MessageType.RELEASE: {

@@ -207,6 +207,8 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
     expect(r).toMatchObject({ kind: 'release', ip: mine });
     await leases.release('52:54:00:00:00:0d', mine);
     expect(leases.macForIp(mine)).toBeUndefined();
+    expect(run(msg(MessageType.DECLINE, '52:54:00:00:00:0e', [[54, ip('10.99.0.1')], [50, ip('10.99.0.101')]]))).toMatchObject({ kind: 'ignore', reason: 'not-our-lease' });
+    expect(reply(run(msg(MessageType.DISCOVER, '52:54:00:00:00:0e'))).ip).toBe('10.99.0.101');
     const dcl = run(msg(MessageType.DECLINE, '52:54:00:00:00:0e', [[54, ip('10.99.0.1')], [50, ip('10.99.0.101')]]));
     expect(dcl).toMatchObject({ kind: 'decline', ip: '10.99.0.101' });
     await leases.decline('52:54:00:00:00:0e', '10.99.0.101');
