@@ -279,6 +279,11 @@ export class LeaseStore {
     return this.staticByMac.get(mac) ?? this.byMac.get(mac)?.ip;
   }
 
+  /** Drops the OFFER hold of `mac` (it chose another server). */
+  unhold(mac: string): void {
+    for (const [ip, h] of this.holds) if (h.mac === mac) this.holds.delete(ip);
+  }
+
   // ---------------------------------------------------------------- mutations
 
   /** Binds `ip` to `mac`; resolves once durable (group commit). */

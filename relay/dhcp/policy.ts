@@ -259,7 +259,10 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
       let ip: string | undefined;
       if (serverId !== undefined) {
         // SELECTING (RFC 2131 §4.3.2)
-        if (serverId !== lan.address) return ignore('other-server', `server id ${serverId}`);
+        if (serverId !== lan.address) {
+          leases.unhold(mac); // RFC 2131 §4.3.2: the client chose another server's offer
+          return ignore('other-server', `server id ${serverId}`);
+        }
         // option 50 is a MUST here, but some clients (the dhcp npm package) leave it
         // out: then they mean the address we offered them
         ip = requested ?? leases.offeredTo(mac);
