@@ -17,7 +17,7 @@ describe('LanSocketPair', () => {
     expect(pair.port).toBeGreaterThan(0);
     const peer = dgram.createSocket('udp4');
     await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));
-    open.push(() => peer.close());
+    open.push(() => void peer.close());
     const replies: string[] = [];
     peer.on('message', (_b, r) => replies.push(`${r.address}:${r.port}`));
     peer.send('hello', pair.port, '127.0.0.1');
