@@ -12,8 +12,8 @@
  * and the old one kept). A bad config at start is one line per issue on
  * stderr and exit 2; a port that cannot be bound is one line and exit 1.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { makeEvent, type ClientPhase, type EmitFn, type RelayEvent } from '../proto/events';
 import { VERSION } from '../proto/version';
 import { FileCache } from '../relay/cache/cache';
@@ -165,7 +165,8 @@ export class Agent {
 
   private resolveProfile(mac: string | undefined) {
     const b = this.cfg.boot;
-    const name = (mac && (this.assigned.get(mac) ?? b.assign[mac])) || b.defaultProfile;
+    const wanted = mac && (this.assigned.get(mac) ?? b.assign[mac]);
+    const name = wanted && b.profiles[wanted] ? wanted : b.defaultProfile;
     const profile = b.profiles[name];
     return profile ? { name, profile } : undefined;
   }
@@ -198,10 +199,12 @@ export class Agent {
         },
       },
       trace: this.trace,
+      assignments: () => Object.fromEntries([...this.assigned].filter(([, p]) => !!this.cfg.boot.profiles[p])),
       assign: (mac, profile) => {
         this.assigned.set(mac, profile);
         this.dhcp?.setAssign(mac, profile);
         this.tracker.assign(mac, profile);
+        this.saveAssignments();
         this.log.info({ mac, profile }, 'profile assigned');
       },
       subscribe: (fn) => {
@@ -213,6 +216,41 @@ export class Agent {
         };
       },
     };
+  }
+
+  /** relayctl assign survives restarts: <stateDir>/assign.json (mac → profile). */
+  private get assignFile(): string {
+    return join(this.cfg.stateDir, 'assign.json');
+  }
+
+  private loadAssignments(): void {
+    let obj: unknown;
+    try {
+      obj = JSON.parse(readFileSync(this.assignFile, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, file: this.assignFile }, 'runtime assignments unreadable: ignored');
+      return;
+    }
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return;
+    for (const [mac, profile] of Object.entries(obj as Record<string, unknown>)) {
+      if (typeof profile !== 'string' || !this.cfg.boot.profiles[profile]) {
+        this.log.warn({ mac, profile }, 'runtime assignment names no current profile: dropped');
+        continue;
+      }
+      this.assigned.set(mac, profile);
+      this.tracker.assign(mac, profile);
+    }
+  }
+
+  private saveAssignments(): void {
+    const tmp = `${this.assignFile}.tmp`;
+    try {
+      mkdirSync(this.cfg.stateDir, { recursive: true });
+      writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.assigned), null, 2) + '\n');
+      renameSync(tmp, this.assignFile);
+    } catch (err) {
+      this.log.warn({ err, file: this.assignFile }, 'runtime assignment not saved (it holds until restart)');
+    }
   }
 
   private needCache(): FileCache {
@@ -300,7 +338,8 @@ export class Agent {
     const cfg = this.cfg;
     if (cfg.dhcp.mode === 'off') return;
     ensureDir('the state directory', cfg.stateDir);
-    const boot = { ...cfg.boot, assign: { ...cfg.boot.assign, ...Object.fromEntries(this.assigned) } };
+    const runtime = [...this.assigned].filter(([, p]) => !!cfg.boot.profiles[p]);
+    const boot = { ...cfg.boot, assign: { ...cfg.boot.assign, ...Object.fromEntries(runtime) } };
     const dhcp = new DhcpService({
       lan: cfg.lan,
       dhcp: cfg.dhcp,
@@ -368,6 +407,7 @@ export class Agent {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
+    this.loadAssignments();
     try {
       await this.startCache();
       await this.startHttp();

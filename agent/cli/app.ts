@@ -38,7 +38,7 @@ commands:
   cache purge [PATH]             drop one cached file, or all unpinned ones
   cache verify                   re-hash cached files against their recorded sha256
   profiles                       boot profiles and who is assigned to them
-  assign MAC PROFILE             boot MAC with PROFILE from now on (until restart)
+  assign MAC PROFILE             boot MAC with PROFILE from now on (kept in stateDir)
   rearm MAC                      let a client that already booted netboot once more
   trace MAC -o FILE.pcap         the client's DHCP/TFTP exchange as a capture
   explain MAC                    where the client is and, if stuck, the likely cause

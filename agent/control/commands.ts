@@ -36,6 +36,8 @@ export interface CommandDeps {
   trace?: { toPcap(mac: string): Buffer; count(mac: string): number };
   /** applies a runtime assignment everywhere (DHCP, HTTP, tracker) */
   assign: (mac: string, profile: string) => void;
+  /** runtime assignments (relayctl assign), over boot.assign */
+  assignments?: () => Record<string, string>;
   /** the bus, for watch */
   subscribe: (fn: (kind: 'relay' | 'client', data: RelayEvent | ClientState) => void) => () => void;
 }
@@ -80,7 +82,8 @@ export function createHandlers(d: CommandDeps): Record<string, CommandHandler> {
     profiles: () => {
       const cfg = d.config();
       const assigned: Record<string, string[]> = {};
-      for (const [mac, p] of Object.entries(cfg.boot.assign)) (assigned[p] ??= []).push(mac);
+      const all = { ...cfg.boot.assign, ...(d.assignments?.() ?? {}) };
+      for (const [mac, p] of Object.entries(all)) (assigned[p] ??= []).push(mac);
       return Object.entries(cfg.boot.profiles).map(([name, p]) => ({
         name,
         default: name === cfg.boot.defaultProfile,

@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -275,6 +275,14 @@ describe('bootrelay (bundled agent)', () => {
       expect(await b.exited).toBe(1);
       expect(b.stderr()).toMatch(/^bootrelay: cannot open the control socket .*another agent is listening/);
       expect(existsSync(sock)).toBe(true);
+    });
+
+    it('keeps relayctl assign in stateDir', async () => {
+      const r = await ctl(['assign', '52:54:00:aa:00:09', 'other'], sock);
+      expect(r.code, r.stderr).toBe(0);
+      const profiles = JSON.parse((await ctl(['profiles', '--json'], sock)).stdout);
+      expect(profiles.find((p: { name: string }) => p.name === 'other').assigned).toEqual(['52:54:00:aa:00:09']);
+      expect(JSON.parse(readFileSync(join(work, 'state', 'assign.json'), 'utf8'))).toEqual({ '52:54:00:aa:00:09': 'other' });
     });
 
     it('exits 0 on SIGTERM and removes its socket', async () => {
