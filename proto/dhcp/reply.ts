@@ -70,7 +70,7 @@ export function chooseBoot(cls: ClientClass, p: BootParams, loaderIndex = 0): { 
         path: '/boot.ipxe',
         role: 'script',
         via: 'http',
-        vendorClass: cls.isPxe ? 'PXEClient' : undefined,
+        // no PXEClient echo: with it, iPXE goes on to ask for ProxyDHCP (proxy offers add it)
         ipxeNoProxyDhcp: p.ipxeNoProxyDhcp,
       },
     };
@@ -91,7 +91,12 @@ export function chooseBoot(cls: ClientClass, p: BootParams, loaderIndex = 0): { 
       role: 'loader',
       via: 'tftp',
       loaderIndex: i,
-      vendorClass: 'PXEClient',
+      // BIOS PXE ROMs (PXE 2.1): PXEClient echoed, option 43 says "boot the file named here".
+      // UEFI (EDK2 PxeBcDhcp4.c): an offer with PXEClient but no discovery options is a
+      // "BINL" offer, which EDK2 follows with a REQUEST to port 4011 for the boot file;
+      // a plain DHCP offer with a boot file is booted directly (the dnsmasq capture).
+      // Proxy offers always carry PXEClient (buildProxyOffer).
+      vendorClass: cls.firmware === 'bios' ? 'PXEClient' : undefined,
       discoveryControl: cls.firmware === 'bios' ? DiscoveryControl.UseBootFile : undefined,
     },
   };

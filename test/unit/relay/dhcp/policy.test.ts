@@ -89,6 +89,9 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
   it('offers the UEFI x64 loader without option 43', () => {
     const r = reply(run(msg(MessageType.DISCOVER, '52:54:00:00:00:02', UEFI))).reply;
     expect(r.file).toBe('ipxe/snponly.efi');
+    expect(r.options.str(Opt.BootFileName)).toBe('ipxe/snponly.efi');
+    // a PXEClient offer without option 43 would send EDK2 to port 4011 (BINL): plain DHCP offer
+    expect(r.options.has(Opt.VendorClassIdentifier)).toBe(false);
     expect(r.options.has(Opt.VendorSpecific)).toBe(false);
   });
 
@@ -97,6 +100,7 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
     expect(r.file).toBe('http://10.99.0.1:8080/boot.ipxe?mac=52:54:00:00:00:03');
     expect(decodeIpxeOptions(r.options.get(Opt.IpxeEncapsulated)!).get(176)).toEqual(Buffer.from([1]));
     expect(r.options.has(Opt.TftpServerName)).toBe(false);
+    expect(r.options.has(Opt.VendorClassIdentifier)).toBe(false);
     const r80 = reply(run(msg(MessageType.DISCOVER, '52:54:00:00:00:03', IPXE), { httpPort: 80 })).reply;
     expect(r80.file).toBe('http://10.99.0.1/boot.ipxe?mac=52:54:00:00:00:03');
   });
