@@ -603,7 +603,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (c.s.phase === 'booted') return;
     const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
     let msg: string;
-    if (status === 404 || /\b404\b|ENOENT|not[- ]found/i.test(`${err} ${reason}`)) msg = `upstream 404 for ${file}`;
+    if (file === '/boot.ipxe' && /no profile/i.test(err)) msg = `no boot profile for ${c.s.mac}: set boot.defaultProfile or use relayctl assign`;
+    else if (status === 404 || /\b404\b|ENOENT|not[- ]found/i.test(`${err} ${reason}`)) msg = `upstream 404 for ${file}`;
     else if (status !== undefined && status >= 400) msg = `upstream ${status} for ${file}`;
     else if (/path|escape|refused/i.test(`${reason} ${err}`)) msg = `${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} request for ${what} refused: ${err}`;
     else if (/timeout|timed out|silent|no ack/i.test(`${reason} ${err}`)) msg = `the ${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} transfer of ${what} timed out: ${err}`;
