@@ -40,7 +40,8 @@ export type IgnoreReason =
   | 'proxy-not-discover' // proxy mode, port 67: only DISCOVERs are answered
   | 'unknown-type'
   | 'no-requested-ip'
-  | 'not-our-lease';
+  | 'not-our-lease'
+  | 'no-mac'; // hlen 0: nothing to key a lease or a boot on
 
 export interface SideEvent {
   type: RelayEventType;
@@ -216,6 +217,7 @@ export function decide(msg: DhcpMessage, cls: ClientClass, ctx: PolicyContext): 
   if (msg.op !== 1) return ignore('not-request');
   const type = messageType(msg);
   if (type === undefined) return ignore('bootp');
+  if (!msg.mac) return ignore('no-mac');
   const { lan } = ctx;
   if (msg.giaddr !== ZERO && !inSubnet(msg.giaddr, lan.address, lan.prefix)) return ignore('outside-lan', `giaddr ${msg.giaddr}`);
   if (msg.ciaddr !== ZERO && !inSubnet(msg.ciaddr, lan.address, lan.prefix)) return ignore('outside-lan', `ciaddr ${msg.ciaddr}`);

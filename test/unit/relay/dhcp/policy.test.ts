@@ -234,6 +234,7 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
     const b = msg(1, '52:54:00:00:00:11');
     b.options.delete(Opt.MessageType);
     expect(run(b)).toMatchObject({ kind: 'ignore', reason: 'bootp' });
+    expect(run(msg(1, '', [], { hlen: 0 }))).toMatchObject({ kind: 'ignore', reason: 'no-mac' });
   });
 
   it('falls back to the next loader when firmware PXE comes back within 60 s of an ACK', async () => {
