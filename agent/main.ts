@@ -93,7 +93,7 @@ export class Agent {
   private tickTimer?: NodeJS.Timeout;
   private statusTimer?: NodeJS.Timeout;
   private reloading: Promise<void> = Promise.resolve();
-  private readonly eventLog: Logger;
+  private eventLog: Logger;
   readonly emit: EmitFn;
 
   constructor(
@@ -493,15 +493,20 @@ export class Agent {
       return;
     }
     this.cfg = next;
-    if (changed.has('log')) this.log.level = next.log.level;
+    // pino children do not follow their parent's level: services get new loggers by restarting
+    const relog = changed.has('log');
+    if (relog) {
+      this.log.level = next.log.level;
+      this.eventLog = this.component('events');
+    }
     if (changed.has('boot')) this.tracker.setBoot(next.boot);
     const restart = {
       cache: changed.has('upstream') || changed.has('cache'),
-      http: changed.has('lan') || changed.has('http'),
-      tftp: changed.has('lan') || changed.has('tftp'),
-      dhcp: ['lan', 'dhcp', 'boot', 'http', 'tftp', 'stateDir'].some((k) => changed.has(k as Section)),
+      http: changed.has('lan') || changed.has('http') || relog,
+      tftp: changed.has('lan') || changed.has('tftp') || relog,
+      dhcp: ['lan', 'dhcp', 'boot', 'http', 'tftp', 'stateDir'].some((k) => changed.has(k as Section)) || relog,
       control: changed.has('control'),
-      mqtt: changed.has('mqtt') || changed.has('agentId') || changed.has('stateDir'),
+      mqtt: changed.has('mqtt') || changed.has('agentId') || changed.has('stateDir') || relog,
     };
     this.log.info({ changed: [...changed], restart: Object.keys(restart).filter((k) => restart[k as keyof typeof restart]) }, 'reloading config');
     const again = async (name: string, stop: () => Promise<void> | void, start: () => Promise<void>) => {

@@ -256,7 +256,20 @@ describe('bootrelay (bundled agent)', () => {
       expect(reload.restart).toEqual(['dhcp']);
       const profiles = JSON.parse((await ctl(['profiles', '--json'], sock)).stdout);
       expect(profiles.find((p: { default: boolean }) => p.default).name).toBe('other');
+      // a new HTTP port: only HTTP (and DHCP, which names it) restart
+      const port2 = await freeTcpPort();
+      writeCfg({ ...baseCfg, http: { port: port2 } });
+      const before = a.lines.length;
+      a.proc.kill('SIGHUP');
+      await waitFor(() => a.lines.slice(before).some((l) => l.msg === 'config reloaded'), 5000, 'reloaded again');
+      expect(a.lines.slice(before).find((l) => l.msg === 'reloading config')).toMatchObject({ changed: ['http', 'boot'], restart: ['http', 'dhcp'] });
+      expect((await fetch(`http://127.0.0.1:${port2}/api/status`)).status).toBe(200);
+      await expect(fetch(`http://127.0.0.1:${httpPort}/api/status`)).rejects.toThrow();
       writeCfg(baseCfg);
+      const mark = a.lines.length;
+      a.proc.kill('SIGHUP');
+      await waitFor(() => a.lines.slice(mark).some((l) => l.msg === 'config reloaded'), 5000, 'back to the base config');
+      expect((await fetch(`http://127.0.0.1:${httpPort}/api/status`)).status).toBe(200);
     });
 
     it('exits 1 with one clear line when a port is taken', async () => {
