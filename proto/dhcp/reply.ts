@@ -182,8 +182,10 @@ function proxyBase(req: DhcpMessage, type: number, serverIp: string, boot: BootC
   const r = base(req, type);
   r.siaddr = serverIp;
   r.options.setIp(Opt.ServerIdentifier, serverIp);
-  r.options.setStr(Opt.VendorClassIdentifier, 'PXEClient'); // PXE 2.1 §2.2: a proxyDHCP offer names itself PXEClient
-  if (boot) applyBoot(r, req, { ...boot, vendorClass: 'PXEClient' }, serverIp);
+  // PXE 2.1 §2.2: a proxyDHCP offer names itself PXEClient (HTTPClient for UEFI HTTP Boot, which takes proxy URI offers too)
+  const vc = boot?.vendorClass === 'HTTPClient' ? 'HTTPClient' : 'PXEClient';
+  r.options.setStr(Opt.VendorClassIdentifier, vc);
+  if (boot) applyBoot(r, req, { ...boot, vendorClass: vc }, serverIp);
   const uuid = req.options.get(Opt.ClientMachineId);
   if (uuid) r.options.set(Opt.ClientMachineId, uuid);
   return r;

@@ -226,7 +226,7 @@ export function decide(msg: DhcpMessage, cls: ClientClass, ctx: PolicyContext): 
 
 function decideProxy(msg: DhcpMessage, type: number, cls: ClientClass, ctx: PolicyContext): Decision {
   // PXE 2.1 §2.2: a proxyDHCP server answers PXEClient DISCOVERs on 67 and REQUESTs on 4011
-  if (!cls.isPxe) return ignore('not-pxe');
+  if (!cls.isPxe && !cls.isHttpClient) return ignore('not-pxe');
   if (ctx.via === 'dhcp' && type !== MessageType.DISCOVER) return ignore('proxy-not-discover');
   if (ctx.via === 'proxy' && type !== MessageType.REQUEST && type !== MessageType.INFORM) return ignore('unknown-type', `type ${type} on the boot-server port`);
   const isDiscover = type === MessageType.DISCOVER;

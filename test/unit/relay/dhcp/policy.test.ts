@@ -319,6 +319,13 @@ describe('decide: proxy mode (PXE 2.1 §2.2)', () => {
     expect(p.bootItem).toEqual({ type: 0x8000, layer: 0 });
   });
 
+  it('gives UEFI HTTP boot a proxy offer with HTTPClient and the loader URL', () => {
+    const d = reply(run(msg(MessageType.DISCOVER, '52:54:00:00:02:07', HTTP), proxy()));
+    expect(d.reply.yiaddr).toBe('0.0.0.0');
+    expect(d.reply.options.str(Opt.VendorClassIdentifier)).toBe('HTTPClient');
+    expect(d.reply.options.str(Opt.BootFileName)).toBe('http://10.99.0.1:8080/files/ipxe/snponly.efi');
+  });
+
   it('ignores non-PXE clients, and REQUESTs on port 67', () => {
     expect(run(msg(MessageType.DISCOVER, '52:54:00:00:02:04', [[12, 'laptop']]), proxy())).toMatchObject({ kind: 'ignore', reason: 'not-pxe' });
     expect(run(msg(MessageType.REQUEST, '52:54:00:00:02:04', BIOS), proxy())).toMatchObject({ kind: 'ignore', reason: 'proxy-not-discover' });
