@@ -18,7 +18,7 @@ export class Bus extends EventEmitter<BusEvents> {
 
   constructor(private log?: Logger) {
     super({ captureRejections: false });
-    this.setMaxListeners(100);
+    this.setMaxListeners(1000); // one pair per relayctl watch and per WebSocket feed
   }
 
   override emit<K>(eventName: K | keyof BusEvents, ...args: K extends keyof BusEvents ? BusEvents[K] : never): boolean {

@@ -22,6 +22,7 @@ export interface CliIo {
 }
 
 export const DEFAULT_SOCKET = '/run/bootrelay.sock';
+const REQUEST_TIMEOUT_MS = 20_000;
 
 export const USAGE = `usage: relayctl [--socket PATH] [--json] COMMAND [ARGS]
 
@@ -259,7 +260,9 @@ export async function runRelayctl(argv: string[], io: CliIo): Promise<number> {
   const client = await connect(p.socket, io);
   if (!client) return 1;
   try {
-    const result = await client.request(request.cmd, request.args);
+    // fetching from the upstream may take long; everything else answers at once
+    const slow = request.cmd === 'cache.prefetch' || request.cmd === 'cache.verify';
+    const result = await client.request(request.cmd, request.args, undefined, slow ? 0 : REQUEST_TIMEOUT_MS);
     if (p.json && cmd !== 'trace') {
       out(JSON.stringify(result, null, 2) + '\n');
       if (cmd === 'cache' && rest[0] === 'verify') return (result as { ok: boolean }).ok ? 0 : 1;

@@ -91,11 +91,23 @@ export class ControlClient {
     this.onClose?.(err);
   }
 
-  request<T = unknown>(cmd: string, args: Record<string, unknown> = {}, onEvent?: (m: StreamMessage) => void): Promise<T> {
+  /** Sends one command; `timeoutMs` (0: none) bounds the wait for its answer. */
+  request<T = unknown>(cmd: string, args: Record<string, unknown> = {}, onEvent?: (m: StreamMessage) => void, timeoutMs = 0): Promise<T> {
     if (this.closedErr) return Promise.reject(this.closedErr);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
+      let timer: NodeJS.Timeout | undefined;
+      const done = <A>(fn: (a: A) => void) => (a: A) => {
+        if (timer) clearTimeout(timer);
+        fn(a);
+      };
+      this.pending.set(id, { resolve: done(resolve as (v: unknown) => void), reject: done(reject), onEvent });
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          if (!this.pending.delete(id)) return;
+          reject(new ControlRequestError(`the agent did not answer "${cmd}" within ${+(timeoutMs / 1000).toFixed(1)} s`, 'ETIMEDOUT'));
+        }, timeoutMs);
+      }
       this.sock.write(JSON.stringify({ id, cmd, args }) + '\n');
     });
   }

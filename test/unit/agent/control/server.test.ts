@@ -191,6 +191,24 @@ describe('ControlServer', () => {
     await waitFor(() => bus.listenerCount('relay') === before - 1, 2000, 'unsubscribe on close');
   });
 
+  it('refuses an endless line and times a request out on the client side', async () => {
+    const path = sockPath();
+    const server = new ControlServer({ socket: path, handlers: { hang: () => new Promise(() => {}) }, log: silentLogger, maxLine: 1000 });
+    await server.start();
+    cleanups.push(() => server.stop());
+    const reply = await new Promise<string>((resolve) => {
+      const s = createConnection(path);
+      let out = '';
+      s.on('data', (d: Buffer) => (out += d));
+      s.on('close', () => resolve(out));
+      s.write('x'.repeat(2000));
+    });
+    expect(JSON.parse(reply)).toEqual({ id: null, ok: false, error: 'request line longer than 1000 bytes', code: 'EUSAGE' });
+    const c = await ControlClient.connect(path);
+    await expect(c.request('hang', {}, undefined, 200)).rejects.toMatchObject({ code: 'ETIMEDOUT', message: 'the agent did not answer "hang" within 0.2 s' });
+    c.end();
+  });
+
   it('survives garbage and handler errors', async () => {
     const path = sockPath();
     const server = new ControlServer({
