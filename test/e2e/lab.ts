@@ -193,6 +193,10 @@ export class BootLab {
     );
     n.spawn(this.nsRelay, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${ra}`]);
 
+    // keep the LAN's DHCP/TFTP exchange for post-mortems (work/lan.pcap; TFTP data cut short)
+    if (spawnSync('sh', ['-c', 'command -v tcpdump'], { stdio: 'ignore' }).status === 0) {
+      n.spawn(this.nsRelay, 'tcpdump', ['-i', 'lan', '-n', '-s', '200', '-U', '-w', join(this.opts.work, 'lan.pcap'), 'udp and not port 547']);
+    }
     await this.opts.beforeAgent?.(this);
     this.writeConfig();
     await this.startAgent();
