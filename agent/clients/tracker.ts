@@ -124,6 +124,10 @@ function fmtBytes(n: number): string {
   return `${n} B`;
 }
 
+function agoText(ms: number): string {
+  return ms < 1000 ? 'just now' : `${fmtDuration(ms)} ago`;
+}
+
 function fmtDuration(ms: number): string {
   const s = ms / 1000;
   if (s < 10) return `${s.toFixed(1)} s`;
@@ -702,7 +706,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
               ? 'a UEFI PXE client'
               : 'a client';
     const archText = s.arch ? ` (${ARCH_NAMES[s.arch] ?? s.arch})` : '';
-    out.push(`${m} is ${fwText}${archText}${s.ip ? ` at ${s.ip}` : ''}${s.profile ? `, booting profile "${s.profile}"` : ''}; this boot started ${fmtDuration(now - Date.parse(s.startedAt))} ago.`);
+    out.push(`${m} is ${fwText}${archText}${s.ip ? ` at ${s.ip}` : ''}${s.profile ? `, booting profile "${s.profile}"` : ''}; this boot started ${agoText(now - Date.parse(s.startedAt))}.`);
 
     const steps = CLIENT_PHASES.filter((p) => s.phases[p]).map((p) => {
       const ph = s.phases[p]!;
@@ -711,10 +715,11 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     });
     if (steps.length) out.push(`Phases so far: ${steps.join(' → ')}${s.phase === 'failed' ? ' → failed' : ''}.`);
 
-    const since = s.phases[s.phase] ? fmtDuration(now - Date.parse(s.phases[s.phase]!.startedAt)) : '?';
+    const sinceMs = s.phases[s.phase] ? now - Date.parse(s.phases[s.phase]!.startedAt) : 0;
+    const since = fmtDuration(sinceMs);
     switch (s.phase) {
       case 'dhcp':
-        out.push(`It is in DHCP since ${since} ago and has not been given an address yet; if this lasts, look at \`relayctl leases\` and at the log for dhcp.ignored reasons.`);
+        out.push(`It has been in DHCP for ${since} and has not been given an address yet; if this lasts, see \`relayctl leases\`, and set log.levels.dhcp to "debug" to log why its requests are ignored.`);
         break;
       case 'bound':
         out.push(`It has an address${s.bootFile ? ` and was told to load ${s.bootFile}` : ''}; it has not asked for a boot file yet (${since}).`);
@@ -734,14 +739,14 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       }
       case 'handoff':
         out.push(
-          `Kernel and initrd were delivered ${since} ago; the operating system has not reported back. That only happens if the booted system calls GET /booted?mac=${m}; without that, handoff is the last phase the relay can see.`,
+          `Kernel and initrd were delivered ${agoText(sinceMs)}; the operating system has not reported back. That only happens if the booted system calls GET /booted?mac=${m}; without that, handoff is the last phase the relay can see.`,
         );
         break;
       case 'booted':
-        out.push(`It reported booted ${since} ago.`);
+        out.push(`It reported booted ${agoText(sinceMs)}.`);
         break;
       case 'failed':
-        out.push(`It failed${s.failedPhase ? ` in phase ${s.failedPhase}` : ''} ${since} ago: ${s.error ?? 'no reason recorded'}.`);
+        out.push(`It failed${s.failedPhase ? ` in phase ${s.failedPhase}` : ''} ${agoText(sinceMs)}: ${s.error ?? 'no reason recorded'}.`);
         out.push(...this.hint(c));
         break;
     }
