@@ -527,7 +527,8 @@ export function parseConfig(obj: unknown): ParseResult {
   const root = c.section(obj, '', ROOT_KEYS, true);
   if (!root) return { ok: false, issues: c.issues, warnings: c.warnings };
 
-  const agentIdRaw = c.str(root, 'agentId', '', hostname() || 'bootrelay');
+  const host = (hostname() || 'bootrelay').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'bootrelay';
+  const agentIdRaw = c.str(root, 'agentId', '', host);
   let agentId = agentIdRaw;
   if (agentIdRaw !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(agentIdRaw))
     agentId = c.bad('agentId', 'a name of letters, digits, ".", "_" or "-" (it is part of MQTT topics)', agentIdRaw);
