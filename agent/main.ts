@@ -82,6 +82,8 @@ export class Agent {
   readonly tracker: ClientTracker;
   readonly startedAt = new Date().toISOString();
   private readonly assigned = new Map<string, string>();
+  /** MACs that reported /booted (dhcp.netbootOnce), kept in <stateDir>/booted.json */
+  private readonly booted = new Set<string>();
   private cache?: FileCache;
   private source?: SwitchableSource;
   private http?: HttpService;
@@ -121,6 +123,12 @@ export class Agent {
       else this.eventLog.info(e, e.type);
     });
     this.bus.on('relay', (e) => this.tracker.apply(e));
+    this.bus.on('relay', (e) => {
+      if (e.type === 'client.booted' && e.mac && !this.booted.has(e.mac)) {
+        this.booted.add(e.mac);
+        this.saveJson('booted.json', [...this.booted]);
+      }
+    });
     this.tracker.on('client', (s) => this.bus.emit('client', s));
     this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
     this.bus.on('client', (s) => this.mqtt?.publishClient(s as unknown as { mac: string }));
@@ -196,6 +204,7 @@ export class Agent {
         rearm: (mac) => {
           if (!this.dhcp) throw new Error('DHCP is off: nothing to re-arm');
           this.dhcp.rearm(mac);
+          if (this.booted.delete(mac)) this.saveJson('booted.json', [...this.booted]);
         },
       },
       trace: this.trace,
@@ -204,7 +213,7 @@ export class Agent {
         this.assigned.set(mac, profile);
         this.dhcp?.setAssign(mac, profile);
         this.tracker.assign(mac, profile);
-        this.saveAssignments();
+        this.saveJson('assign.json', Object.fromEntries(this.assigned));
         this.log.info({ mac, profile }, 'profile assigned');
       },
       subscribe: (fn) => {
@@ -219,37 +228,42 @@ export class Agent {
   }
 
   /** relayctl assign survives restarts: <stateDir>/assign.json (mac → profile). */
-  private get assignFile(): string {
-    return join(this.cfg.stateDir, 'assign.json');
-  }
-
-  private loadAssignments(): void {
-    let obj: unknown;
-    try {
-      obj = JSON.parse(readFileSync(this.assignFile, 'utf8'));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, file: this.assignFile }, 'runtime assignments unreadable: ignored');
-      return;
-    }
-    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return;
-    for (const [mac, profile] of Object.entries(obj as Record<string, unknown>)) {
-      if (typeof profile !== 'string' || !this.cfg.boot.profiles[profile]) {
-        this.log.warn({ mac, profile }, 'runtime assignment names no current profile: dropped');
-        continue;
+  private loadState(): void {
+    const assign = this.readJson('assign.json');
+    if (assign && typeof assign === 'object' && !Array.isArray(assign)) {
+      for (const [mac, profile] of Object.entries(assign as Record<string, unknown>)) {
+        if (typeof profile !== 'string' || !this.cfg.boot.profiles[profile]) {
+          this.log.warn({ mac, profile }, 'runtime assignment names no current profile: dropped');
+          continue;
+        }
+        this.assigned.set(mac, profile);
+        this.tracker.assign(mac, profile);
       }
-      this.assigned.set(mac, profile);
-      this.tracker.assign(mac, profile);
+    }
+    const booted = this.readJson('booted.json');
+    if (Array.isArray(booted)) for (const m of booted) if (typeof m === 'string') this.booted.add(m);
+  }
+
+  private readJson(name: string): unknown {
+    const file = join(this.cfg.stateDir, name);
+    try {
+      return JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err, file }, 'state file unreadable: ignored');
+      return undefined;
     }
   }
 
-  private saveAssignments(): void {
-    const tmp = `${this.assignFile}.tmp`;
+  /** Atomic small-file write (tmp + rename); a failure is logged, the value holds in memory. */
+  private saveJson(name: string, value: unknown): void {
+    const file = join(this.cfg.stateDir, name);
+    const tmp = `${file}.tmp`;
     try {
       mkdirSync(this.cfg.stateDir, { recursive: true });
-      writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.assigned), null, 2) + '\n');
-      renameSync(tmp, this.assignFile);
+      writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+      renameSync(tmp, file);
     } catch (err) {
-      this.log.warn({ err, file: this.assignFile }, 'runtime assignment not saved (it holds until restart)');
+      this.log.warn({ err, file }, 'state not saved (it holds until restart)');
     }
   }
 
@@ -351,7 +365,8 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       trace: this.trace,
-      isBootedOnce: (mac) => this.tracker.get(mac)?.phase === 'booted',
+      // not the tracker's phase: a new boot resets that at its first DISCOVER, before the REQUEST is decided
+      isBootedOnce: (mac) => this.booted.has(mac),
     });
     await this.bind('dhcp', '0.0.0.0', cfg.dhcp.port, () => dhcp.start());
     this.dhcp = dhcp;
@@ -407,7 +422,7 @@ export class Agent {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
-    this.loadAssignments();
+    this.loadState();
     try {
       await this.startCache();
       await this.startHttp();

@@ -71,7 +71,7 @@ describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and i
         agentId: 'ns-relay',
         stateDir: join(work, 'state'),
         lan: { interface: 'lan', address: RELAY, prefix: 24 },
-        dhcp: { mode: 'server', range: ['10.99.50.100', '10.99.50.110'], leaseSeconds: 600 },
+        dhcp: { mode: 'server', range: ['10.99.50.100', '10.99.50.110'], leaseSeconds: 600, netbootOnce: true },
         upstream: { url: 'http://127.0.0.1:8080/' },
         cache: { dir: join(work, 'cache') },
         boot: {
@@ -165,6 +165,16 @@ describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and i
       expect(t.stdout).toMatch(/tftp/);
     }
   });
+
+  it('netboots a booted client only once (dhcp.netbootOnce), until relayctl rearm', async () => {
+    const pxe = ['-V', 'PXEClient:Arch:00000:UNDI:002001'];
+    const once = await udhcpc(...pxe);
+    expect(once.stdout, once.stderr).toMatch(/bound ip=10\.99\.50\.1\d\d boot_file= /);
+    const r = ctl('rearm', MAC);
+    expect(r.code, r.stderr).toBe(0);
+    const again = await udhcpc(...pxe);
+    expect(again.stdout).toMatch(/boot_file=ipxe\/undionly\.kpxe/);
+  }, 60_000);
 
   it('exits 0 on SIGTERM', async () => {
     agent.kill('SIGTERM');
