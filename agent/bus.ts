@@ -21,18 +21,43 @@ export class Bus extends EventEmitter<BusEvents> {
     this.setMaxListeners(1000); // one pair per relayctl watch and per WebSocket feed
   }
 
+  private queue: Array<[keyof BusEvents, unknown[]]> = [];
+  private dispatching = false;
+
+  /**
+   * Delivers to every listener, each isolated. An emit from inside a listener
+   * (the tracker turning an event into a client state or a client.failed) is
+   * queued and delivered after the current event reached every listener, so
+   * all subscribers see events in the same order.
+   */
   override emit<K>(eventName: K | keyof BusEvents, ...args: K extends keyof BusEvents ? BusEvents[K] : never): boolean {
     const name = eventName as keyof BusEvents;
+    const has = this.listenerCount(name) > 0;
+    if (this.dispatching) {
+      this.queue.push([name, args as unknown[]]);
+      return has;
+    }
+    this.dispatching = true;
+    try {
+      this.deliver(name, args as unknown[]);
+      for (let next = this.queue.shift(); next; next = this.queue.shift()) this.deliver(next[0], next[1]);
+    } finally {
+      this.dispatching = false;
+      this.queue.length = 0;
+    }
+    return has;
+  }
+
+  private deliver(name: keyof BusEvents, args: unknown[]): void {
     const listeners = this.rawListeners(name) as Array<(...a: unknown[]) => unknown>;
     for (const fn of listeners) {
       try {
-        const r = fn.apply(this, args as unknown[]);
+        const r = fn.apply(this, args);
         if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(undefined, (err) => this.failed(name, err));
       } catch (err) {
         this.failed(name, err);
       }
     }
-    return listeners.length > 0;
   }
 
   /** Subscribes and returns the unsubscribe function. */

@@ -122,16 +122,17 @@ export class Agent {
       if (e.type.endsWith('.progress')) this.eventLog.debug(e, e.type);
       else this.eventLog.info(e, e.type);
     });
-    this.bus.on('relay', (e) => this.tracker.apply(e));
+    this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
     this.bus.on('relay', (e) => {
       if (e.type === 'client.booted' && e.mac && !this.booted.has(e.mac)) {
         this.booted.add(e.mac);
         this.saveJson('booted.json', [...this.booted]);
       }
     });
+    // the tracker last: a client.failed it emits while applying an event goes out after that event
+    this.bus.on('relay', (e) => this.tracker.apply(e));
     this.tracker.on('client', (s) => this.bus.emit('client', s));
-    this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
-    this.bus.on('client', (s) => this.mqtt?.publishClient(s as unknown as { mac: string }));
+    this.bus.on('client', (s) => this.mqtt?.publishClient(s));
   }
 
   /** A child logger for a component, honouring log.levels. Services that add their own `component` get `own: true`. */

@@ -53,4 +53,19 @@ describe('Bus', () => {
     expect(seen.map((e) => e.type)).toEqual(['uplink.up', 'uplink.up']);
     expect(bus.listenerCount('relay')).toBe(0);
   });
+
+  it('delivers an event emitted by a listener after the current one reached everybody', () => {
+    const bus = new Bus();
+    const seen: string[] = [];
+    bus.on('relay', (e) => seen.push(`log ${e.type}`));
+    bus.on('relay', (e) => {
+      if (e.type === 'tftp.error') bus.emit('relay', makeEvent({ type: 'client.failed', mac: e.mac }));
+    });
+    bus.on('relay', (e) => seen.push(`ws ${e.type}`));
+    bus.emit('relay', makeEvent({ type: 'tftp.error', mac: '52:54:00:00:00:01' }));
+    expect(seen).toEqual(['log tftp.error', 'ws tftp.error', 'log client.failed', 'ws client.failed']);
+    // and the bus is usable afterwards
+    bus.emit('relay', makeEvent({ type: 'uplink.up' }));
+    expect(seen.at(-1)).toBe('ws uplink.up');
+  });
 });
