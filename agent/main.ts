@@ -279,8 +279,17 @@ export class Agent {
     try {
       await start();
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new FatalError(`cannot listen on ${addr}:${port} (${what}): ${e.code ?? e.message}${e.code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : ''}`, 1);
+      const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      const at = `${e.address ?? addr}:${e.port ?? port}`;
+      const hint =
+        e.code === 'EACCES'
+          ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+          : e.code === 'EADDRNOTAVAIL'
+            ? ' (is lan.address configured on an interface of this machine?)'
+            : e.code === 'EADDRINUSE'
+              ? ''
+              : '';
+      throw new FatalError(`cannot listen on ${at} (${what}): ${e.code ?? e.message}${hint}`, 1);
     }
   }
 
