@@ -115,6 +115,8 @@ export class FileCache implements FileSource {
   private readonly now: () => number;
   private readonly log: Logger;
   private uplink: 'up' | 'down' | 'unknown' = 'unknown';
+  /** set by the uplink monitor (setLinkState) */
+  private linkDown = false;
   private lastUplinkFail = 0;
   private diskFullUntil = 0;
   private closed = false;
@@ -188,8 +190,7 @@ export class FileCache implements FileSource {
    * waiting up to timeoutMs again (TFTP clients give up long before that).
    */
   private failFastWhileDown(path: string): void {
-    const retryMs = this.o.uplinkRetryMs ?? 3000;
-    if (this.uplink === 'down' && this.now() - this.lastUplinkFail < retryMs) {
+    if (this.upstreamOff()) {
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'uplink-down' });
       throw new UpstreamError(`${path}: uplink down`, undefined, this.upstream.urlFor(path));
     }
@@ -345,6 +346,28 @@ export class FileCache implements FileSource {
     if (p) return { sha256: p.toLowerCase(), source: 'profile' };
     const s = await this.sums.expected(path, fresh);
     return s ? { sha256: s, source: 'sums' } : undefined;
+  }
+
+  /**
+   * The uplink monitor's word (OpenWrt ubus/iwinfo, or `ip` elsewhere): while the link is
+   * down the cache serves what it has and does not try the upstream at all; misses fail at
+   * once. The monitor emits its own uplink.up/uplink.down events, so none are emitted here.
+   */
+  setLinkState(up: boolean, reason?: string): void {
+    this.linkDown = !up;
+    if (!up) {
+      this.lastUplinkFail = this.now();
+      if (this.uplink !== 'down') this.log.warn({ reason }, 'uplink link down: serving from the cache only');
+      this.uplink = 'down';
+    } else if (this.uplink === 'down') {
+      this.log.info('uplink link up');
+      this.uplink = 'unknown'; // the next upstream request tells
+    }
+  }
+
+  private upstreamOff(): boolean {
+    const retryMs = this.o.uplinkRetryMs ?? 3000;
+    return this.linkDown || (this.uplink === 'down' && this.now() - this.lastUplinkFail < retryMs);
   }
 
   private setUplink(ok: boolean, reason?: string): void {
@@ -530,8 +553,7 @@ export class FileCache implements FileSource {
   }
 
   private async doRevalidate(path: string, entry: IndexEntry): Promise<Revalidation> {
-    const retryMs = this.o.uplinkRetryMs ?? 3000;
-    if (this.uplink === 'down' && this.now() - this.lastUplinkFail < retryMs) return { kind: 'stale', reason: 'uplink down' };
+    if (this.upstreamOff()) return { kind: 'stale', reason: 'uplink down' };
     const headers: Record<string, string> = {};
     if (entry.etag) headers['if-none-match'] = entry.etag;
     if (entry.lastModified) headers['if-modified-since'] = entry.lastModified;

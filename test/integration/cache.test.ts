@@ -303,6 +303,27 @@ describe('FileCache', () => {
     expect(events.some((e) => e.type === 'uplink.up')).toBe(true);
   });
 
+  it('while the uplink monitor says the link is down, serves what it has without asking the upstream', async () => {
+    await up.addFile('link/f', randomBytes(5_000));
+    const { cache, events } = await makeCache({ ttlSeconds: 0 });
+    await readAll((await cache.open('link/f')).stream);
+    await waitFor(() => cache.list()[0]?.complete, 2000, 'commit');
+    const before = up.requests.length;
+    cache.setLinkState(false, 'wwan down');
+    const f = await cache.open('link/f');
+    expect(f.cache).toBe('stale');
+    expect((await readAll(f.stream)).length).toBe(5_000);
+    await expect(cache.open('link/missing')).rejects.toMatchObject({ code: 'EUPSTREAM' });
+    expect(up.requests.length).toBe(before); // not one request over a dead uplink
+    expect(cache.stats().uplink).toBe('down');
+    expect(events.filter((e) => e.type === 'uplink.down')).toHaveLength(0); // the monitor emits its own
+    cache.setLinkState(true);
+    const g = await cache.open('link/f');
+    g.stream.destroy();
+    expect(up.requests.length).toBeGreaterThan(before); // revalidated again
+    expect(cache.stats().uplink).toBe('up');
+  });
+
   it('serves Range opens on cached files and on files still filling; a start beyond the end is ERANGE', async () => {
     const body = await up.addFile('r/big', randomBytes(400_000));
     up.rate = 400_000;
