@@ -217,13 +217,20 @@ function parseLan(c: Ctx, v: unknown): LanConfig | undefined {
   return { interface: iface, address, prefix };
 }
 
+/** .100–.199 of the LAN (or its upper half when small), moved off lan.address when it falls inside. */
 function defaultRange(lan: LanConfig | undefined): [string, string] {
   if (!lan) return ['0.0.0.0', '0.0.0.0'];
   const sn = subnetOf(lan.address, lan.prefix)!;
+  const a = ipToInt(lan.address)!;
   const size = sn.bcast - sn.net + 1;
-  if (size >= 256) return [intToIp(sn.net + 100), intToIp(sn.net + 199)];
-  if (size >= 4) return [intToIp(sn.net + Math.floor(size / 2)), intToIp(sn.bcast - 1)];
-  return [lan.address, lan.address];
+  let [lo, hi] = size >= 256 ? [sn.net + 100, sn.net + 199] : size >= 4 ? [sn.net + Math.floor(size / 2), sn.bcast - 1] : [a, a];
+  if (size >= 4 && a >= lo && a <= hi) {
+    const n = hi - lo;
+    if (a + 1 + n <= sn.bcast - 1) [lo, hi] = [a + 1, a + 1 + n];
+    else if (a - 1 - n > sn.net) [lo, hi] = [a - 1 - n, a - 1];
+    else [lo, hi] = a - sn.net - 1 >= sn.bcast - 1 - a ? [sn.net + 1, a - 1] : [a + 1, sn.bcast - 1];
+  }
+  return [intToIp(lo), intToIp(hi)];
 }
 
 function parseDhcp(c: Ctx, v: unknown, lan: LanConfig | undefined): DhcpConfig | undefined {

@@ -81,6 +81,19 @@ describe('parseConfig', () => {
     if (r.ok) expect(r.config.tftp).toBe(false);
   });
 
+  it.each([
+    ['10.99.0.1', 24, ['10.99.0.100', '10.99.0.199']],
+    ['10.99.0.150', 24, ['10.99.0.151', '10.99.0.250']],
+    ['10.99.0.240', 24, ['10.99.0.100', '10.99.0.199']],
+    ['10.99.0.1', 28, ['10.99.0.8', '10.99.0.14']],
+    ['10.99.0.10', 28, ['10.99.0.3', '10.99.0.9']],
+  ] as const)('defaults the range for %s/%d to %j, never holding lan.address', (address, prefix, range) => {
+    const o = base();
+    o.lan = { address, prefix };
+    const r = parseConfig(o);
+    expect(r.ok ? r.config.dhcp.range : r.issues.map((i) => i.message)).toEqual(range);
+  });
+
   it('defaults defaultProfile to the only profile', () => {
     const o = base();
     delete o.boot.defaultProfile;
