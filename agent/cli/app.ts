@@ -36,7 +36,7 @@ commands:
                                  1 on failure or timeout
   cache ls                       cached files
   cache prefetch PATH|PROFILE    fetch a file (or a profile's kernel, initrds, script) and pin it
-  cache purge [PATH]             drop one cached file, or all unpinned ones
+  cache purge [PATH]             drop one cached file, or everything (pinned too)
   cache verify                   re-hash cached files against their recorded sha256
   profiles                       boot profiles and who is assigned to them
   assign MAC PROFILE             boot MAC with PROFILE from now on (kept in stateDir)
