@@ -13,7 +13,7 @@ import { ControlClient, ControlRequestError, type StreamMessage } from '../contr
 import { ago, cell, fmtBytes, fmtSeconds, progressText, table, watchLine, type ClientView } from './format';
 
 export interface CliIo {
-  stdout: { write(s: string): unknown; isTTY?: boolean; columns?: number };
+  stdout: { write(s: string): unknown; isTTY?: boolean; columns?: number; rows?: number };
   stderr: { write(s: string): unknown };
   env: Record<string, string | undefined>;
   /** resolves when the user interrupts (SIGINT/SIGTERM); watch stops then */
@@ -396,7 +396,11 @@ async function watch(p: Parsed, io: CliIo): Promise<number> {
     const cols = io.stdout.columns ?? 120;
     const list = [...states.values()].filter((c) => !p.mac || c.mac === p.mac);
     let s = drawn > 0 ? `\x1b[${drawn}A` : '';
-    const lines = list.length ? list.map((c) => watchLine(c, cols)) : [`waiting for ${p.mac ?? 'clients'}…`];
+    // never more lines than the screen has: cursor-up cannot reach what scrolled away
+    const room = Math.max(3, (io.stdout.rows ?? 40) - 1);
+    const shown = list.length > room ? list.sort((a, b) => String(b.updatedAt).localeCompare(String(a.updatedAt))).slice(0, room - 1) : list;
+    const lines = list.length ? shown.map((c) => watchLine(c, cols)) : [`waiting for ${p.mac ?? 'clients'}…`];
+    if (shown.length < list.length) lines.push(`… and ${list.length - shown.length} more (relayctl clients)`);
     for (const l of lines) s += `\x1b[2K${l}\n`;
     for (let i = lines.length; i < drawn; i++) s += '\x1b[2K\n';
     const total = Math.max(lines.length, drawn);
