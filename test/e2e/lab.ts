@@ -46,6 +46,8 @@ export interface LabOptions {
   mqttUrl?: string;
   /** runs after the namespaces exist, before the agent starts (e.g. a broker on the uplink side) */
   beforeAgent?: (lab: BootLab) => Promise<void>;
+  /** adjust the agent's config (JSON object) before it is written */
+  configure?: (cfg: Record<string, any>) => void;
   /** print agent events as they happen */
   onLine?: (l: AgentLine) => void;
 }
@@ -139,6 +141,7 @@ export class BootLab {
       control: { socket: this.socketPath },
       log: { level: 'info' },
     };
+    this.opts.configure?.(cfg);
     writeFileSync(this.configPath, JSON.stringify(cfg, null, 2));
   }
 
