@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { makeEvent, type ClientPhase, type EmitFn, type RelayEvent } from '../proto/events';
 import { VERSION } from '../proto/version';
-import { FileCache } from '../relay/cache/cache';
+import { FileCache, profileSha256Lookup } from '../relay/cache/cache';
 import { DhcpService } from '../relay/dhcp/service';
 import { HttpService } from '../relay/http/service';
 import { Metrics } from '../relay/metrics';
@@ -129,6 +129,11 @@ export class Agent {
         this.saveJson('booted.json', [...this.booted]);
       }
     });
+    // loader fallbacks (boot.loaders lists): DHCP learns when a client finished fetching its
+    // loader, so a fresh firmware DISCOVER soon after means "that loader did not work here"
+    this.bus.on('relay', (e) => {
+      if ((e.type === 'tftp.done' || e.type === 'http.done') && e.mac && e.file && this.isLoader(e.file)) this.dhcp?.noteLoaderFetched(e.mac);
+    });
     // the tracker last: a client.failed it emits while applying an event goes out after that event
     this.bus.on('relay', (e) => this.tracker.apply(e));
     this.tracker.on('client', (s) => this.bus.emit('client', s));
@@ -168,7 +173,7 @@ export class Agent {
       },
       clients: { total: clients.length, byPhase },
       cache: cacheStats ?? null,
-      ...(this.mqtt ? { mqtt: { url: cfg.mqtt?.url, connected: this.mqtt.connected, pending: this.mqtt.pending } } : {}),
+      ...(this.mqtt ? { mqtt: this.mqtt.stats() } : {}),
     };
   }
 
@@ -184,9 +189,17 @@ export class Agent {
     return this.dhcp?.macForIp(ip) ?? this.tracker.macForIp(ip);
   }
 
+  private shaLookup?: { boot: Config['boot']; fn: (path: string) => string | undefined };
+
+  /** A profile's sha256 for a (normalised) path, for the cache's integrity check. */
   private expectedSha256(path: string): string | undefined {
-    for (const p of Object.values(this.cfg.boot.profiles)) if (p.sha256?.[path]) return p.sha256[path];
-    return undefined;
+    if (this.shaLookup?.boot !== this.cfg.boot) this.shaLookup = { boot: this.cfg.boot, fn: profileSha256Lookup(this.cfg.boot) };
+    return this.shaLookup.fn(path);
+  }
+
+  private isLoader(file: string): boolean {
+    const f = file.replace(/^\/+/, '');
+    return Object.values(this.cfg.boot.loaders).some((list) => list.includes(f));
   }
 
   private commandDeps(): CommandDeps {
@@ -423,9 +436,25 @@ export class Agent {
 
   private startUplink(): void {
     if (this.opts.uplink === false) return;
-    const uplink = new UplinkMonitor({ log: this.component('uplink') });
+    let target: string | undefined;
+    try {
+      target = new URL(this.cfg.upstream.url).hostname;
+    } catch {
+      /* validated at load */
+    }
+    const uplink = new UplinkMonitor({ log: this.component('uplink'), target });
     const publish = () => this.mqtt?.publishStatus();
-    bindUplinkEvents(uplink, this.emit, { down: publish, up: publish });
+    // a lost uplink: the cache serves what it has and stops trying the upstream until it is back
+    bindUplinkEvents(uplink, this.emit, {
+      down: (st) => {
+        this.cache?.setLinkState(false, st.reason ?? 'uplink down');
+        publish();
+      },
+      up: () => {
+        this.cache?.setLinkState(true);
+        publish();
+      },
+    });
     this.uplink = uplink;
     uplink.start().catch((err) => this.log.warn({ err }, 'uplink monitor failed'));
   }

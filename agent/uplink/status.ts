@@ -132,13 +132,13 @@ export function parseIwinfoInfo(text: string): WifiInfo {
 }
 
 /** `ip -j route show default` + `ip -j addr show` → the default-route interface and its state. */
-export function parseIpStatus(routesJson: unknown, addrsJson: unknown): Omit<UplinkStatus, 'checkedAt' | 'source'> {
+export function parseIpStatus(routesJson: unknown, addrsJson: unknown, target?: string): Omit<UplinkStatus, 'checkedAt' | 'source'> {
   const routes = arr(routesJson)
     .filter(isObj)
-    .filter((r) => (r.dst === 'default' || r.dst === '0.0.0.0/0') && typeof r.dev === 'string')
+    .filter((r) => (target ? r.dst === target : r.dst === 'default' || r.dst === '0.0.0.0/0') && typeof r.dev === 'string')
     .sort((a, b) => (typeof a.metric === 'number' ? a.metric : 0) - (typeof b.metric === 'number' ? b.metric : 0));
   const route = routes[0];
-  if (!route) return { up: false, reason: 'no default route' };
+  if (!route) return { up: false, reason: target ? `no route to ${target}` : 'no default route' };
   const dev = route.dev as string;
   const out: Omit<UplinkStatus, 'checkedAt' | 'source'> = { up: false, interface: dev };
   if (typeof route.gateway === 'string') out.gateway = route.gateway;
@@ -165,6 +165,12 @@ export interface ReadUplinkOptions {
   networks?: string[];
   /** 'auto' (default): ubus when present, else ip. */
   prefer?: 'auto' | 'ubus' | 'ip';
+  /**
+   * Without ubus: the upstream's IPv4 address. The uplink is then the interface that routes to
+   * it (`ip -j route get`), not the default route: a relay may reach its upstream on a
+   * directly connected segment without any default route.
+   */
+  target?: string;
   now?: () => Date;
 }
 
@@ -177,7 +183,7 @@ export async function readUplinkStatus(exec: Exec = defaultExec, opts: ReadUplin
     if (r) return { ...r, checkedAt };
     if (prefer === 'ubus') return { up: false, source: 'none', reason: 'ubus not available', checkedAt };
   }
-  const r = await readIp(exec);
+  const r = await readIp(exec, opts.target);
   return { ...r, checkedAt };
 }
 
@@ -207,8 +213,10 @@ async function readUbus(exec: Exec, networks: string[]): Promise<Omit<UplinkStat
   return out;
 }
 
-async function readIp(exec: Exec): Promise<Omit<UplinkStatus, 'checkedAt'>> {
-  const routes = await exec('ip', ['-j', 'route', 'show', 'default']);
+async function readIp(exec: Exec, target?: string): Promise<Omit<UplinkStatus, 'checkedAt'>> {
+  const ipv4 = target && /^\d{1,3}(\.\d{1,3}){3}$/.test(target) ? target : undefined;
+  const routes = await exec('ip', ipv4 ? ['-j', 'route', 'get', ipv4] : ['-j', 'route', 'show', 'default']);
+  if (ipv4 && routes.code !== 0 && /unreachable|No route/i.test(routes.stderr)) return { up: false, source: 'ip', reason: `no route to ${ipv4}` };
   if (routes.code !== 0) {
     return { up: false, source: 'none', reason: `ip route failed: ${routes.error ?? (routes.stderr.trim() || `exit ${routes.code}`)}` };
   }
@@ -216,5 +224,5 @@ async function readIp(exec: Exec): Promise<Omit<UplinkStatus, 'checkedAt'>> {
   if (addrs.code !== 0) {
     return { up: false, source: 'none', reason: `ip addr failed: ${addrs.error ?? (addrs.stderr.trim() || `exit ${addrs.code}`)}` };
   }
-  return { ...parseIpStatus(parseJson(routes.stdout), parseJson(addrs.stdout)), source: 'ip' };
+  return { ...parseIpStatus(parseJson(routes.stdout), parseJson(addrs.stdout), ipv4), source: 'ip' };
 }
