@@ -124,7 +124,7 @@ describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
     // 2. With the rules the OpenWrt package installs (DHCP, TFTP, 4011 accepted from the lan zone
     //    only): the uplink's requests never even reach the agent.
     if (!hasCmd('nft')) return console.warn('[e2e] nft missing: firewall half of the uplink check skipped');
-    const nft = `table inet bootrelay { chain input { type filter hook input priority 0; policy accept; iifname "wan" udp dport { 67, 69, 4011 } drop; } }`;
+    const nft = ['table inet bootrelay {', '  chain input {', '    type filter hook input priority 0; policy accept;', '    iifname "wan" udp dport { 67, 69, 4011 } drop', '  }', '}', ''].join('\n');
     const r = await lab.net.exec(lab.nsRelay, 'nft', ['-f', '-'], { input: nft });
     expect(r.code, r.stderr).toBe(0);
     const before = dhcpEvents();
