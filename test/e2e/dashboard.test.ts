@@ -109,7 +109,7 @@ describe.skipIf(!!reason)('e2e: the dashboard in headless Chromium during a real
 
   it('shows the UEFI client moving through its phases, with a moving progress bar, until booted', async () => {
     await page.goto(`http://${RELAY_LAN_IP}/dashboard/`);
-    await waitFor(() => page.eval<boolean>(`document.getElementById('conn').textContent === 'live' && !!document.querySelector('.relay[data-agent="lab-relay"]')`), 20_000, 'dashboard live on the relay');
+    await waitFor(() => page.eval<boolean>(`document.getElementById('conn')?.textContent === 'live' && !!document.querySelector('.relay[data-agent="lab-relay"]')`), 20_000, 'dashboard live on the relay');
     expect(await page.eval<string>(`document.querySelector('.relay .empty') ? document.querySelector('.relay .empty').textContent : ''`)).toBe('no clients yet');
     await page.eval(RECORDER_JS(MAC));
 

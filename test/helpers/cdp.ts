@@ -37,6 +37,12 @@ export interface LaunchOptions {
   startTimeoutMs?: number;
 }
 
+export interface CdpEvent {
+  method: string;
+  params: any;
+  sessionId?: string;
+}
+
 interface Waiter {
   resolve: (v: any) => void;
   reject: (e: Error) => void;
@@ -46,6 +52,7 @@ interface Waiter {
 export class PipeBrowser {
   private id = 0;
   private waiting = new Map<number, Waiter>();
+  private listeners = new Set<(e: CdpEvent) => void>();
   private buf = Buffer.alloc(0);
   private stderr = '';
   private exited = false;
@@ -114,7 +121,11 @@ export class PipeBrowser {
       } catch {
         continue;
       }
-      if (msg.id === undefined) continue; // an event: nobody here listens to them
+      if (msg.id === undefined) {
+        const ev = msg as CdpEvent;
+        for (const l of [...this.listeners]) l(ev);
+        continue;
+      }
       const w = this.waiting.get(msg.id);
       if (!w) continue;
       this.waiting.delete(msg.id);
@@ -144,6 +155,23 @@ export class PipeBrowser {
         },
       });
       this.toBrowser.write(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }) + '\0');
+    });
+  }
+
+  /** Resolves with the first event for which pred is true (rejects after timeoutMs). */
+  waitEvent(pred: (e: CdpEvent) => boolean, timeoutMs = 30_000, what = 'a DevTools event'): Promise<CdpEvent> {
+    return new Promise((resolve, reject) => {
+      const l = (e: CdpEvent) => {
+        if (!pred(e)) return;
+        this.listeners.delete(l);
+        clearTimeout(t);
+        resolve(e);
+      };
+      const t = setTimeout(() => {
+        this.listeners.delete(l);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      this.listeners.add(l);
     });
   }
 
@@ -180,9 +208,13 @@ export class CdpPage {
     return this.browser.send<T>(method, params, this.sessionId, timeoutMs);
   }
 
-  async goto(url: string): Promise<void> {
+  /** Navigates and waits for the page's load event. */
+  async goto(url: string, timeoutMs = 30_000): Promise<void> {
+    const loaded = this.browser.waitEvent((e) => e.sessionId === this.sessionId && e.method === 'Page.loadEventFired', timeoutMs, `load of ${url}`);
+    loaded.catch(() => {}); // handled below; navigate may fail first
     const r = await this.send<{ errorText?: string }>('Page.navigate', { url });
     if (r.errorText) throw new Error(`navigate ${url}: ${r.errorText}`);
+    await loaded;
   }
 
   /** Evaluates an expression in the page and returns its (JSON) value; awaits promises. */
