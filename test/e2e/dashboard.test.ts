@@ -164,11 +164,12 @@ describe.skipIf(!!reason)('e2e: the dashboard in headless Chromium during a real
     expect(runs).toContain('loader'); // UEFI: the TFTP loader phase
     expect(runs).toContain('kernel');
     // the bar moved while the kernel came: several values, some strictly between empty and full, never backwards
-    expect(transfer.some((s) => s.file === 'debian/vmlinuz' && pct(s) > 0 && pct(s) < 100)).toBe(true);
-    expect(kernelWidths.length).toBeGreaterThanOrEqual(3);
+    const barMsg = `kernel bar showed only ${kernelWidths.join(' ')} (is the LAN shaping in place?)`;
+    expect(transfer.some((s) => s.file === 'debian/vmlinuz' && pct(s) > 0 && pct(s) < 100), barMsg).toBe(true);
+    expect(kernelWidths.length, barMsg).toBeGreaterThanOrEqual(3);
     const kernelPcts = rec.filter((s) => s.phase === 'kernel' && s.file === 'debian/vmlinuz').map(pct);
     for (let i = 1; i < kernelPcts.length; i++) expect(kernelPcts[i]!).toBeGreaterThanOrEqual(kernelPcts[i - 1]!);
-    expect(polled.some((s) => isTransfer(s) && pct(s) > 0 && pct(s) < 100)).toBe(true);
+    expect(polled.some((s) => isTransfer(s) && pct(s) > 0 && pct(s) < 100), 'no poll caught a transfer in flight').toBe(true);
     expect(shots).toContain('transfer');
 
     // the finished card: timeline of every phase the relay tracked, in order, and the events list
