@@ -340,7 +340,10 @@ export class Agent {
       resolveProfile: (mac) => this.resolveProfile(mac),
       api: { status: () => this.status(), clients: () => this.tracker.list() },
       subscribe: (fn) => {
-        const a = this.bus.subscribe('relay', (event) => fn({ kind: 'event', event }));
+        // progress travels in the client states (throttled by the tracker); raw *.progress events would flood the page
+        const a = this.bus.subscribe('relay', (event) => {
+          if (!event.type.endsWith('.progress')) fn({ kind: 'event', event });
+        });
         const b = this.bus.subscribe('client', (state) => fn({ kind: 'client', state }));
         return () => {
           a();
