@@ -1,0 +1,403 @@
+/**
+ * Shared parts of the benchmarks: a namespace lab that cleans up even when the
+ * bench dies (exit/signal handlers kill our PIDs and delete our namespaces),
+ * the user-space delay/rate link (bench/_lib/netemu.c, compiled at bench time),
+ * the real agent bundle started in a namespace, a byte-counting upstream file
+ * server, curl/atftp clients and table printing.
+ *
+ * Helper processes are this same bundle started with a mode argument
+ * (`--upstream …`); every bench calls helperMode() first.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
+import http from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { join, normalize } from 'node:path';
+import { NetLab, waitFor } from '../../test/helpers/netns';
+
+export const MB = 1024 * 1024;
+export { waitFor };
+
+/** Wall-clock ms with sub-ms resolution, comparable between processes on this machine. */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export function machineLine(): string {
+  return `machine: ${cpus().length}-core shared box (other engineers' jobs run beside this bench; numbers are noisy), ${cpus()[0]?.model ?? '?'}, node ${process.version}`;
+}
+
+export function has(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The repository root (the benches run from it: `make bench`, `node scripts/run-ts.mjs bench/x.ts`). */
+export function repoRoot(): string {
+  let d = process.cwd();
+  for (let i = 0; i < 8; i++) {
+    if (existsSync(join(d, 'bench/_lib/netemu.c'))) return d;
+    d = join(d, '..');
+  }
+  throw new Error('run the bench from the repository (bench/_lib/netemu.c not found)');
+}
+
+/** dist/bootrelay.js, built if missing. */
+export function agentBundle(): string {
+  const root = repoRoot();
+  const js = join(root, 'dist/bootrelay.js');
+  if (!existsSync(js)) {
+    const r = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0 || !existsSync(js)) throw new Error('node scripts/build.mjs failed');
+  }
+  return js;
+}
+
+export function makeFile(path: string, bytes: number): void {
+  const fd = openSync(path, 'w');
+  const buf = Buffer.alloc(MB);
+  try {
+    for (let left = bytes; left > 0; left -= MB) {
+      randomFillSync(buf);
+      writeSync(fd, buf, 0, Math.min(MB, left));
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Peak (VmHWM) or current (VmRSS) resident set of a process, MiB. */
+export function rssMb(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export function pct(xs: number[], p: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+export function fx(n: number | undefined, d = 1): string {
+  return n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(d);
+}
+
+/** A markdown table, columns padded. */
+export function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(w[i]!)).join(' | ') + ' |';
+  return [line(head), '|' + w.map((n) => '-'.repeat(n + 2)).join('|') + '|', ...rows.map(line)].join('\n');
+}
+
+/**
+ * NetLab plus things that are not inside a namespace (netemu runs in ours) and
+ * a synchronous last-resort cleanup on exit / SIGINT / SIGTERM.
+ */
+export class BenchLab {
+  readonly net: NetLab;
+  readonly tmp: string;
+  private outside = new Set<ChildProcess>();
+  private done = false;
+  private readonly onExit = () => this.cleanupSync();
+  private readonly onSignal = () => {
+    this.cleanupSync();
+    process.exit(130);
+  };
+
+  constructor(prefix: string) {
+    this.net = new NetLab(prefix);
+    this.tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
+    process.on('exit', this.onExit);
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+  }
+
+  /** Starts a process in our own namespace (netemu); killed by PID at cleanup. */
+  spawnOutside(cmd: string, args: string[]): ChildProcess {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.outside.add(p);
+    p.on('exit', () => this.outside.delete(p));
+    return p;
+  }
+
+  private netemuBin?: string;
+
+  /**
+   * A link between two of our namespaces through netemu: DELAY each way and a
+   * rate (0 = none). Devices come up with the given addresses.
+   */
+  async netemuLink(a: { ns: string; dev: string; cidr: string }, b: { ns: string; dev: string; cidr: string }, delayUs: number, rateKbit: number): Promise<ChildProcess> {
+    if (!this.netemuBin) {
+      const bin = join(this.tmp, 'netemu');
+      const r = spawnSync('gcc', ['-O2', '-o', bin, join(repoRoot(), 'bench/_lib/netemu.c')], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`gcc netemu.c failed: ${r.stderr}`);
+      this.netemuBin = bin;
+    }
+    const p = this.spawnOutside(this.netemuBin, [`${a.ns}:${a.dev}`, `${b.ns}:${b.dev}`, String(delayUs), String(rateKbit), '2000']);
+    let out = '';
+    let err = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (err += d));
+    await waitFor(() => {
+      if (p.exitCode !== null) throw new Error(`netemu exited: ${err}`);
+      return out.includes('ready');
+    }, 5000, 'netemu ready');
+    for (const s of [a, b]) {
+      this.net.ip(s.ns, 'link', 'set', s.dev, 'up');
+      this.net.addr(s.ns, s.dev, s.cidr);
+    }
+    return p;
+  }
+
+  /** A plain veth with addresses. */
+  veth(a: { ns: string; dev: string; cidr: string }, b: { ns: string; dev: string; cidr: string }): void {
+    this.net.veth(a.ns, a.dev, b.ns, b.dev);
+    this.net.addr(a.ns, a.dev, a.cidr);
+    this.net.addr(b.ns, b.dev, b.cidr);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const p of this.outside) await this.net.kill(p, 'SIGTERM', 2000);
+    await this.net.cleanup();
+    this.cleanupSync();
+  }
+
+  /** Kills what is left by PID, deletes our namespaces and temp dir. Safe to call twice. */
+  cleanupSync(): void {
+    if (this.done) return;
+    this.done = true;
+    for (const p of this.outside) {
+      try {
+        if (p.pid) process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    for (const ns of [...this.net.namespaces]) {
+      const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout?.split(/\s+/).filter(Boolean) ?? [];
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      spawnSync('ip', ['netns', 'del', ns]);
+    }
+    this.net.namespaces.length = 0;
+    rmSync(this.tmp, { recursive: true, force: true });
+    process.off('exit', this.onExit);
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+  }
+}
+
+// ---------------------------------------------------------------- the agent
+
+export interface AgentOpts {
+  ns: string;
+  dir: string;
+  lanIf: string;
+  lanIp: string;
+  upstreamUrl: string;
+  dhcp?: Record<string, unknown>;
+  mqttUrl?: string;
+  tftp?: Record<string, unknown>;
+  boot?: Record<string, unknown>;
+  logLevel?: string;
+}
+
+export interface Agent {
+  proc: ChildProcess;
+  pid: number;
+  /** stdout lines (JSON log lines), kept only if keepLines */
+  lines: string[];
+  stop(): Promise<void>;
+}
+
+/** Runs dist/bootrelay.js in a namespace with a fresh state and cache dir; resolves once /api/status answers. */
+export async function startAgent(lab: BenchLab, o: AgentOpts, keepLines = false): Promise<Agent> {
+  rmSync(o.dir, { recursive: true, force: true });
+  mkdirSync(o.dir, { recursive: true });
+  const cfg = {
+    agentId: 'bench-relay',
+    stateDir: join(o.dir, 'state'),
+    lan: { interface: o.lanIf, address: o.lanIp, prefix: 24 },
+    dhcp: o.dhcp ?? { mode: 'off' },
+    tftp: { port: 69, maxBlksize: 1468, maxWindowsize: 64, maxTransfers: 64, maxTransfersPerClient: 8, ...(o.tftp ?? {}) },
+    http: { port: 80 },
+    upstream: { url: o.upstreamUrl, timeoutMs: 30_000 },
+    cache: { dir: join(o.dir, 'cache'), maxBytes: 4_000_000_000 },
+    boot: o.boot ?? { loaders: { bios: 'ipxe/undionly.kpxe' }, defaultProfile: 'b', profiles: { b: { kernel: 'k/vmlinuz', initrd: ['k/initrd'] } } },
+    ...(o.mqttUrl ? { mqtt: { url: o.mqttUrl, prefix: 'bootrelay' } } : {}),
+    control: { socket: join(o.dir, 'ctl.sock') },
+    log: { level: o.logLevel ?? 'warn' },
+  };
+  const cfgPath = join(o.dir, 'relay.json');
+  writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
+  // `ip netns exec` execs: the PID is node's own (VmHWM is the agent's)
+  const proc = lab.net.spawn(o.ns, process.execPath, [agentBundle(), '--config', cfgPath]);
+  const lines: string[] = [];
+  let err = '';
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    if (!keepLines) return;
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+  await waitFor(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`agent exited ${proc.exitCode}: ${err}`);
+      return (await lab.net.exec(o.ns, 'curl', ['-sf', '-o', '/dev/null', '--max-time', '2', `http://${o.lanIp}/api/status`])).code === 0;
+    },
+    20_000,
+    'agent /api/status',
+  );
+  return { proc, pid: proc.pid!, lines, stop: () => lab.net.kill(proc, 'SIGTERM', 5000) };
+}
+
+// ---------------------------------------------------------------- upstream file server
+
+export interface UpstreamReq {
+  path: string;
+  status: number;
+  bytes: number;
+  range?: string;
+}
+
+/** Starts `<this bundle> --upstream DIR IP PORT` in a namespace; it prints one JSON line per finished request. */
+export async function startUpstream(lab: BenchLab, ns: string, dir: string, ip: string, port: number): Promise<{ proc: ChildProcess; reqs: UpstreamReq[]; reset(): void; bytes(): number }> {
+  const proc = lab.net.spawn(ns, process.execPath, [process.argv[1]!, '--upstream', dir, ip, String(port)]);
+  const reqs: UpstreamReq[] = [];
+  let buf = '';
+  let ready = false;
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (l === 'ready') ready = true;
+      else
+        try {
+          reqs.push(JSON.parse(l) as UpstreamReq);
+        } catch {
+          /* not ours */
+        }
+    }
+  });
+  proc.stderr!.on('data', (d) => process.stderr.write(d));
+  await waitFor(() => {
+    if (proc.exitCode !== null) throw new Error('upstream exited');
+    return ready;
+  }, 10_000, 'upstream');
+  return { proc, reqs, reset: () => (reqs.length = 0), bytes: () => reqs.reduce((s, r) => s + r.bytes, 0) };
+}
+
+function serveUpstream(dir: string, ip: string, port: number): void {
+  const srv = http.createServer((req, res) => {
+    const path = decodeURIComponent((req.url ?? '/').split('?')[0]!);
+    const file = normalize(join(dir, path));
+    let sent = 0;
+    const report = (status: number) => process.stdout.write(JSON.stringify({ path, status, bytes: sent, range: req.headers.range }) + '\n');
+    if (!file.startsWith(dir)) return void (res.writeHead(403).end(), report(403));
+    let st;
+    try {
+      st = statSync(file);
+    } catch {
+      return void (res.writeHead(404).end(), report(404));
+    }
+    if (!st.isFile()) return void (res.writeHead(404).end(), report(404));
+    let start = 0;
+    let end = st.size - 1;
+    let status = 200;
+    const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+    if (m) {
+      if (m[1]) start = Number(m[1]);
+      if (m[2]) end = Math.min(end, Number(m[2]));
+      if (!m[1] && m[2]) (start = Math.max(0, st.size - Number(m[2]))), (end = st.size - 1);
+      if (start > end) return void (res.writeHead(416, { 'content-range': `bytes */${st.size}` }).end(), report(416));
+      status = 206;
+    }
+    const headers: Record<string, string | number> = {
+      'content-length': end - start + 1,
+      'content-type': 'application/octet-stream',
+      'last-modified': st.mtime.toUTCString(),
+      etag: `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`,
+      'accept-ranges': 'bytes',
+      'cache-control': 'max-age=3600',
+    };
+    if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${st.size}`;
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD') return void (res.end(), report(status));
+    const rs = createReadStream(file, { start, end, highWaterMark: 256 * 1024 });
+    rs.on('data', (c) => (sent += c.length));
+    rs.pipe(res);
+    let reported = false;
+    const fin = () => {
+      if (reported) return;
+      reported = true;
+      rs.destroy();
+      report(status);
+    };
+    res.on('finish', fin);
+    res.on('close', fin);
+  });
+  srv.listen(port, ip, () => process.stdout.write('ready\n'));
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+/** Call first in every bench: true when this process is a helper and must not run the bench. */
+export function helperMode(): boolean {
+  if (process.argv[2] === '--upstream') {
+    serveUpstream(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- clients
+
+export interface CurlResult {
+  code: number | null;
+  http: number;
+  /** seconds from this client's start */
+  firstByte: number;
+  total: number;
+  bytes: number;
+  err: string;
+}
+
+/** One curl in a namespace; -w gives first-byte and total time. */
+export function curl(lab: BenchLab, ns: string, url: string, args: string[] = [], timeoutMs = 600_000): Promise<CurlResult> {
+  return lab.net
+    .exec(ns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{time_starttransfer} %{time_total} %{size_download}', ...args, url], { timeoutMs })
+    .then((r) => {
+      const [h, fb, tot, sz] = r.stdout.trim().split(/\s+/).map(Number);
+      return { code: r.code, http: h ?? 0, firstByte: fb ?? NaN, total: tot ?? NaN, bytes: sz ?? 0, err: r.stderr.trim().slice(0, 200) };
+    });
+}
+
+export async function runMain(main: () => Promise<void>): Promise<void> {
+  if (helperMode()) return;
+  try {
+    await main();
+    process.exit(0);
+  } catch (err) {
+    console.error(err);
+    process.exit(1);
+  }
+}
