@@ -1,175 +1,383 @@
 /**
- * bench/mqtt: MqttPublisher against a real Mosquitto on loopback.
- *   - latency: an event handed to publishEvent() until a subscriber has it (p50/p99/max),
- *     one at a time (idle) and paced at 500 events/s
- *   - throughput: N events handed over at once, until the subscriber has all (msgs/s)
- *   - replay: N events journaled during an outage, drained after the broker returns
- * Bounded in count and time; loopback only. Run: node scripts/run-ts.mjs bench/mqtt.ts
+ * bench/mqtt (issue 5): the agent (dist/bootrelay.js, DHCP server mode) publishing to a
+ * real Mosquitto, measured from the outside:
+ *   1. latency: a DHCP DISCOVER leaving a client until its `dhcp.discover` event reaches
+ *      an MQTT subscriber (p50/p99/max), split at the event's own `ts`; DISCOVERs paced
+ *      one every PROBE_GAP_MS (idle relay) — same machine clock in every process
+ *   2. a 20-client boot: 20 clients at once do PXE DORA, the loader over TFTP, iPXE DORA,
+ *      /boot.ipxe, kernel and initrd over HTTP, /booted; the subscriber counts every
+ *      message the agent publishes (events + retained client states + status) per second
+ *
+ *   <p>-up    mosquitto :1883, the subscriber (this bundle --sub), upstream files (--upstream)
+ *      | veth (unthrottled)
+ *   <p>-relay the agent, lan 10.99.90.1, wan 10.99.91.2
+ *      | veth
+ *   <p>-cli   the DHCP clients (this bundle --probe / --boot), curl for TFTP/HTTP bound to
+ *             each client's leased address (so the agent can tell them apart)
+ * Namespaces `brmq<pid>-*`, 10.99.90-91.x; bounded in count and time.
+ * Run: node scripts/run-ts.mjs bench/mqtt.ts
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import dgram from 'node:dgram';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { MqttPublisher } from '../agent/publish/mqtt';
-import { EventJournal } from '../agent/publish/journal';
-import { Metrics } from '../relay/metrics';
-import { silentLogger } from '../agent/log';
-import { Mosquitto, mosquittoSkipReason } from '../test/helpers/mosquitto';
-import { waitFor } from '../test/helpers/netns';
-import type { RelayEvent } from '../proto/events';
+import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
+import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
+import { encodeIpxeOptions } from '../proto/dhcp/pxe';
+import { BenchLab, MB, fx, has, helperMode, isRoot, machineLine, makeFile, pct, runMain, startAgent, startUpstream, table, waitFor, wallMs } from './_lib/common';
 
-const N_IDLE = 300;
-const PACED_RATE = 500;
-const PACED_SECONDS = 2;
-const N_BURST = 20_000;
-const N_REPLAY = 10_000;
-const LIMIT_MS = 30_000;
+const LAN = '10.99.90.1';
+const UP = '10.99.91.1';
+const PROBES = 200;
+const PROBE_MACS = 40;
+const PROBE_GAP_MS = 20;
+const BOOT_CLIENTS = 20;
+const KERNEL_MB = 8;
+const INITRD_MB = 32;
+const LOADER_BYTES = 70_000;
+const BOOT_LIMIT_MS = 120_000;
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+// ------------------------------------------------------------ helper: subscriber
+
+async function subscriber(url: string): Promise<void> {
+  const c = await mqtt.connectAsync(url, { clientId: `bench-sub-${process.pid}`, clean: true, reconnectPeriod: 200 });
+  c.on('message', (topic, payload) => {
+    const t = wallMs();
+    let type: string | undefined;
+    let xid: string | undefined;
+    let ts: string | undefined;
+    if (topic.endsWith('/events')) {
+      try {
+        const e = JSON.parse(payload.toString()) as { type?: string; xid?: string; ts?: string };
+        type = e.type;
+        xid = e.xid;
+        ts = e.ts;
+      } catch {
+        /* not JSON */
+      }
+    }
+    process.stdout.write(JSON.stringify({ t, topic, type, xid, ts }) + '\n');
+  });
+  await c.subscribeAsync('bootrelay/#', { qos: 1 });
+  process.stdout.write('ready\n');
+  process.on('SIGTERM', () => void c.endAsync(true).then(() => process.exit(0)));
 }
-const ms = (x: number) => x.toFixed(2);
+
+// ------------------------------------------------------------ helper: DHCP clients
+
+function macOf(i: number, tag: number): Buffer {
+  return Buffer.from([0x02, 0xbe, tag, 0, (i >> 8) & 255, i & 255]);
+}
+
+interface Msg {
+  type: number;
+  xid: number;
+  mac: Buffer;
+  ipxe?: boolean;
+  sid?: string;
+  ip?: string;
+  uuid: Buffer;
+}
+
+function encode(m: Msg): Buffer {
+  const chaddr = Buffer.alloc(16);
+  m.mac.copy(chaddr);
+  const o = new OptionMap().setU8(Opt.MessageType, m.type);
+  o.setStr(Opt.VendorClassIdentifier, 'PXEClient:Arch:00000:UNDI:002001');
+  o.setU16(Opt.ClientSystemArch, 0);
+  o.set(Opt.ClientNetworkInterface, Buffer.from([1, 2, 1]));
+  o.set(Opt.ClientMachineId, Buffer.concat([Buffer.from([0]), m.uuid]));
+  o.set(Opt.ParameterRequestList, Buffer.from([1, 3, 6, 43, 60, 66, 67, 175]));
+  if (m.ipxe) {
+    o.set(Opt.UserClass, Buffer.from('iPXE'));
+    o.set(Opt.IpxeEncapsulated, encodeIpxeOptions([[19, Buffer.from([1])]]));
+  }
+  if (m.sid) o.setIp(Opt.ServerIdentifier, m.sid);
+  if (m.ip) o.setIp(Opt.RequestedIpAddress, m.ip);
+  return encodeDhcp({ op: 1, htype: 1, hlen: 6, hops: 0, xid: m.xid, secs: 0, flags: 0x8000, ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, mac: '', sname: '', file: '', options: o });
+}
+
+async function dhcpSocket(): Promise<{ s: dgram.Socket; wait: (xid: number, type: number, ms: number) => Promise<DhcpMessage | undefined>; send: (b: Buffer) => void }> {
+  const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  await new Promise<void>((r) => s.bind(68, '0.0.0.0', () => r()));
+  s.setBroadcast(true);
+  const waiting = new Map<string, (m: DhcpMessage) => void>();
+  s.on('message', (b) => {
+    let m: DhcpMessage;
+    try {
+      m = decodeDhcp(b);
+    } catch {
+      return;
+    }
+    waiting.get(`${m.xid}:${messageType(m)}`)?.(m);
+  });
+  return {
+    s,
+    send: (b) => s.send(b, 67, '255.255.255.255'),
+    wait: (xid, type, ms) =>
+      new Promise((resolve) => {
+        const k = `${xid}:${type}`;
+        const t = setTimeout(() => (waiting.delete(k), resolve(undefined)), ms);
+        waiting.set(k, (m) => (clearTimeout(t), waiting.delete(k), resolve(m)));
+      }),
+  };
+}
+
+/** --probe: paced DISCOVERs; prints {xid, t} per send. */
+async function probe(): Promise<void> {
+  const { s, send } = await dhcpSocket();
+  const uuids = Array.from({ length: PROBE_MACS }, () => randomBytes(16));
+  for (let k = 0; k < PROBES; k++) {
+    const xid = 0x50000000 + k;
+    const buf = encode({ type: MessageType.DISCOVER, xid, mac: macOf(k % PROBE_MACS, 1), uuid: uuids[k % PROBE_MACS]! });
+    const t = wallMs();
+    send(buf);
+    process.stdout.write(JSON.stringify({ xid: `0x${xid.toString(16).padStart(8, '0')}`, t }) + '\n');
+    await new Promise((r) => setTimeout(r, PROBE_GAP_MS));
+  }
+  s.close();
+}
+
+function curlIn(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('curl', ['-s', '--max-time', '60', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+async function dora(sock: Awaited<ReturnType<typeof dhcpSocket>>, mac: Buffer, uuid: Buffer, xid: number, ipxe: boolean): Promise<DhcpMessage | undefined> {
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const buf = encode({ type: MessageType.DISCOVER, xid, mac, uuid, ipxe });
+    const t = wallMs();
+    sock.send(buf);
+    process.stdout.write(JSON.stringify({ xid: `0x${xid.toString(16).padStart(8, '0')}`, t }) + '\n');
+    const offer = await sock.wait(xid, MessageType.OFFER, 2000);
+    if (!offer) continue;
+    sock.send(encode({ type: MessageType.REQUEST, xid, mac, uuid, ipxe, sid: offer.options.ip(Opt.ServerIdentifier) ?? LAN, ip: offer.yiaddr }));
+    const ack = await sock.wait(xid, MessageType.ACK, 2000);
+    if (ack) return ack;
+  }
+  return undefined;
+}
+
+/** --boot: BOOT_CLIENTS clients boot at once; prints {start, end, ok, failed: [...]} */
+async function boot(): Promise<void> {
+  const sock = await dhcpSocket();
+  const start = wallMs();
+  const failures: string[] = [];
+  await Promise.all(
+    Array.from({ length: BOOT_CLIENTS }, async (_, i) => {
+      const mac = macOf(i, 2);
+      const uuid = randomBytes(16);
+      const macStr = [...mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
+      const fail = (why: string) => void failures.push(`${macStr}: ${why}`);
+      const ack = await dora(sock, mac, uuid, 0x60000000 + i, false);
+      if (!ack) return fail('no PXE ACK');
+      const ip = ack.yiaddr;
+      spawnSync('ip', ['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+      const loader = ack.file || ack.options.str(Opt.BootFileName) || '';
+      const t = await curlIn(['--interface', ip, '--tftp-blksize', '1468', '-o', '/dev/null', `tftp://${ack.siaddr !== '0.0.0.0' ? ack.siaddr : LAN}/${loader}`]);
+      if (t.code !== 0) return fail(`tftp ${loader} curl exit ${t.code}`);
+      const ack2 = await dora(sock, mac, uuid, 0x61000000 + i, true);
+      if (!ack2) return fail('no iPXE ACK');
+      const scriptUrl = ack2.file || ack2.options.str(Opt.BootFileName) || `http://${LAN}/boot.ipxe`;
+      const sc = await curlIn(['--interface', ip, scriptUrl]);
+      if (sc.code !== 0) return fail(`script ${scriptUrl} curl exit ${sc.code}`);
+      const urls = [...sc.out.matchAll(/^(?:kernel|initrd)\s+(\S+)/gm)].map((m) => m[1]!);
+      if (urls.length < 2) return fail(`script names ${urls.length} files`);
+      for (const u of urls) {
+        const r = await curlIn(['--interface', ip, '-f', '-o', '/dev/null', u]);
+        if (r.code !== 0) return fail(`${u} curl exit ${r.code}`);
+      }
+      await curlIn(['--interface', ip, '-f', '-o', '/dev/null', `http://${LAN}/booted?mac=${macStr}`]);
+    }),
+  );
+  sock.s.close();
+  process.stdout.write(JSON.stringify({ start, end: wallMs(), ok: BOOT_CLIENTS - failures.length, failures }) + '\n');
+}
+
+// ------------------------------------------------------------ the bench
+
+interface SubLine {
+  t: number;
+  topic: string;
+  type?: string;
+  xid?: string;
+  ts?: string;
+}
 
 async function main(): Promise<void> {
-  const skip = mosquittoSkipReason();
-  if (skip) {
-    console.log(`bench mqtt skipped: ${skip}`);
+  console.log(machineLine());
+  const missing = ['curl', 'mosquitto'].filter((c) => !has(c) && !has(`/usr/sbin/${c}`));
+  if (!isRoot() || missing.length) {
+    console.log(`bench mqtt skipped: ${!isRoot() ? 'needs root' : `missing ${missing.join(', ')}`}`);
     return;
   }
-  // persistence + a persistent subscriber session: the observer misses nothing across the restart
-  const broker = await Mosquitto.start({ websockets: false, persistence: true });
-  const dir = mkdtempSync(join(tmpdir(), 'br-bench-mqtt-'));
-  const received = new Map<number, number>(); // id -> receive time
-  let count = 0;
-  const waiters = new Map<number, () => void>();
-  const sub = await mqtt.connectAsync(broker.url, { clientId: 'bench-sub', clean: false, reconnectPeriod: 100 });
-  await sub.subscribeAsync('bench/+/events', { qos: 1 });
-  sub.on('message', (_t, payload) => {
-    const id = JSON.parse(payload.toString()).id as number;
-    if (!received.has(id)) {
-      received.set(id, performance.now());
-      count++;
-      waiters.get(id)?.();
-    }
-  });
-  const metrics = new Metrics();
-  const pub = new MqttPublisher({
-    config: { url: broker.url, username: '', password: '', prefix: 'bench', journalMaxEvents: 50_000, homeAssistant: false, commands: false },
-    agentId: 'bench',
-    stateDir: dir,
-    log: silentLogger,
-    metrics,
-    status: () => ({}),
-    reconnectMinMs: 100,
-    reconnectMaxMs: 200,
-  });
-  let id = 0;
-  const sent = new Map<number, number>();
-  const send = () => {
-    const i = ++id;
-    sent.set(i, performance.now());
-    pub.publishEvent({ ts: new Date().toISOString(), type: 'tftp.done', mac: '52:54:00:00:00:01', file: 'ipxe/undionly.kpxe', bytes: 67_000, id: i } as RelayEvent);
-    return i;
-  };
-  const lat = (from: number, to: number) => {
-    const out: number[] = [];
-    for (let i = from; i <= to; i++) if (received.has(i)) out.push(received.get(i)! - sent.get(i)!);
-    return out;
-  };
-  const rows: string[] = [];
+  const self = process.argv[1]!;
+  const lab = new BenchLab(`brmq${process.pid}`);
+  const lines: SubLine[] = [];
+  let lat: { total: number[]; toTs: number[]; fromTs: number[]; sent: number } | undefined;
+  let bootRes: { start: number; end: number; ok: number; failures: string[] } | undefined;
+  let bootMsgs: SubLine[] = [];
+  let rssNote = '';
+  let bootSent: Array<{ xid: string; t: number }> = [];
   try {
-    await pub.start();
-    await waitFor(() => pub.connected, 5000, 'publisher connected');
+    const up = lab.net.addNs('up');
+    const relay = lab.net.addNs('relay');
+    const cli = lab.net.addNs('cli');
+    lab.veth({ ns: up, dev: 'upl', cidr: `${UP}/24` }, { ns: relay, dev: 'wan', cidr: '10.99.91.2/24' });
+    lab.veth({ ns: relay, dev: 'lan', cidr: `${LAN}/24` }, { ns: cli, dev: 'eth0', cidr: '10.99.90.2/24' });
+    lab.net.ip(cli, 'route', 'add', 'default', 'dev', 'eth0');
 
-    // 1. idle latency: one event at a time
-    const a0 = id + 1;
-    for (let k = 0; k < N_IDLE; k++) {
-      const i = send();
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        waiters.set(i, () => (clearTimeout(t), waiters.delete(i), resolve()));
-        if (received.has(i)) waiters.get(i)!();
-      });
-    }
-    const idle = lat(a0, id);
-    rows.push(`latency idle (n=${idle.length}):       p50 ${ms(pct(idle, 50))} ms  p99 ${ms(pct(idle, 99))} ms  max ${ms(Math.max(...idle))} ms`);
+    const www = join(lab.tmp, 'www');
+    mkdirSync(join(www, 'ipxe'), { recursive: true });
+    mkdirSync(join(www, 'k'), { recursive: true });
+    makeFile(join(www, 'ipxe/undionly.kpxe'), LOADER_BYTES);
+    makeFile(join(www, 'k/vmlinuz'), KERNEL_MB * MB);
+    makeFile(join(www, 'k/initrd'), INITRD_MB * MB);
+    await startUpstream(lab, up, www, UP, 8080);
 
-    // 2. paced latency
-    const b0 = id + 1;
-    const total = PACED_RATE * PACED_SECONDS;
-    await new Promise<void>((resolve) => {
-      let k = 0;
-      const t = setInterval(() => {
-        for (let j = 0; j < PACED_RATE / 100 && k < total; j++, k++) send();
-        if (k >= total) {
-          clearInterval(t);
-          resolve();
-        }
-      }, 10);
+    const mconf = join(lab.tmp, 'mosquitto.conf');
+    writeFileSync(mconf, `listener 1883 ${UP}\nallow_anonymous true\npersistence false\nlog_dest none\n`);
+    const broker = lab.net.spawn(up, '/usr/sbin/mosquitto', ['-c', mconf]);
+    await waitFor(async () => {
+      if (broker.exitCode !== null) throw new Error('mosquitto exited');
+      return (await lab.net.exec(up, 'bash', ['-c', `exec 3<>/dev/tcp/${UP}/1883`])).code === 0;
+    }, 10_000, 'mosquitto');
+
+    const sub = lab.net.spawn(up, process.execPath, [self, '--sub', `mqtt://${UP}:1883`]);
+    let ready = false;
+    let buf = '';
+    sub.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (l === 'ready') ready = true;
+        else
+          try {
+            lines.push(JSON.parse(l) as SubLine);
+          } catch {
+            /* not ours */
+          }
+      }
     });
-    await waitFor(() => received.has(id), LIMIT_MS, 'paced events');
-    const paced = lat(b0, id);
-    rows.push(`latency at ${PACED_RATE}/s (n=${paced.length}):  p50 ${ms(pct(paced, 50))} ms  p99 ${ms(pct(paced, 99))} ms  max ${ms(Math.max(...paced))} ms`);
+    sub.stderr!.on('data', (d) => process.stderr.write(d));
+    await waitFor(() => {
+      if (sub.exitCode !== null) throw new Error('subscriber exited');
+      return ready;
+    }, 10_000, 'subscriber');
 
-    // 3. burst throughput
-    const c0 = id + 1;
-    const before = count;
-    const t0 = performance.now();
-    for (let k = 0; k < N_BURST; k++) send();
-    const handed = performance.now() - t0;
-    await waitFor(() => count - before >= N_BURST, LIMIT_MS, 'burst');
-    const dt = performance.now() - t0;
-    const burst = lat(c0, id);
-    rows.push(`burst of ${N_BURST}: handed over in ${ms(handed)} ms, all received in ${ms(dt)} ms -> ${Math.round((N_BURST * 1000) / dt)} msgs/s (p99 delay ${ms(pct(burst, 99))} ms)`);
-    await waitFor(() => pub.pending === 0, LIMIT_MS, 'journal drained');
+    const agent = await startAgent(lab, {
+      ns: relay,
+      dir: join(lab.tmp, 'agent'),
+      lanIf: 'lan',
+      lanIp: LAN,
+      upstreamUrl: `http://${UP}:8080/`,
+      mqttUrl: `mqtt://${UP}:1883`,
+      dhcp: { mode: 'server', range: ['10.99.90.100', '10.99.90.220'], leaseSeconds: 600, router: LAN, dns: [] },
+      boot: { loaders: { bios: 'ipxe/undionly.kpxe' }, defaultProfile: 'b', profiles: { b: { kernel: 'k/vmlinuz', initrd: ['k/initrd'], cmdline: 'quiet' } } },
+    });
+    // the agent's connect-time messages (status, discovery) are not part of either measurement
+    await waitFor(() => lines.some((l) => l.topic.endsWith('/status')), 15_000, 'agent online on MQTT');
+    await new Promise((r) => setTimeout(r, 500));
 
-    // 4. replay after an outage
-    await broker.stop();
-    await waitFor(() => !pub.connected, 5000, 'outage');
-    const d0 = count;
-    for (let k = 0; k < N_REPLAY; k++) send();
-    const journaled = pub.pending;
-    const r0 = performance.now();
-    await broker.start();
-    await waitFor(() => count - d0 >= N_REPLAY, LIMIT_MS, 'replay');
-    const rdt = performance.now() - r0;
-    rows.push(`replay of ${journaled} journaled events after a broker restart: ${ms(rdt)} ms (incl. reconnect) -> ${Math.round((N_REPLAY * 1000) / rdt)} msgs/s`);
-    rows.push(`lost: ${id - received.size} of ${id}; journal dropped: ${pub.stats().dropped}`);
+    // 1. DHCP → MQTT latency
+    const p = await lab.net.exec(cli, process.execPath, [self, '--probe'], { timeoutMs: PROBES * PROBE_GAP_MS * 3 + 20_000 });
+    const sent = p.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { xid: string; t: number });
+    const want = new Set(sent.map((s) => s.xid));
+    const seen = () => lines.filter((l) => l.type === 'dhcp.discover' && l.xid && want.has(l.xid));
+    await waitFor(() => seen().length >= sent.length, 10_000, 'probe events').catch(() => undefined);
+    const recv = new Map(seen().map((l) => [l.xid!, l]));
+    lat = { total: [], toTs: [], fromTs: [], sent: sent.length };
+    for (const s of sent) {
+      const r = recv.get(s.xid);
+      if (!r) continue;
+      lat.total.push(r.t - s.t);
+      if (r.ts) {
+        const ts = Date.parse(r.ts);
+        lat.toTs.push(ts - s.t);
+        lat.fromTs.push(r.t - ts);
+      }
+    }
+
+    // 2. a 20-client boot
+    const before = lines.length;
+    const b = await lab.net.exec(cli, process.execPath, [self, '--boot'], { timeoutMs: BOOT_LIMIT_MS });
+    const bl = b.stdout.trim().split('\n').filter(Boolean);
+    const last = bl.find((l) => l.includes('"start"'));
+    bootSent = bl.filter((l) => l.includes('"xid"')).map((l) => JSON.parse(l) as { xid: string; t: number });
+    if (last) bootRes = JSON.parse(last) as typeof bootRes;
+    else console.log(`boot client failed: ${b.stderr.slice(0, 1000)}`);
+    // trailing messages: wait until nothing new arrived for 1 s (at most 10 s)
+    let n = lines.length;
+    let quietSince = Date.now();
+    await waitFor(() => {
+      if (lines.length !== n) (n = lines.length), (quietSince = Date.now());
+      return Date.now() - quietSince > 1000;
+    }, 10_000, 'quiet').catch(() => undefined);
+    bootMsgs = lines.slice(before);
+    rssNote = `agent peak RSS after the boot: ${fx(Number(/VmHWM:\s+(\d+)/.exec(spawnSync('cat', [`/proc/${agent.pid}/status`], { encoding: 'utf8' }).stdout)?.[1]) / 1024, 0)} MiB`;
   } finally {
-    await pub.stop(1000);
-    await sub.endAsync(true);
-    await broker.cleanup();
-    rmSync(dir, { recursive: true, force: true });
+    await lab.cleanup();
   }
-  // 5. the journal alone: appends with no broker (every event reaches the disk), then reopen
-  const jdir = mkdtempSync(join(tmpdir(), 'br-bench-journal-'));
-  try {
-    const j = new EventJournal({ dir: jdir, maxEvents: 50_000 });
-    await j.open();
-    const ev = { ts: new Date().toISOString(), type: 'tftp.done', mac: '52:54:00:00:00:01', file: 'ipxe/undionly.kpxe', bytes: 67_000 };
-    const t0 = performance.now();
-    for (let k = 0; k < N_REPLAY; k++) j.append({ ...ev, id: k });
-    await j.flush();
-    const dt = performance.now() - t0;
-    const size = statSync(j.path).size;
-    await j.close();
-    const t1 = performance.now();
-    const k2 = new EventJournal({ dir: jdir, maxEvents: 50_000 });
-    const r = await k2.open();
-    const lt = performance.now() - t1;
-    await k2.close();
-    rows.push(`journal: ${N_REPLAY} appends + fdatasync in ${ms(dt)} ms (${size} bytes on disk); reopen of ${r.loaded} pending in ${ms(lt)} ms`);
-  } finally {
-    rmSync(jdir, { recursive: true, force: true });
+
+  // DISCOVERs of the 20-client boot (first send per xid; retries would be re-sends)
+  function bootLatencyRow(): string[][] {
+    const first = new Map<string, number>();
+    for (const s of bootSent) if (!first.has(s.xid)) first.set(s.xid, s.t);
+    const got = new Map<string, number>();
+    for (const l of bootMsgs) if (l.type === 'dhcp.discover' && l.xid && first.has(l.xid) && !got.has(l.xid)) got.set(l.xid, l.t - first.get(l.xid)!);
+    const d = [...got.values()];
+    if (!d.length) return [];
+    return [[`packet sent → subscriber, during the ${BOOT_CLIENTS}-client boot`, `${d.length}/${first.size}`, fx(pct(d, 50), 2), fx(pct(d, 99), 2), fx(Math.max(...d), 2)]];
   }
-  console.log(`MqttPublisher -> Mosquitto (loopback, QoS 1, inflight 64)\n${rows.join('\n')}`);
+  console.log('');
+  if (lat) {
+    console.log(`DHCP DISCOVER sent by a client → its dhcp.discover event at an MQTT subscriber (QoS 1, broker on the uplink), ${lat.sent} DISCOVERs one every ${PROBE_GAP_MS} ms:`);
+    console.log(
+      table(
+        ['segment', 'n', 'p50 ms', 'p99 ms', 'max ms'],
+        [
+          ['packet sent → subscriber has the event', `${lat.total.length}/${lat.sent}`, fx(pct(lat.total, 50), 2), fx(pct(lat.total, 99), 2), fx(Math.max(...lat.total), 2)],
+          ['packet sent → event ts (agent; ts has 1 ms resolution)', String(lat.toTs.length), fx(pct(lat.toTs, 50), 1), fx(pct(lat.toTs, 99), 1), fx(Math.max(...lat.toTs), 1)],
+          ['event ts → subscriber (publish path)', String(lat.fromTs.length), fx(pct(lat.fromTs, 50), 1), fx(pct(lat.fromTs, 99), 1), fx(Math.max(...lat.fromTs), 1)],
+          ...bootLatencyRow(),
+        ],
+      ),
+    );
+  }
+  if (bootRes) {
+    const dur = (bootRes.end - bootRes.start) / 1000;
+    const inBoot = bootMsgs.filter((l) => l.t >= bootRes!.start && l.t <= bootRes!.end + 100);
+    const lastMsg = bootMsgs.length ? bootMsgs[bootMsgs.length - 1]!.t : bootRes.end;
+    const perSec = new Map<number, number>();
+    for (const l of bootMsgs) perSec.set(Math.floor((l.t - bootRes.start) / 1000), (perSec.get(Math.floor((l.t - bootRes.start) / 1000)) ?? 0) + 1);
+    const byKind = new Map<string, number>();
+    for (const l of bootMsgs) {
+      const k = l.type ? `event ${l.type}` : l.topic.replace(/^bootrelay\/[^/]+\//, '').replace(/\/[0-9a-f:]{17}$/, '/<mac>');
+      byKind.set(k, (byKind.get(k) ?? 0) + 1);
+    }
+    console.log('');
+    console.log(`${BOOT_CLIENTS}-client boot (each: PXE DORA, TFTP loader ${LOADER_BYTES / 1000} kB, iPXE DORA, /boot.ipxe, kernel ${KERNEL_MB} MiB + initrd ${INITRD_MB} MiB over HTTP, /booted; cold cache):`);
+    console.log(
+      table(
+        ['clients ok', 'boot s', 'messages', 'during the boot', 'avg msgs/s', 'peak msgs/s (1 s buckets)', 'last message after the boot ms'],
+        [[`${bootRes.ok}/${BOOT_CLIENTS}`, fx(dur, 2), String(bootMsgs.length), String(inBoot.length), fx(inBoot.length / dur, 0), String(Math.max(0, ...perSec.values())), fx(lastMsg - bootRes.end, 0)]],
+      ),
+    );
+    if (bootRes.failures.length) console.log(`failures: ${bootRes.failures.slice(0, 5).join('; ')}`);
+    console.log('messages by kind: ' + [...byKind.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', '));
+    console.log(rssNote);
+  }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+if (process.argv[2] === '--sub') void subscriber(process.argv[3]!);
+else if (process.argv[2] === '--probe') void probe();
+else if (process.argv[2] === '--boot') void boot();
+else if (!helperMode()) void runMain(main);
