@@ -1,5 +1,6 @@
 /**
- * bench/dhcp: our DhcpService against dnsmasq (no-ping), same namespaces, same clients.
+ * bench/dhcp: the agent (dist/bootrelay.js, DHCP server mode) against dnsmasq (no-ping),
+ * same namespaces, same clients.
  *   - the highest DORA rate perfdhcp sustains with < 1 % drops (DISCOVER-OFFER and REQUEST-ACK)
  *   - DORA latency p50/p99 at a fixed rate, from a relay-style load client (this bundle, --client)
  * Our server fsyncs its lease journal once per batch before ACKing; dnsmasq does not fsync.
@@ -7,16 +8,13 @@
  * Run: node scripts/run-ts.mjs bench/dhcp.ts
  */
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import pino from 'pino';
 import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, messageType } from '../proto/dhcp/packet';
-import { Metrics } from '../relay/metrics';
-import { DhcpService } from '../relay/dhcp/service';
-import { NetLab, skipReason, waitFor } from '../test/helpers/netns';
+import { skipReason, waitFor } from '../test/helpers/netns';
+import { BenchLab, helperMode, machineLine, startAgent, type Agent } from './_lib/common';
 
 const LAN = '10.99.60.1';
 const GIADDR = '10.99.60.3';
@@ -26,14 +24,6 @@ const PERF_CLIENTS = 100; // + LAT_CLIENTS: fits the 241-address pool
 const LAT_CLIENTS = 100;
 const LAT_RATE = 200;
 const LAT_MS = 3000;
-
-async function serve(cfgFile: string): Promise<void> {
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
-  const svc = new DhcpService({ ...cfg, log: pino({ level: 'warn' }, pino.destination(2)), metrics: new Metrics(), emit: () => {} });
-  await svc.start();
-  process.stdout.write('ready\n');
-  process.on('SIGTERM', () => void svc.stop().then(() => process.exit(0)));
-}
 
 /** Relay-style DORA load client: open loop at `rate`, latency DISCOVER → ACK. */
 async function client(a: { server: string; rate: number; ms: number; clients: number }): Promise<void> {
@@ -113,8 +103,11 @@ async function main(): Promise<void> {
     return;
   }
   const self = process.argv[1]!;
-  const lab = new NetLab(`brdb${process.pid}`);
-  const tmp = mkdtempSync(join(tmpdir(), 'brd-bench-dhcp-'));
+  console.log(machineLine());
+  const blab = new BenchLab(`brdb${process.pid}`);
+  const lab = blab.net;
+  const tmp = blab.tmp;
+  let agent: Agent | undefined;
   const results: Record<string, { best?: PerfResult; runs: PerfResult[]; lat?: { sent: number; done: number; p50: number; p99: number } }> = {};
   try {
     const R = lab.addNs('r');
@@ -125,23 +118,16 @@ async function main(): Promise<void> {
     for (const target of ['bootrelay', 'dnsmasq'] as const) {
       let server: ChildProcess;
       if (target === 'bootrelay') {
-        const cfg = join(tmp, 'relay.json');
-        writeFileSync(
-          cfg,
-          JSON.stringify({
-            lan: { interface: 'lan', address: LAN, prefix: 24 },
-            dhcp: { mode: 'server', port: 67, proxyPort: 4011, range: ['10.99.60.10', '10.99.60.250'], leaseSeconds: 3600, router: LAN, dns: [LAN], static: {}, ipxeNoProxyDhcp: true, netbootOnce: false },
-            boot: { loaders: {}, defaultProfile: 'x', profiles: {}, assign: {} },
-            httpPort: 80,
-            tftpEnabled: true,
-            stateDir: join(tmp, 'state'),
-          }),
-        );
-        server = lab.spawn(R, process.execPath, [self, '--serve', cfg]);
-        let out = '';
-        server.stdout?.on('data', (d) => (out += d));
-        server.stderr?.on('data', (d) => process.stderr.write(d));
-        await waitFor(() => out.includes('ready'), 10_000, 'bootrelay dhcp');
+        // the product: dist/bootrelay.js in the namespace, DHCP server mode, no MQTT
+        agent = await startAgent(blab, {
+          ns: R,
+          dir: join(tmp, 'agent'),
+          lanIf: 'lan',
+          lanIp: LAN,
+          upstreamUrl: 'http://127.0.0.1:9/',
+          dhcp: { mode: 'server', range: ['10.99.60.10', '10.99.60.250'], leaseSeconds: 3600, router: LAN, dns: [LAN] },
+        });
+        server = agent.proc;
       } else {
         const conf = join(tmp, 'dnsmasq.conf');
         writeFileSync(conf, `port=0\ninterface=lan\nbind-interfaces\ndhcp-range=10.99.60.10,10.99.60.250,255.255.255.0,1h\ndhcp-leasefile=${join(tmp, 'dnsmasq.leases')}\nno-ping\ndhcp-authoritative\nuser=root\ndhcp-lease-max=1000\nquiet-dhcp\n`);
@@ -162,8 +148,7 @@ async function main(): Promise<void> {
       await lab.kill(server);
     }
   } finally {
-    await lab.cleanup();
-    rmSync(tmp, { recursive: true, force: true });
+    await blab.cleanup();
   }
   const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
   console.log(`DHCP server benchmark (perfdhcp ${PERF_SECONDS} s per rate, ${PERF_CLIENTS} clients; latency at ${LAT_RATE} DORA/s for ${LAT_MS / 1000} s, ${LAT_CLIENTS} other clients, after the perfdhcp runs)`);
@@ -184,8 +169,9 @@ async function main(): Promise<void> {
 }
 
 const mode = process.argv[2];
-if (mode === '--serve') void serve(process.argv[3]!);
-else if (mode === '--client') void client(JSON.parse(process.argv[3]!));
+if (helperMode()) {
+  /* helper process */
+} else if (mode === '--client') void client(JSON.parse(process.argv[3]!));
 else
   main().catch((e) => {
     console.error(e);
