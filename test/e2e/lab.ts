@@ -60,7 +60,8 @@ export interface BootResult {
   serialTail: string;
 }
 
-const FAIL_RE = /No bootable device|No more network devices|Kernel panic|LAB: FAILED|Shell> /;
+// firmware dead ends that never exit by themselves (PXELINUX sits at its boot: prompt after a failed load)
+const FAIL_RE = /No bootable device|No more network devices|Kernel panic|LAB: FAILED|Shell> |Loading \S+ failed|Could not find kernel image/;
 
 export class BootLab {
   readonly net: NetLab;
