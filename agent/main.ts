@@ -138,6 +138,32 @@ export class Agent {
     this.bus.on('relay', (e) => this.tracker.apply(e));
     this.tracker.on('client', (s) => this.bus.emit('client', s));
     this.bus.on('client', (s) => this.mqtt?.publishClient(s));
+    // client states survive a restart (or a crash): retained MQTT state and the dashboard stay right
+    this.bus.on('client', (s) => this.persistClients(s));
+  }
+
+  private savedPhase = new Map<string, string>();
+  private clientsTimer?: NodeJS.Timeout;
+
+  /**
+   * stateDir/clients.json: written at once on a phase or error change (a few per boot), and at
+   * most every 2 s for byte progress. tmp + rename, so a crash leaves the old or the new file.
+   */
+  private persistClients(s: ClientState): void {
+    const key = `${s.phase}|${s.error ?? ''}`;
+    if (this.savedPhase.get(s.mac) !== key) {
+      this.savedPhase.set(s.mac, key);
+      this.saveClients();
+    } else if (!this.clientsTimer) {
+      this.clientsTimer = setTimeout(() => this.saveClients(), 2000);
+      this.clientsTimer.unref();
+    }
+  }
+
+  private saveClients(): void {
+    if (this.clientsTimer) clearTimeout(this.clientsTimer);
+    this.clientsTimer = undefined;
+    this.saveJson('clients.json', this.tracker.list());
   }
 
   /** A child logger for a component, honouring log.levels. Services that add their own `component` get `own: true`. */
@@ -254,6 +280,8 @@ export class Agent {
         this.tracker.assign(mac, profile);
       }
     }
+    const restored = this.tracker.restore(this.readJson('clients.json'));
+    if (restored) this.log.info({ clients: restored }, 'client states restored');
     const booted = this.readJson('booted.json');
     if (Array.isArray(booted)) for (const m of booted) if (typeof m === 'string') this.booted.add(m);
   }
@@ -524,6 +552,7 @@ export class Agent {
       }
     }
     this.control = this.dhcp = this.tftp = this.http = this.mqtt = this.cache = undefined;
+    if (this.clientsTimer) this.saveClients();
   }
 
   // ------------------------------------------------------------ reload

@@ -187,6 +187,36 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return c ? this.snapshot(c) : undefined;
   }
 
+  /**
+   * Client states saved by an earlier run of the agent (stateDir/clients.json): they come
+   * back as they were, without transfers in flight, so the retained MQTT state and the
+   * dashboard stay right across a restart. Known clients are kept; malformed entries skipped.
+   */
+  restore(states: unknown): number {
+    if (!Array.isArray(states)) return 0;
+    let n = 0;
+    for (const raw of states) {
+      if (!raw || typeof raw !== 'object') continue;
+      const st = raw as ClientState;
+      const mac = typeof st.mac === 'string' ? normalizeMac(st.mac) : undefined;
+      if (!mac || this.clients.has(mac) || this.clients.size >= this.maxClients) continue;
+      if (st.phase !== 'failed' && !ORDER.has(st.phase)) continue;
+      if (typeof st.startedAt !== 'string' || typeof st.updatedAt !== 'string') continue;
+      const phases: ClientState['phases'] = {};
+      for (const [k, v] of Object.entries(st.phases ?? {})) if (v && typeof v.startedAt === 'string') phases[k as ClientPhase] = { ...v };
+      this.clients.set(mac, {
+        s: { ...st, mac, phases, etaSeconds: undefined, rate: undefined },
+        transfers: new Map(),
+        initrdsDone: new Set(),
+        lastEmit: 0,
+        pending: false,
+        history: [],
+      });
+      n++;
+    }
+    return n;
+  }
+
   /** Forgets a client (its next DHCP starts afresh). */
   forget(mac: string): boolean {
     return this.clients.delete(normalizeMac(mac) ?? mac);

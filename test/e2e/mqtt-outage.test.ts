@@ -10,8 +10,9 @@
  *    namespace); once they are in the on-disk journal the agent is SIGKILLed, the
  *    broker is started, and the restarted agent delivers them.
  * 3. The agent SIGKILLed while connected: the broker publishes its will ({"online":false}).
- * 4. Known gap (it.fails): cut off from a live broker, then killed, the agent replays
- *    client.booted on …/events but the retained …/clients/<mac> keeps the older phase.
+ * 4. Cut off from a live broker, then killed: the restarted agent replays client.booted on
+ *    …/events and the retained …/clients/<mac> catches up (client states are kept in
+ *    stateDir/clients.json and republished on connect).
  *
  * The agent's own log (one line per event) is the ground truth. A subscriber that is
  * not yet subscribed when the agent reconnects would miss events by the test's fault:
@@ -344,11 +345,10 @@ describe.skipIf(!!reason)('e2e: MQTT through a broker outage and an agent crash 
     await waitFor(async () => (await retained('status'))?.online === true, 10_000, 'status online after the restart');
   }, 60_000);
 
-  // KNOWN GAP (it.fails: flip to it() once fixed). Client states live only in the agent's memory:
-  // a state change that could not be published before a crash is never published. The journal
-  // replays the event (client.booted reaches …/events) but the retained …/clients/<mac> keeps the
-  // phase from before, and the broker (up all along here, only cut off from the agent) serves it.
-  it.fails('agent cut off from the broker, then killed: the retained client state catches up with the replayed events', async () => {
+  // Found by this test: client states once lived only in the agent's memory, so a state change
+  // that could not be published before a crash was never published (the retained state kept the
+  // older phase). They are now saved in stateDir/clients.json and republished on connect.
+  it('agent cut off from the broker, then killed: the retained client state catches up with the replayed events', async () => {
     const mac = '52:54:00:99:aa:02';
     const r0 = await lab.net.exec(lab.nsRelay, 'curl', ['-sf', '-o', '/dev/null', `http://${RELAY_LAN_IP}/boot.ipxe?mac=${mac}`]);
     expect(r0.code).toBe(0);

@@ -319,7 +319,7 @@ describe('bootrelay (bundled agent)', () => {
     beforeAll(async () => {
       broker = await Mosquitto.start({ websockets: false });
       const file = join(work, 'mqtt.json');
-      writeCfg({ ...baseCfg, agentId: 'itest-mqtt', http: { port: await freeTcpPort() }, tftp: false, control: { socket: sock2 }, mqtt: { url: broker.url, prefix: 'bootrelay' } }, file);
+      writeCfg({ ...baseCfg, agentId: 'itest-mqtt', stateDir: join(work, 'state-mqtt'), http: { port: await freeTcpPort() }, tftp: false, control: { socket: sock2 }, mqtt: { url: broker.url, prefix: 'bootrelay' } }, file);
       a = startAgent(file);
       await waitFor(() => a.lines.some((l) => l.msg === 'bootrelay started') || a.proc.exitCode !== null, 15_000, 'agent started');
       expect(a.proc.exitCode, a.stderr()).toBeNull();

@@ -78,6 +78,21 @@ describe('ClientTracker', () => {
     expect(s.phases.dhcp!.endedAt).toBeDefined();
   });
 
+  it('restores saved client states (a restart) and goes on from them; skips malformed entries', () => {
+    const a = setup();
+    a.ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
+    a.ev('dhcp.ack', { firmware: 'ipxe', arch: 'bios', ip: '10.99.1.100', file: '/boot.ipxe', role: 'script' });
+    a.ev('http.start', { file: 'debian/vmlinuz', ip: '10.99.1.100', totalBytes: 100 });
+    const saved = JSON.parse(JSON.stringify(a.t.list()));
+    const b = setup();
+    expect(b.t.restore([...saved, null, { mac: 'nope' }, { mac: '52:54:00:00:00:09', phase: 'flying', startedAt: 'x', updatedAt: 'x' }])).toBe(1);
+    expect(b.t.get(MAC)).toMatchObject({ phase: 'kernel', ip: '10.99.1.100', file: 'debian/vmlinuz' });
+    expect(b.t.list()).toHaveLength(1);
+    b.ev('client.booted', { ip: '10.99.1.100' });
+    expect(b.t.get(MAC)?.phase).toBe('booted');
+    expect(b.t.restore('not a list')).toBe(0);
+  });
+
   it('follows an OVMF UEFI PXE boot with a TFTP loader, then iPXE', () => {
     const { ev, t, emitted, advance } = setup();
     ev('dhcp.discover', { firmware: 'uefi', arch: 'uefi-x64' });
