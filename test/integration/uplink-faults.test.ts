@@ -11,6 +11,13 @@
  *   <p>-client  eth0 10.99.1.10/24  curl (HTTP), atftp (TFTP, blksize 1468)
  *
  * Each test says what the fault cost the client; the table is printed at the end.
+ * Two `it.fails` tests pin known product bugs (a kept-alive upstream connection makes the
+ * first miss after the link dies wait the whole upstream timeout; a hanging-up upstream is
+ * taken for a lost uplink); they turn red once fixed, then drop the `.fails`.
+ *
+ * Env: BOOTRELAY_AGENT_JS / BOOTRELAY_RELAYCTL_JS run given bundles (e.g. dist/) instead of
+ * ones built from the sources into the tmp dir; BRF_NO_NETEMU=1 uses the veth + tbf link;
+ * BRF_KEEP=1 keeps the work dir (agent.log).
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
@@ -83,6 +90,7 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
   let lines: Array<Record<string, any>> = [];
   let agentErr = '';
   let dlCount = 0;
+  let tFixed = 0;
 
   const note = (what: string, value: string) => {
     timings.push([what, value]);
@@ -254,7 +262,7 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
     // the Wi-Fi-like uplink
     const netemuC = join(root, 'bench/_lib/netemu.c');
     const bin = join(work, 'netemu');
-    if (existsSync(netemuC) && hasCmd('gcc') && spawnSync('gcc', ['-O2', '-o', bin, netemuC]).status === 0) {
+    if (!process.env.BRF_NO_NETEMU && existsSync(netemuC) && hasCmd('gcc') && spawnSync('gcc', ['-O2', '-o', bin, netemuC]).status === 0) {
       const p = lab.spawn(nsUp, bin, [`${nsUp}:eth0`, `${nsR}:wan`, '10000', '20000', '1000']);
       let out = '';
       let err = '';
@@ -345,7 +353,7 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
 
   // ---- 2 ----------------------------------------------------------------------
 
-  it('altered or truncated upstream file: transfers fail, nothing is committed, the fixed upstream serves the right file', async () => {
+  it('altered or truncated upstream file: HTTP and TFTP transfers fail, nothing is committed', async () => {
     const m0 = await metrics();
     await upstream.call('alter', { path: 'f/altered.bin', flipAt: FILES['altered.bin']! - 5000 });
     await upstream.call('truncate', { path: 'f/truncated.bin', at: 600_000 });
@@ -375,20 +383,31 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
     note('truncated: upstream requests', treqs.map((r) => `${r.method}${r.range ? ' ' + r.range : ''}`).join(', '));
 
     await upstream.call('clear', {});
-    // The first request once the upstream is fixed. (It may be answered "uplink down" for a
-    // moment: the upstream's hang-ups during the truncated file's resumes count as a lost uplink.)
-    const tFixed = Date.now();
-    const firstTry = await httpGet('altered.bin');
+    tFixed = Date.now();
+  }, 60_000);
+
+  // Product bug (see the report of issue 4): the truncating upstream's hang-ups during the resumes
+  // count as a lost uplink, so for uplinkRetryMs (3 s) every miss, of any file, is answered
+  // "uplink down" (and uplink.down is published) although the upstream answers. Remove `.fails` once fixed.
+  let firstTry: Fetched | undefined;
+  it.fails('right after a truncating upstream is fixed, the next request is served (its hang-ups are not a lost uplink)', async () => {
+    firstTry = await httpGet('altered.bin');
+    expect(firstTry.body).not.toMatch(/upstream failed/);
+    expect(lines.filter((l) => l.type === 'http.error' && l.file === 'f/altered.bin').pop()?.error ?? '').not.toMatch(/uplink down/);
+    expectWhole('altered.bin', firstTry, 'first request after the fix');
+  });
+
+  it('the fixed upstream serves the right files; they are committed with the right sha256', async () => {
     let tries = 1;
     const ah2 =
-      firstTry.code === 0 && firstTry.status === 200
+      firstTry && firstTry.code === 0 && firstTry.status === 200
         ? firstTry
         : await waitFor(async () => {
             tries++;
             const f = await httpGet('altered.bin', 20);
             return f.code === 0 && f.status === 200 ? f : undefined;
           }, 10_000, 'the fixed upstream file');
-    note('upstream fixed → right file served', `${ms(Date.now() - tFixed)}, ${tries} tries (first answer: ${firstTry.status} ${firstTry.body.trim()})`);
+    note('upstream fixed → right file served', `${ms(Date.now() - tFixed)}, ${tries} tries (first answer: ${firstTry?.status} ${firstTry?.body.trim()})`);
     const [at2, th2, tt2] = await Promise.all([tftpGet('altered.bin'), httpGet('truncated.bin'), tftpGet('truncated.bin')]);
     expectWhole('altered.bin', ah2, 'http altered, fixed');
     expectWhole('altered.bin', at2, 'tftp altered, fixed');
