@@ -28,7 +28,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCmd, NetLab, skipReason, waitFor } from '../helpers/netns';
 
-const reason = skipReason('curl', 'atftp', 'tc', 'mount', 'umount');
+const reason = skipReason('curl', 'atftp', 'tc', 'ss', 'mount', 'umount');
 const root = join(__dirname, '../..');
 const UP_IP = '10.99.2.1';
 const RELAY_WAN = '10.99.2.2';
@@ -153,6 +153,10 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
     );
     return Date.now() - t0;
   };
+
+  /** The last agent log line matching, waiting briefly for it (stdout lags the client's answer). */
+  const logged = (match: (l: Record<string, any>) => boolean, timeoutMs = 2000) =>
+    waitFor(() => lines.filter(match).pop(), timeoutMs, 'agent log line');
 
   const agentAlive = () => !!agent && agent.exitCode === null && agent.signalCode === null;
 
@@ -348,6 +352,7 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
       expect(resume.status).toBe(206);
       expect(cached(name)).toMatchObject({ complete: true, size: FILES[name], sha256: want.get(name)!.sha });
     }
+    await waitFor(() => lines.filter((l) => l.msg === 'upstream fetch resumed').length >= 3, 2000, 'three resumes in the log');
     expect(lines.filter((l) => l.msg === 'upstream fetch resumed').length).toBe(3);
   }, 60_000);
 
@@ -487,7 +492,8 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
     let recovered = '';
     try {
       const miss = await httpGet('uncached.bin', 30);
-      const err = lines.filter((l) => l.type === 'http.error' && l.file === 'f/uncached.bin').pop();
+      // the agent's log line may reach us a moment after the client's answer
+      const err = await logged((l) => l.type === 'http.error' && l.file === 'f/uncached.bin');
       note('uplink down: uncached (http)', `${ms(miss.ms)} (${miss.status} "${miss.body.trim()}"; log: ${err?.error})`);
       expect(miss.status).toBe(502);
       expect(miss.body).toMatch(/upstream/);
@@ -502,7 +508,7 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
 
       const stale = await httpGet('stale.bin');
       expectWhole('stale.bin', stale, 'http stale while the uplink is down');
-      expect(lines.some((l) => l.type === 'cache.stale' && l.file === 'f/stale.bin')).toBe(true);
+      await logged((l) => l.type === 'cache.stale' && l.file === 'f/stale.bin');
       const tstale = await tftpGet('stale.bin');
       expectWhole('stale.bin', tstale, 'tftp stale while the uplink is down');
       note('uplink down: cached file (stale)', `http ${ms(stale.ms)}, tftp ${ms(tstale.ms)}`);
@@ -525,7 +531,7 @@ describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstre
     let recovered = '';
     try {
       miss = await httpGet('uncached2.bin', 30);
-      const err = lines.filter((l) => l.type === 'http.error' && l.file === 'f/uncached2.bin').pop();
+      const err = await logged((l) => l.type === 'http.error' && l.file === 'f/uncached2.bin').catch(() => undefined);
       note('uplink down, kept-alive conn: 1st uncached (http)', `${ms(miss.ms)} (${miss.status}; log: ${err?.error})`);
       expect(miss.status).toBe(502);
     } finally {
