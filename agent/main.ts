@@ -473,7 +473,7 @@ export class Agent {
     } catch {
       /* validated at load */
     }
-    const uplink = new UplinkMonitor({ log: this.component('uplink'), target });
+    const uplink = new UplinkMonitor({ log: this.component('uplink'), target, intervalMs: 3000 });
     const publish = () => this.mqtt?.publishStatus();
     // a lost uplink: the cache serves what it has and stops trying the upstream until it is back
     bindUplinkEvents(uplink, this.emit, {

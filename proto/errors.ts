@@ -36,6 +36,8 @@ export class UpstreamError extends RelayError {
     message: string,
     readonly status: number | undefined,
     readonly url: string,
+    /** the transport failure behind it (ECONNREFUSED, ENETUNREACH, ETIMEDOUT, ECONNRESET …), when there was one */
+    readonly transportCode?: string,
   ) {
     super(status === 404 ? 'ENOENT' : 'EUPSTREAM', message);
   }

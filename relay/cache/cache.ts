@@ -22,7 +22,7 @@ import type { EmitFn } from '../../proto/events';
 import { normalizeBootPath } from '../../proto/path';
 import type { Metrics } from '../metrics';
 import type { FileSource, OpenedFile, OpenOptions } from '../source';
-import { headerOne, parseContentRange, Upstream, type UpstreamResponse } from './fetch';
+import { headerOne, isUplinkFault, parseContentRange, Upstream, type UpstreamResponse } from './fetch';
 import { Fill, type FillDeps, type FillState } from './fill';
 import { CacheIndex, fsyncDir, type IndexEntry } from './index';
 import { CacheReader, type BypassSpec, type FillView } from './reader';
@@ -356,6 +356,7 @@ export class FileCache implements FileSource {
   setLinkState(up: boolean, reason?: string): void {
     this.linkDown = !up;
     if (!up) {
+      this.upstream.dropConnections();
       this.lastUplinkFail = this.now();
       if (this.uplink !== 'down') this.log.warn({ reason }, 'uplink link down: serving from the cache only');
       this.uplink = 'down';
@@ -564,7 +565,7 @@ export class FileCache implements FileSource {
         timeoutMs: this.o.revalidateTimeoutMs ?? Math.min(this.o.upstream.timeoutMs, 5000),
       });
     } catch (err) {
-      this.setUplink(false, (err as Error).message);
+      if (isUplinkFault(err)) this.setUplink(false, (err as Error).message);
       return { kind: 'stale', reason: (err as Error).message };
     }
     this.setUplink(true);
@@ -731,7 +732,7 @@ export class FileCache implements FileSource {
     try {
       res = await this.upstream.request(path, { headers, signal: opts.signal });
     } catch (err) {
-      this.setUplink(false, (err as Error).message);
+      if (isUplinkFault(err)) this.setUplink(false, (err as Error).message);
       throw err;
     }
     this.setUplink(true);

@@ -34,16 +34,46 @@ export function encodePath(path: string): string {
     .join('/');
 }
 
+/**
+ * Transport failures that mean "the upstream cannot be reached" (a lost uplink, a dead
+ * server), as opposed to an upstream that answered and then misbehaved (a reset or hang-up
+ * after connecting, a malformed response): only the former switch the cache to
+ * serve-what-we-have for every file.
+ */
+const UNREACHABLE = new Set(['ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EHOSTDOWN', 'ECONNREFUSED', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEOUT', 'EADDRNOTAVAIL']);
+
+export function isUplinkFault(err: unknown): boolean {
+  const code = (err as { transportCode?: string } | undefined)?.transportCode;
+  return code !== undefined && UNREACHABLE.has(code);
+}
+
 export class Upstream {
   private readonly base: string;
-  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-  private readonly httpsAgent: https.Agent;
+  private httpAgent!: http.Agent;
+  private httpsAgent!: https.Agent;
+  private readonly ca?: Buffer;
 
   constructor(private readonly cfg: UpstreamConfig) {
     this.base = cfg.url.endsWith('/') ? cfg.url : cfg.url + '/';
-    const ca = cfg.caFile ? readFileSync(cfg.caFile) : undefined;
+    this.ca = cfg.caFile ? readFileSync(cfg.caFile) : undefined;
+    this.makeAgents();
+  }
+
+  private makeAgents(): void {
+    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
     // Certificate checks stay on (rejectUnauthorized defaults to true).
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 32, ca });
+    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 32, ca: this.ca });
+  }
+
+  /**
+   * The uplink is gone: drop every upstream connection, idle or busy. A request on a kept-alive
+   * socket over a dead link would otherwise wait out the whole timeout; in-flight requests fail
+   * now (ECONNRESET-like) and the next ones open fresh connections.
+   */
+  dropConnections(): void {
+    const old = [this.httpAgent, this.httpsAgent];
+    this.makeAgents();
+    for (const a of old) a.destroy();
   }
 
   urlFor(path: string): string {
@@ -55,7 +85,7 @@ export class Upstream {
     return this.requestUrl(this.urlFor(path), opts, 0);
   }
 
-  private requestUrl(url: string, opts: UpstreamRequestOptions, hops: number): Promise<UpstreamResponse> {
+  private requestUrl(url: string, opts: UpstreamRequestOptions, hops: number, retried = false): Promise<UpstreamResponse> {
     return new Promise<UpstreamResponse>((resolve, reject) => {
       let u: URL;
       try {
@@ -73,12 +103,21 @@ export class Upstream {
       const timeoutMs = opts.timeoutMs ?? this.cfg.timeoutMs;
       const req = mod.request(u, {
         method: opts.method ?? 'GET',
-        agent: isHttps ? this.httpsAgent : this.httpAgent,
+        // a retry after a dead kept-alive socket goes on a fresh connection of its own (the pool may hold more dead ones)
+        agent: retried ? (isHttps ? new https.Agent({ keepAlive: false, ca: this.ca }) : false) : isHttps ? this.httpsAgent : this.httpAgent,
         headers: { 'accept-encoding': 'identity', 'user-agent': 'bootrelay', ...this.cfg.headers, ...opts.headers },
         signal: opts.signal,
       });
-      req.setTimeout(timeoutMs, () => req.destroy(new Error(`upstream timeout after ${timeoutMs} ms`)));
-      req.on('error', (err) => reject(new UpstreamError(`upstream ${url}: ${err.message}`, undefined, url)));
+      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`upstream timeout after ${timeoutMs} ms`), { code: 'ETIMEOUT' })));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept-alive connection the server closed while idle: GET and HEAD are idempotent,
+        // so try once more on a fresh connection before calling it a failure.
+        if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !opts.signal?.aborted) {
+          this.requestUrl(url, opts, hops, true).then(resolve, reject);
+          return;
+        }
+        reject(new UpstreamError(`upstream ${url}: ${err.message}`, undefined, url, err.code));
+      });
       req.on('response', (res) => {
         const status = res.statusCode ?? 0;
         const loc = res.headers.location;

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../../agent/log';
 import { RelayError, UpstreamError } from '../../proto/errors';
-import { headerOne, parseContentRange, type Upstream, type UpstreamResponse } from './fetch';
+import { headerOne, isUplinkFault, parseContentRange, type Upstream, type UpstreamResponse } from './fetch';
 
 function writeP(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((res, rej) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? rej(err) : res(n))));
@@ -128,7 +128,7 @@ export class Fill extends EventEmitter {
       try {
         res = initial ?? (await this.deps.upstream.request(this.path));
       } catch (err) {
-        this.deps.onUplink(false, (err as Error).message);
+        if (isUplinkFault(err)) this.deps.onUplink(false, (err as Error).message);
         throw err;
       }
       this.deps.onUplink(true);
@@ -164,7 +164,8 @@ export class Fill extends EventEmitter {
         try {
           r = await this.deps.upstream.request(this.path, { headers });
         } catch (err) {
-          this.deps.onUplink(false, (err as Error).message);
+          // a hang-up from an upstream that answers is not a lost uplink
+          if (isUplinkFault(err)) this.deps.onUplink(false, (err as Error).message);
           this.deps.log.warn({ file: this.path, bytes: this.written, err: (err as Error).message }, 'resume failed');
           continue;
         }

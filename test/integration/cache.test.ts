@@ -290,7 +290,7 @@ describe('FileCache', () => {
       expect(f.cache).toBe('stale');
       expect((await readAll(f.stream)).length).toBe(10_000);
       expect(events.find((e) => e.type === 'cache.stale')).toMatchObject({ file: 'down/f' });
-      expect(events.find((e) => e.type === 'uplink.down')?.reason).toBeTruthy();
+      expect(events.find((e) => e.type === 'uplink.down')?.reason, JSON.stringify(events)).toBeTruthy();
       expect(cache.stats().uplink).toBe('down');
       await expect(cache.open('down/missing')).rejects.toMatchObject({ code: 'EUPSTREAM' });
     } finally {
