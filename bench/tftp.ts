@@ -6,7 +6,7 @@
  *   1 ms   netemu, 1 ms each way (RTT 2 ms), no rate limit
  *   5 ms   netemu, 5 ms each way (RTT 10 ms), no rate limit
  * Lock-step TFTP is RTT-bound, so the file is smaller on the slow links (env
- * BENCH_TFTP_MB="128,6,1.5" for clean,1ms,5ms). The agent reads through its cache:
+ * BENCH_TFTP_MB="128,4,1" for clean,1ms,5ms). The agent reads through its cache:
  * one warm-up transfer fills it before the measured ones. tftpd-hpa and dnsmasq
  * do not implement windowsize (RFC 7440): they leave it out of their OACK and
  * atftp falls back to lock-step; those rows are measured anyway.
@@ -18,7 +18,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } fro
 import { join } from 'node:path';
 import { BenchLab, MB, fx, has, isRoot, machineLine, makeFile, runMain, startAgent, startUpstream, table, waitFor, type Agent } from './_lib/common';
 
-const SIZES = (process.env.BENCH_TFTP_MB ?? '128,6,1.5').split(',').map(Number);
+const SIZES = (process.env.BENCH_TFTP_MB ?? '128,4,1').split(',').map(Number);
 const WINDOWS = [1, 4, 16];
 const LIMIT_MS = 150_000;
 
@@ -50,8 +50,8 @@ async function main(): Promise<void> {
   const lab = new BenchLab(`brtf${process.pid}`);
   const links: Link[] = [
     { name: 'clean', delayUs: 0, net: 71, sizeMb: SIZES[0] ?? 128 },
-    { name: '1 ms', delayUs: 1000, net: 72, sizeMb: SIZES[1] ?? 6 },
-    { name: '5 ms', delayUs: 5000, net: 73, sizeMb: SIZES[2] ?? 1.5 },
+    { name: '1 ms', delayUs: 1000, net: 72, sizeMb: SIZES[1] ?? 4 },
+    { name: '5 ms', delayUs: 5000, net: 73, sizeMb: SIZES[2] ?? 1 },
   ];
   const rows: string[][] = [];
   try {
