@@ -250,6 +250,7 @@ class Transfer {
   private neg: Negotiated | undefined;
   private oackBuf: Buffer | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
   private baseMs = 1000;
   private finished = false;
   /** an ERROR is on its way out; ignore the client meanwhile */
@@ -458,12 +459,22 @@ class Transfer {
     });
   }
 
+  /** (Re)starts the retransmission timer; per ACK in lock-step, so an existing timer with the same delay is refreshed, not replaced. */
   private rearm(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     const sender = this.sender;
-    if (this.finished || !sender || !sender.outstanding) return;
-    this.timer = setTimeout(() => this.onTimeout(), sender.timeoutMs(this.baseMs));
+    if (this.finished || !sender || !sender.outstanding) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    const ms = sender.timeoutMs(this.baseMs);
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timerMs = ms;
+    this.timer = setTimeout(() => this.onTimeout(), ms);
   }
 
   private onTimeout(): void {
