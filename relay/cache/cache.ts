@@ -781,6 +781,11 @@ export class FileCache implements FileSource {
         onUpstreamBytes: this.countUpstream,
       }),
     });
+    // The reader only takes the body over on its first read: a stream dropped before
+    // that (HEAD, 304, client gone) must still release the upstream connection.
+    stream.once('close', () => {
+      if (!res.body.complete) res.body.destroy();
+    });
     this.wire(stream, opts);
     return { path, size: total, etag, lastModified, stream, cache: 'bypass' };
   }

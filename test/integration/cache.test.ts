@@ -5,7 +5,9 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { FileCache, type FileCacheOptions } from '../../relay/cache/cache';
 import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
@@ -407,5 +409,47 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
     expect(g.cache).toBe('bypass');
     expect(sha(await readAll(g.stream))).toBe(sha(body));
     expect(cache.list()).toEqual([]);
+  });
+
+  it('a bypass stream dropped before it is read releases its upstream connection', async () => {
+    // An upstream whose bodies are endless enough that only a closed connection ends them.
+    const open = new Set<http.ServerResponse>();
+    const srv = http.createServer((req, res) => {
+      if (!req.url?.startsWith('/boot/f/') || req.url.endsWith('SHA256SUMS')) {
+        res.writeHead(404, { 'content-length': 0 });
+        return void res.end();
+      }
+      open.add(res);
+      res.on('close', () => open.delete(res));
+      const size = 64 * 1024 * 1024;
+      res.writeHead(200, { 'content-length': size, etag: '"big"' });
+      let sent = 0;
+      Readable.from(
+        (function* () {
+          while (sent < size) {
+            sent += 65536;
+            yield Buffer.alloc(65536, 1);
+          }
+        })(),
+      ).pipe(res);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    try {
+      const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/boot/`;
+      const { cache, events } = await makeCache({ dir: join(mnt, 'c2'), upstream: { url, headers: {}, timeoutMs: 60_000 }, diskFullHoldMs: 60_000 });
+      const f = await cache.open('f/one');
+      f.stream.on('error', () => {});
+      await waitFor(() => events.some((e) => e.type === 'cache.error' && e.reason === 'disk full'), 5000, 'disk full');
+      f.stream.destroy();
+      await waitFor(() => open.size === 0, 5000, 'fill connections closed');
+      const g = await cache.open('f/two');
+      expect(g.cache).toBe('bypass');
+      expect(open.size).toBe(1);
+      g.stream.destroy(); // e.g. a HEAD, a 304, a client gone before the first byte
+      await waitFor(() => open.size === 0, 3000, 'bypass upstream connection released');
+    } finally {
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });
