@@ -7,6 +7,8 @@ import type { Upstream } from './fetch';
 import { readSmallBody } from './fetch';
 
 export const SUMS_NAME = 'SHA256SUMS';
+/** Directories remembered at most (LAN clients choose the paths asked for: the map must not grow with them). */
+export const SUMS_DIRS_MAX = 256;
 
 /** Parses `sha256sum` output: `<hex>  <name>` or `<hex> *<name>`; names may start with `./`. */
 export function parseSums(text: string): Map<string, string> {
@@ -61,6 +63,18 @@ export class SumsStore {
     this.byDir.clear();
   }
 
+  /** Directories remembered (tests). */
+  get size(): number {
+    return this.byDir.size;
+  }
+
+  private remember(dir: string, e: SumsEntry): SumsEntry {
+    this.byDir.delete(dir);
+    this.byDir.set(dir, e);
+    if (this.byDir.size > SUMS_DIRS_MAX) this.byDir.delete(this.byDir.keys().next().value!);
+    return e;
+  }
+
   private load(dir: string, fresh: boolean): Promise<SumsEntry | undefined> {
     const have = this.byDir.get(dir);
     if (have && !fresh && this.now() - have.at < this.ttlMs) return Promise.resolve(have);
@@ -79,18 +93,14 @@ export class SumsStore {
       const res = await this.upstream.request(path);
       if (res.status === 404 || res.status === 410) {
         res.body.resume();
-        const e = { sums: undefined, at: this.now() };
-        this.byDir.set(dir, e);
-        return e;
+        return this.remember(dir, { sums: undefined, at: this.now() });
       }
       if (res.status !== 200) {
         res.body.resume();
         return this.byDir.get(dir); // keep what we had; try again next time
       }
       const text = (await readSmallBody(res.body, 4 * 1024 * 1024)).toString('utf8');
-      const e = { sums: parseSums(text), at: this.now() };
-      this.byDir.set(dir, e);
-      return e;
+      return this.remember(dir, { sums: parseSums(text), at: this.now() });
     } catch {
       return this.byDir.get(dir);
     }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseSums } from '../../../../relay/cache/sums';
-import { parseContentRange, encodePath } from '../../../../relay/cache/fetch';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseSums, SumsStore, SUMS_DIRS_MAX } from '../../../../relay/cache/sums';
+import { parseContentRange, encodePath, Upstream } from '../../../../relay/cache/fetch';
 import { ifRangeValidator } from '../../../../relay/cache/fill';
 
 const H = 'ab'.repeat(32);
@@ -30,5 +32,32 @@ describe('fetch helpers', () => {
     expect(ifRangeValidator('"x"', 'Mon')).toBe('"x"');
     expect(ifRangeValidator('W/"x"', 'Mon')).toBe('Mon');
     expect(ifRangeValidator(undefined, undefined)).toBeUndefined();
+  });
+});
+
+describe('SumsStore', () => {
+  it('remembers a bounded number of directories however many paths clients ask for', async () => {
+    let asked = 0;
+    const srv = http.createServer((_req, res) => {
+      asked++;
+      res.writeHead(404, { 'content-length': 0 });
+      res.end();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const up = new Upstream({ url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/`, headers: {}, timeoutMs: 5000 });
+    try {
+      const sums = new SumsStore(up, 3_600_000, Date.now);
+      const n = SUMS_DIRS_MAX + 40;
+      for (let i = 0; i < n; i++) expect(await sums.expected(`d${i}/vmlinuz`)).toBeUndefined();
+      expect(asked).toBe(n);
+      expect(sums.size).toBe(SUMS_DIRS_MAX);
+      // the most recent directories are still known (no new request)
+      await sums.expected(`d${n - 1}/initrd`);
+      expect(asked).toBe(n);
+    } finally {
+      up.close();
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });
