@@ -48,6 +48,9 @@ const REMOTE_COMMANDS = new Set(['status', 'clients', 'leases', 'profiles', 'ass
 
 type Section = keyof Config;
 
+/** MACs remembered as booted once (dhcp.netbootOnce); the oldest are forgotten first. */
+const BOOTED_MAX = 1024;
+
 export class FatalError extends Error {
   constructor(
     message: string,
@@ -124,8 +127,11 @@ export class Agent {
     });
     this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
     this.bus.on('relay', (e) => {
-      if (e.type === 'client.booted' && e.mac && !this.booted.has(e.mac)) {
+      // only netbootOnce needs it: /booted is open to the whole LAN, so without it every new
+      // MAC a client makes up would be one more flash write and one more entry kept forever
+      if (e.type === 'client.booted' && e.mac && this.cfg.dhcp.netbootOnce && !this.booted.has(e.mac)) {
         this.booted.add(e.mac);
+        if (this.booted.size > BOOTED_MAX) this.booted.delete(this.booted.values().next().value!);
         this.saveJson('booted.json', [...this.booted]);
       }
     });

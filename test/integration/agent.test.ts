@@ -219,6 +219,13 @@ describe('bootrelay (bundled agent)', () => {
       expect((await ctl(['explain', MAC], sock)).stdout).toMatch(/reported booted/);
     }, 30_000);
 
+    it('with dhcp.netbootOnce off, /booted from made-up MACs writes nothing to the state dir', async () => {
+      const base = `http://127.0.0.1:${httpPort}`;
+      for (let i = 0; i < 5; i++) expect((await fetch(`${base}/booted?mac=52:54:00:ee:00:0${i}`)).status).toBe(200);
+      await waitFor(() => a.lines.filter((l) => l.type === 'client.booted' && String(l.mac).startsWith('52:54:00:ee')).length === 5, 5000, 'booted logged');
+      expect(existsSync(join(baseCfg.stateDir, 'booted.json'))).toBe(false);
+    });
+
     it.skipIf(!hasCmd('tftp'))('serves the loader over TFTP to tftp-hpa through the cache', async () => {
       const dest = join(work, 'undionly.kpxe');
       const r = await run('tftp', ['-m', 'binary', '127.0.0.1', String(tftpPort), '-c', 'get', 'ipxe/undionly.kpxe', dest]);
