@@ -153,6 +153,12 @@ export class TftpService {
   }
 
   private onRequest(msg: Buffer, peer: Peer): void {
+    if (peer.port === 0) {
+      // a forged source port 0 (raw socket): nothing can be sent back to it, and
+      // dgram's send() throws on port 0, which would leak the transfer slot
+      this.drop('bad-port');
+      return;
+    }
     const mac = this.opts.macForIp?.(peer.ip);
     this.traceIn(mac, peer, this.boundPort, msg);
     let pkt: TftpPacket;
@@ -231,7 +237,12 @@ export class TftpService {
     s.bind({ address: this.opts.address, port: 0 }, () => {
       const port = (s.address() as AddressInfo).port;
       this.traceOut(mac, peer, port, buf);
-      s.send(buf, peer.port, peer.ip, close);
+      try {
+        s.send(buf, peer.port, peer.ip, close);
+      } catch (err) {
+        this.log.debug({ err }, 'refusal not sent');
+        close();
+      }
     });
   }
 }
@@ -505,8 +516,8 @@ class Transfer {
     if (this.finished || this.closing) return;
     if (from.ip !== this.peer.ip || from.port !== this.peer.port) {
       // RFC 1350 §4: a packet from a foreign TID gets ERROR 5, the transfer goes on
-      this.svc.drop('unknown-tid');
-      this.socket?.send(encodeError(TftpErr.UnknownTid, 'unknown transfer ID'), from.port, from.ip);
+      this.svc.drop(from.port === 0 ? 'bad-port' : 'unknown-tid');
+      if (from.port !== 0) this.socket?.send(encodeError(TftpErr.UnknownTid, 'unknown transfer ID'), from.port, from.ip);
       return;
     }
     this.svc.traceIn(this.mac, from, this.localPort, msg);
@@ -577,7 +588,13 @@ class Transfer {
     if (this.finished) return;
     const buf = encodeError(code, clientMessage);
     if (this.socket && this.localPort) {
-      this.socket.send(buf, this.peer.port, this.peer.ip, () => this.finish(result, error, code));
+      try {
+        this.socket.send(buf, this.peer.port, this.peer.ip, () => this.finish(result, error, code));
+      } catch {
+        // the ERROR cannot leave (socket gone, bad peer): the slot is freed all the same
+        this.finish(result, error, code);
+        return;
+      }
       this.svc.traceOut(this.mac, this.peer, this.localPort, buf);
       this.finishing();
     } else this.finish(result, error, code);

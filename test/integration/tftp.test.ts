@@ -696,3 +696,58 @@ describe('TftpService with sources of any stream shape', () => {
     }
   });
 });
+
+/** Sends one UDP datagram with source port 0 through a raw socket (root + python3). */
+function sendFromPort0(payload: Buffer, dstPort: number): Promise<void> {
+  const py = [
+    'import socket, struct, sys',
+    'p = bytes.fromhex(sys.argv[2]); d = int(sys.argv[1])',
+    's = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)',
+    "s.sendto(struct.pack('!HHHH', 0, d, 8 + len(p), 0) + p, ('127.0.0.1', 0))",
+  ].join('\n');
+  return new Promise((resolve, reject) => {
+    execFile('python3', ['-c', py, String(dstPort), payload.toString('hex')], { timeout: 10_000 }, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+const rawReason = process.getuid?.() !== 0 ? 'needs root for a raw socket' : !hasCmd('python3') ? 'needs python3' : undefined;
+
+describe.skipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-socket client)', () => {
+  let s: Server;
+  const errors: unknown[] = [];
+  const onErr = (e: unknown) => errors.push(e);
+  beforeAll(async () => {
+    process.on('uncaughtException', onErr);
+    process.on('unhandledRejection', onErr);
+    s = makeServer(dir, { timeout: 0.2, retries: 1, maxTransfers: 2, maxTransfersPerClient: 2 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    process.off('uncaughtException', onErr);
+    process.off('unhandledRejection', onErr);
+    await s.svc.stop();
+  });
+
+  it('drops RRQs, WRQs and refusals from port 0 and counts them: no leaked slot, no exception, still serving', async () => {
+    const rrq = (file: string, mode = 'octet') => encodeTftp({ op: 'rrq', file, mode, options: {} });
+    // a served file, a missing file, a refused mode, a write: each would answer to port 0
+    for (const p of [rrq('small.bin'), rrq('small.bin'), rrq('missing.bin'), rrq('small.bin', 'mail'), encodeTftp({ op: 'wrq', file: 'x', mode: 'octet', options: {} })]) {
+      await sendFromPort0(p, s.svc.port);
+    }
+    await waitFor(() => s.metrics.get(TFTP_METRICS.dropped, { reason: 'bad-port' }) === 5, 3000, 'port-0 drops counted');
+    expect(errors).toEqual([]);
+    expect(s.svc.active).toBe(0);
+    // both slots are still there: two real transfers at once
+    const a = await RawTftpClient.open();
+    const b = await RawTftpClient.open();
+    try {
+      for (const c of [a, b]) c.send({ op: 'rrq', file: 'small.bin', mode: 'octet', options: {} }, s.svc.port);
+      for (const c of [a, b]) expect((await c.next())?.pkt).toMatchObject({ op: 'data', block: 1 });
+      for (const c of [a, b]) c.send({ op: 'error', code: 0, message: 'enough' }, c.log[0]!.port);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    expect(errors).toEqual([]);
+  });
+});
