@@ -182,6 +182,8 @@ export class CacheReader extends Readable {
         res.body.destroy();
         return;
       }
+      // Ours from here: destroying the reader (a refused answer below included) releases it.
+      this.body = res.body;
       let skip = 0;
       if (res.status === 206) {
         const cr = parseContentRange(headerOne(res.headers, 'content-range'));
@@ -191,11 +193,9 @@ export class CacheReader extends Readable {
         if (from > 0 && spec.etag && etag && etag !== spec.etag) throw new UpstreamError(`${spec.path} changed upstream`, 200, res.url);
         skip = from;
       } else {
-        res.body.resume();
         throw new UpstreamError(`upstream answered ${res.status} for ${spec.path}`, res.status, res.url);
       }
       const body = res.body;
-      this.body = body;
       let pending: Buffer | undefined;
       let ended = false;
       body.on('data', (chunk: Buffer) => {

@@ -411,8 +411,8 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
     expect(cache.list()).toEqual([]);
   });
 
-  it('a bypass stream dropped before it is read releases its upstream connection', async () => {
-    // An upstream whose bodies are endless enough that only a closed connection ends them.
+  /** An upstream whose bodies are long enough that only a closed connection ends them; `open`: responses not yet closed. */
+  async function endlessUpstream() {
     const open = new Set<http.ServerResponse>();
     const srv = http.createServer((req, res) => {
       if (!req.url?.startsWith('/boot/f/') || req.url.endsWith('SHA256SUMS')) {
@@ -422,7 +422,9 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
       open.add(res);
       res.on('close', () => open.delete(res));
       const size = 64 * 1024 * 1024;
-      res.writeHead(200, { 'content-length': size, etag: '"big"' });
+      // f/changed*: a Range request finds another version of the file (answered 200, new ETag)
+      const etag = req.headers.range && req.url.includes('changed') ? '"other"' : '"big"';
+      res.writeHead(200, { 'content-length': size, etag });
       let sent = 0;
       Readable.from(
         (function* () {
@@ -434,8 +436,16 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
       ).pipe(res);
     });
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const close = async () => {
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    };
+    return { open, url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/boot/`, close };
+  }
+
+  it('a bypass stream dropped before it is read releases its upstream connection', async () => {
+    const { open, url, close } = await endlessUpstream();
     try {
-      const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/boot/`;
       const { cache, events } = await makeCache({ dir: join(mnt, 'c2'), upstream: { url, headers: {}, timeoutMs: 60_000 }, diskFullHoldMs: 60_000 });
       const f = await cache.open('f/one');
       f.stream.on('error', () => {});
@@ -448,8 +458,22 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
       g.stream.destroy(); // e.g. a HEAD, a 304, a client gone before the first byte
       await waitFor(() => open.size === 0, 3000, 'bypass upstream connection released');
     } finally {
-      srv.closeAllConnections();
-      await new Promise<void>((r) => srv.close(() => r()));
+      await close();
+    }
+  });
+
+  it('a bypass continuation refused (file changed upstream) fails the reader and releases the connection', async () => {
+    const { open, url, close } = await endlessUpstream();
+    try {
+      const { cache, events } = await makeCache({ dir: join(mnt, 'c3'), upstream: { url, headers: {}, timeoutMs: 60_000 } });
+      const f = await cache.open('f/changed');
+      const failed = new Promise<Error>((r) => f.stream.on('error', r));
+      f.stream.resume();
+      await waitFor(() => events.some((e) => e.type === 'cache.error' && e.reason === 'disk full'), 5000, 'disk full');
+      expect((await failed).message).toMatch(/changed upstream/);
+      await waitFor(() => open.size === 0, 3000, 'refused continuation connection released');
+    } finally {
+      await close();
     }
   });
 });
