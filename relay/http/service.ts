@@ -158,13 +158,21 @@ export class HttpService {
         ws.send(text);
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.o.port, this.o.address, () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.o.port, this.o.address, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      // a port that cannot be bound (a reload to a busy port): nothing may stay subscribed
+      this.unsubscribe?.();
+      this.unsubscribe = undefined;
+      wss.close();
+      throw err;
+    }
     server.on('error', (err) => this.log.error({ err }, 'http server error'));
     this.server = server;
     this.wss = wss;

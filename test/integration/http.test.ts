@@ -345,6 +345,38 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
   });
 });
 
+describe('HttpService that cannot bind its port', () => {
+  it('rejects start() and keeps no live-feed subscription behind', async () => {
+    const subs = new Set<(m: unknown) => void>();
+    const mk = (port: number) =>
+      new HttpService({
+        address: '127.0.0.1',
+        port,
+        source: { open: () => Promise.reject(new Error('unused')) },
+        log: silentLogger,
+        metrics: new Metrics(),
+        emit: () => {},
+        macForIp: () => undefined,
+        resolveProfile: () => undefined,
+        api: { status: () => ({}), clients: () => [] },
+        subscribe: (fn) => {
+          subs.add(fn);
+          return () => subs.delete(fn);
+        },
+      });
+    const a = mk(0);
+    await a.start();
+    try {
+      expect(subs.size).toBe(1);
+      await expect(mk(a.port).start()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      expect(subs.size).toBe(1);
+    } finally {
+      await a.stop();
+    }
+    expect(subs.size).toBe(0);
+  });
+});
+
 describe('HttpService /api/events with a slow client', () => {
   it('drops a WebSocket client that stops reading, and keeps serving the others', async () => {
     const subs = new Set<(m: unknown) => void>();
