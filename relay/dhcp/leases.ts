@@ -83,6 +83,8 @@ export class LeaseStore {
   records = 0;
   /** unreadable lines skipped at load (a torn last line counts here) */
   skippedLines = 0;
+  /** compactions that failed (the journal was kept as it was) */
+  compactFailures = 0;
 
   constructor(private readonly opts: LeaseStoreOptions) {
     this.start = ipToInt(opts.range[0]);
@@ -354,6 +356,7 @@ export class LeaseStore {
     this.pending = [];
     this.waiters = [];
     try {
+      if (!this.fh && this.file && !this.closed) this.fh = await open(this.file, 'a');
       if (!this.fh) throw new Error('lease store not loaded');
       await this.fh.write(lines.join('\n') + '\n');
       if (this.opts.fsync !== false) await this.fh.datasync();
@@ -370,14 +373,26 @@ export class LeaseStore {
     else if (this.logLines > 4 * this.byMac.size + 1000) await this.compact();
   }
 
-  /** Compacts between batches (no batch in flight). */
+  /**
+   * Compacts between batches (no batch in flight). Never throws: a compaction
+   * that fails (state dir full) leaves the journal as it was, reopened for
+   * appending, and is tried again after later batches.
+   */
   async compact(): Promise<void> {
     if (!this.fh || this.flushing) return;
     this.flushing = true;
+    const fh = this.fh;
+    this.fh = undefined;
     try {
-      await this.fh.close();
+      await fh.close();
       this.compactSync();
+    } catch {
+      this.compactFailures++;
+    }
+    try {
       this.fh = await open(this.file!, 'a');
+    } catch {
+      /* flush() tries to open it again */
     } finally {
       this.flushing = false;
     }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -148,5 +148,33 @@ describe('LeaseStore', () => {
     await s.commit('52:54:00:00:00:01', ip!);
     expect(s.fsyncs).toBe(0);
     writeFileSync(join(tmp, 'unused'), '');
+  });
+
+  it('keeps committing when a compaction fails (state dir full): no unhandled rejection, the journal stays open', async () => {
+    const dir = join(tmp, 'compact-fail');
+    const s = store(dir, { fsync: false });
+    await s.load();
+    // the compaction's tmp file cannot be created: as on a full tmpfs
+    mkdirSync(join(dir, LEASE_FILE + '.tmp'));
+    const rejections: unknown[] = [];
+    const onRej = (e: unknown) => rejections.push(e);
+    process.on('unhandledRejection', onRej);
+    try {
+      // one client renewing again and again: the journal outgrows 4 × leases + 1000 and is compacted
+      for (let i = 0; i < 1100; i++) await s.commit('52:54:00:00:01:01', '10.99.0.100');
+      await new Promise((r) => setTimeout(r, 50));
+      rmSync(join(dir, LEASE_FILE + '.tmp'), { recursive: true });
+      // after the failed compaction, commits still reach the disk
+      await expect(s.commit('52:54:00:00:01:02', '10.99.0.101')).resolves.toMatchObject({ ip: '10.99.0.101' });
+      expect(rejections).toEqual([]);
+      expect(s.compactFailures).toBeGreaterThan(0);
+      await s.close();
+      const again = store(dir);
+      await again.load();
+      expect(again.get('52:54:00:00:01:02')?.ip).toBe('10.99.0.101');
+      await again.close();
+    } finally {
+      process.off('unhandledRejection', onRej);
+    }
   });
 });
