@@ -618,10 +618,10 @@ export class Agent {
       await again('cache', () => {}, () => this.startCache());
       if (oldCache && oldCache !== this.cache) await oldCache.close().catch(() => {});
     }
-    if (restart.http) await again('http', () => this.http?.stop(), () => this.startHttp());
+    if (restart.http) await again('http', async () => (await this.http?.stop(), (this.http = undefined)), () => this.startHttp());
     if (restart.tftp) await again('tftp', async () => (await this.tftp?.stop(), (this.tftp = undefined)), () => this.startTftp());
     if (restart.dhcp) await again('dhcp', async () => (await this.dhcp?.stop(), (this.dhcp = undefined)), () => this.startDhcp());
-    if (restart.control) await again('control', () => this.control?.stop(), () => this.startControl());
+    if (restart.control) await again('control', async () => (await this.control?.stop(), (this.control = undefined)), () => this.startControl());
     if (restart.mqtt) await again('mqtt', async () => (await this.mqtt?.stop(), (this.mqtt = undefined)), () => this.startMqtt());
     this.mqtt?.publishStatus();
     this.log.info('config reloaded');

@@ -279,6 +279,28 @@ describe('bootrelay (bundled agent)', () => {
       expect((await fetch(`http://127.0.0.1:${httpPort}/api/status`)).status).toBe(200);
     });
 
+    it('after a reload to a busy HTTP port, status reports no HTTP port (not the closed old one), and a good reload brings it back', async () => {
+      const blocker = createServer();
+      await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+      const busy = (blocker.address() as { port: number }).port;
+      try {
+        writeCfg({ ...baseCfg, http: { port: busy } });
+        const mark = a.lines.length;
+        a.proc.kill('SIGHUP');
+        await waitFor(() => a.lines.slice(mark).some((l) => l.msg === 'config reloaded'), 5000, 'reloaded');
+        expect(a.lines.slice(mark).some((l) => typeof l.msg === 'string' && l.msg.startsWith('http did not restart'))).toBe(true);
+        const st = JSON.parse((await ctl(['status', '--json'], sock)).stdout);
+        expect(st.services.http.port).toBeNull();
+      } finally {
+        await new Promise<void>((r) => blocker.close(() => r()));
+      }
+      writeCfg(baseCfg);
+      const mark2 = a.lines.length;
+      a.proc.kill('SIGHUP');
+      await waitFor(() => a.lines.slice(mark2).some((l) => l.msg === 'config reloaded'), 5000, 'back to the base config');
+      expect((await fetch(`http://127.0.0.1:${httpPort}/api/status`)).status).toBe(200);
+    });
+
     it('exits 1 with one clear line when a port is taken', async () => {
       const other = join(work, 'other.json');
       writeCfg({ ...baseCfg, control: { socket: join(work, 'other.sock') }, tftp: false }, other);
