@@ -90,8 +90,13 @@ export class BootHistory {
   get(mac: string, uuid?: string): HistoryEntry | undefined {
     return this.m.get('m' + mac) ?? (uuid ? this.m.get('u' + uuid) : undefined);
   }
+  /** keys held (one per MAC, one per GUID) */
+  get size(): number {
+    return this.m.size;
+  }
   set(mac: string, uuid: string | undefined, e: HistoryEntry): void {
-    if (this.m.size >= this.max) this.m.delete(this.m.keys().next().value!);
+    // two keys per client with a GUID: evict until both fit, or the map grows by one per new client
+    while (this.m.size > 0 && this.m.size + 2 > this.max) this.m.delete(this.m.keys().next().value!);
     this.m.set('m' + mac, e);
     if (uuid) this.m.set('u' + uuid, e);
   }

@@ -343,3 +343,15 @@ describe('decide: proxy mode (PXE 2.1 §2.2)', () => {
     expect(d.reply.options.has(Opt.IpxeEncapsulated)).toBe(false);
   });
 });
+
+describe('BootHistory', () => {
+  it('stays within its bound when every client also sends a GUID (a flood of random MACs and UUIDs)', () => {
+    const h = new BootHistory(100);
+    for (let i = 0; i < 5000; i++) {
+      const mac = `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+      h.set(mac, `uuid-${i}`, { index: 0, xid: i, ackedAt: 0, arch: 'bios' });
+    }
+    expect(h.size).toBeLessThanOrEqual(100);
+    expect(h.get('52:54:00:00:13:87', 'uuid-4999')?.xid).toBe(4999);
+  });
+});
