@@ -153,17 +153,29 @@ export class Agent {
 
   /**
    * stateDir/clients.json: written at once on a phase or error change (a few per boot), and at
-   * most every 2 s for byte progress. tmp + rename, so a crash leaves the old or the new file.
+   * most every 2 s for byte progress and for clients seen only once (a DISCOVER). tmp + rename,
+   * so a crash leaves the old or the new file.
    */
   private persistClients(s: ClientState): void {
     const key = `${s.phase}|${s.error ?? ''}`;
-    if (this.savedPhase.get(s.mac) !== key) {
+    const prev = this.savedPhase.get(s.mac);
+    if (prev !== key) {
       this.savedPhase.set(s.mac, key);
-      this.saveClients();
-    } else if (!this.clientsTimer) {
+      if (this.savedPhase.size > 2 * 1024) this.pruneSavedPhases();
+      // A client that has only just appeared (one DISCOVER) waits for the timer below: anyone on
+      // the LAN can make up MACs, and each would otherwise rewrite the whole file on flash.
+      if (prev !== undefined || s.phase !== 'dhcp' || s.error) return this.saveClients();
+    }
+    if (!this.clientsTimer) {
       this.clientsTimer = setTimeout(() => this.saveClients(), 2000);
       this.clientsTimer.unref();
     }
+  }
+
+  /** Forgets the phases of clients the tracker no longer knows (it keeps a bounded number). */
+  private pruneSavedPhases(): void {
+    const known = new Set(this.tracker.list().map((c) => c.mac));
+    for (const mac of this.savedPhase.keys()) if (!known.has(mac)) this.savedPhase.delete(mac);
   }
 
   private saveClients(): void {

@@ -1,0 +1,63 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../../agent/main';
+import { loadConfig } from '../../../agent/config/load';
+import { silentLogger } from '../../../agent/log';
+import { waitFor } from '../../helpers/netns';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** An Agent whose services are not started: its bus, tracker and state files only. */
+function makeAgent(): { agent: Agent; stateDir: string } {
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'br-agent-unit-'));
+  dirs.push(dir);
+  const stateDir = join(dir, 'state');
+  const file = join(dir, 'relay.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      agentId: 'unit',
+      stateDir,
+      lan: { interface: 'lo', address: '127.0.0.1', prefix: 8 },
+      dhcp: { mode: 'off' },
+      tftp: false,
+      http: { port: 0 },
+      upstream: { url: 'http://127.0.0.1:9/boot/' },
+      cache: { dir: join(dir, 'cache') },
+      boot: { loaders: { bios: 'ipxe/undionly.kpxe' }, profiles: { debian: { kernel: 'debian/vmlinuz' } } },
+      control: { socket: join(dir, 'ctl.sock') },
+    }),
+  );
+  const r = loadConfig(file);
+  if (!r.ok) throw new Error(JSON.stringify(r.issues));
+  return { agent: new Agent(r.config, file, silentLogger, { uplink: false }), stateDir };
+}
+
+const mac = (i: number) => `52:54:00:77:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+
+describe('Agent client-state persistence (stateDir/clients.json)', () => {
+  it('does not rewrite clients.json for every new MAC a DISCOVER flood makes up, but saves them soon', async () => {
+    const { agent, stateDir } = makeAgent();
+    const file = join(stateDir, 'clients.json');
+    for (let i = 0; i < 300; i++) agent.emit({ type: 'dhcp.discover', mac: mac(i), firmware: 'bios', arch: 'bios' });
+    expect(fs.existsSync(file)).toBe(false);
+    const saved = await waitFor(() => {
+      try {
+        return JSON.parse(fs.readFileSync(file, 'utf8')) as Array<{ mac: string }>;
+      } catch {
+        return undefined;
+      }
+    }, 5000, 'clients.json');
+    expect(saved.length).toBe(300);
+    // a real step of a boot is saved at once
+    agent.emit({ type: 'http.start', mac: mac(1), ip: '127.0.0.1', file: 'debian/vmlinuz', totalBytes: 10 });
+    const now = JSON.parse(fs.readFileSync(file, 'utf8')) as Array<{ mac: string; phase: string }>;
+    expect(now.find((c) => c.mac === mac(1))?.phase).toBe('kernel');
+    await agent.stop();
+  });
+});
