@@ -45,6 +45,8 @@ export interface HttpServiceOptions {
   publicUrl?: string;
   /** WebSocket clients whose unsent bytes exceed this are dropped (default 1 MiB). */
   wsMaxBuffered?: number;
+  /** Live-feed (WebSocket) clients at most; more are answered 503 (default 32). */
+  wsMaxClients?: number;
 }
 
 type PathClass = 'files' | 'boot.ipxe' | 'booted' | 'api' | 'events' | 'dashboard' | 'metrics' | 'other';
@@ -132,6 +134,13 @@ export class HttpService {
       if (path !== '/api/events') {
         m.inc('bootrelay_http_requests_total', { path: 'other', status: 404 });
         socket.destroy();
+        return;
+      }
+      if (wss.clients.size >= (this.o.wsMaxClients ?? 32)) {
+        // every client costs memory and a send per event: the LAN cannot open them without bound
+        m.inc('bootrelay_http_requests_total', { path: 'events', status: 503 });
+        socket.on('error', () => {});
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         return;
       }
       wss.handleUpgrade(req, socket, head, (ws) => {

@@ -377,6 +377,47 @@ describe('HttpService that cannot bind its port', () => {
   });
 });
 
+describe('HttpService /api/events client limit', () => {
+  it('answers 503 beyond wsMaxClients live-feed clients, and accepts again once one left', async () => {
+    const s = new HttpService({
+      address: '127.0.0.1',
+      port: 0,
+      source: { open: () => Promise.reject(new Error('none')) },
+      log: silentLogger,
+      metrics: new Metrics(),
+      emit: () => {},
+      macForIp: () => undefined,
+      resolveProfile: () => undefined,
+      api: { status: () => ({}), clients: () => [] },
+      subscribe: () => () => {},
+      wsMaxClients: 2,
+    });
+    await s.start();
+    const all: WebSocket[] = [];
+    const connect = () =>
+      new Promise<{ ws: WebSocket; status: number }>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${s.port}/api/events`);
+        all.push(ws);
+        ws.once('open', () => resolve({ ws, status: 101 }));
+        ws.once('unexpected-response', (_req, res) => resolve({ ws, status: res.statusCode ?? 0 }));
+        ws.once('error', () => resolve({ ws, status: -1 }));
+      });
+    try {
+      expect((await connect()).status).toBe(101);
+      const second = await connect();
+      expect(second.status).toBe(101);
+      expect((await connect()).status).toBe(503);
+      const gone = new Promise((r) => second.ws.once('close', r));
+      second.ws.close();
+      await gone;
+      await waitFor(async () => (await connect()).status === 101, 3000, 'a free slot');
+    } finally {
+      for (const ws of all) ws.terminate();
+      await s.stop();
+    }
+  });
+});
+
 describe('HttpService /api/events with a slow client', () => {
   it('drops a WebSocket client that stops reading, and keeps serving the others', async () => {
     const subs = new Set<(m: unknown) => void>();
