@@ -58,6 +58,8 @@ export interface MqttPublisherOptions {
   inflight?: number;
   journalFlushMs?: number; // 200
   protocolVersion?: 4 | 5; // 4 (MQTT 3.1.1)
+  /** Client states kept for republishing on (re)connect, most recently updated first; default 1024 (the tracker's bound). */
+  maxClients?: number;
 }
 
 export interface MqttPublisherStats {
@@ -296,10 +298,24 @@ export class MqttPublisher {
     if (!mac) return;
     const topic = `${this.base}/clients/${mac}`;
     this.setRetained(topic, JSON.stringify(state), 'client');
-    if (!this.knownClients.has(mac)) {
+    if (this.knownClients.delete(mac)) this.knownClients.add(mac); // most recent last
+    else {
       this.knownClients.add(mac);
       if (this.cfg.homeAssistant) this.clientDiscovery(mac);
+      // MACs are whatever the LAN sends: keep (and republish on connect) a bounded number of
+      // clients; what the broker retains for a forgotten one stays there
+      if (this.knownClients.size > (this.opts.maxClients ?? 1024)) {
+        const old = this.knownClients.values().next().value!;
+        this.knownClients.delete(old);
+        this.retained.delete(`${this.base}/clients/${old}`);
+        if (this.cfg.homeAssistant) for (const t of this.clientDiscoveryTopics(old)) this.retained.delete(t);
+      }
     }
+  }
+
+  /** Retained topics held for republishing (tests). */
+  get retainedTopics(): number {
+    return this.retained.size;
   }
 
   /** Forgets a client: clears its retained topic (and discovery). */

@@ -418,6 +418,29 @@ p.start().then(() => {
     expect(late.last(`${base}/clients/${mac}`)).toMatchObject({ phase: 'initrd', bytes: 500 });
   });
 
+  it('keeps at most maxClients client states for republishing, the most recently updated ones', async () => {
+    const { p, base, metrics } = makePub({ maxClients: 3 });
+    await p.start();
+    await waitFor(() => p.connected, 5000, 'connected');
+    const before = p.retainedTopics; // status (and discovery when on)
+    const macs = Array.from({ length: 6 }, (_, i) => `52:54:00:00:0d:0${i}`);
+    for (const m of macs.slice(0, 3)) p.publishClient(client(m, 'dhcp'));
+    p.publishClient(client(macs[0]!, 'bound')); // the oldest becomes the latest
+    for (const m of macs.slice(3)) p.publishClient(client(m, 'dhcp'));
+    expect(p.retainedTopics).toBe(before + 3);
+    // (nothing left in flight, which MQTT.js itself would send again after the restart)
+    await waitFor(() => metrics.get(MQTT_METRICS.published, { kind: 'client' }) >= 6, 5000, 'all acknowledged');
+    // after a broker restart without persistence, what is republished is those three
+    await broker.stop();
+    await waitFor(() => !p.connected, 5000, 'offline');
+    const sent = metrics.get(MQTT_METRICS.published, { kind: 'client' });
+    await broker.start();
+    await waitFor(() => p.stats().connects >= 2 && metrics.get(MQTT_METRICS.published, { kind: 'client' }) >= sent + 3, 10_000, 'republished');
+    const late = await sub(broker.url, [`${base}/clients/#`]);
+    await waitFor(() => macs.slice(3).every((m) => late.last(`${base}/clients/${m}`)), 5000, 'retained');
+    expect(macs.slice(0, 3).filter((m) => late.on(`${base}/clients/${m}`).length > 0)).toEqual([]);
+  });
+
   it('connects over TLS (mqtts://, caFile) with a username and password; a wrong password is counted, not fatal', async () => {
     const tb = await Mosquitto.start({ tls: true, websockets: false, users: { relay: 's3cret', watcher: 'w' } });
     try {
