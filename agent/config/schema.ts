@@ -379,7 +379,12 @@ function parseUpstream(c: Ctx, v: unknown): UpstreamConfig | undefined {
   const o = c.section(v, P, ['url', 'headers', 'timeoutMs', 'caFile'], true, 'an object with the upstream boot server\'s url ({"url": "http://host/boot/"})');
   if (!o) return undefined;
   const url = parseUrl(c, o.url, 'upstream.url', ['http', 'https'], true);
-  const headers = c.stringRecord(o.headers, 'upstream.headers');
+  let headers = c.stringRecord(o.headers, 'upstream.headers');
+  // node:http refuses these at request time: every upstream fetch would fail
+  for (const [k, x] of Object.entries(headers ?? {})) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) headers = c.bad(`upstream.headers["${k}"]`, 'an HTTP header name (letters, digits, "-")', k);
+    else if (/[^\t\x20-\x7e\x80-\xff]/.test(x)) headers = c.bad(`upstream.headers.${k}`, 'a header value without control characters (no CR/LF)', x);
+  }
   const timeoutMs = c.num(o, 'timeoutMs', P, DEFAULTS.upstream.timeoutMs, 100, 600_000, 'a number of milliseconds');
   const caFile = c.str(o, 'caFile', P);
   if (url === undefined || headers === undefined || timeoutMs === undefined) return undefined;

@@ -102,6 +102,17 @@ describe('parseConfig', () => {
     expect(r.ok && r.config.boot.defaultProfile).toBe('debian');
   });
 
+  it('refuses upstream.headers node:http would refuse at every request (bad name, CR/LF in a value)', () => {
+    const o = base();
+    o.upstream.headers = { 'bad header': 'x', 'x-split': 'a\r\nx-injected: 1', authorization: 'Bearer t0k3n' };
+    expect(messages(o)).toEqual([
+      'upstream.headers["bad header"]: expected an HTTP header name (letters, digits, "-"), got "bad header"',
+      'upstream.headers.x-split: expected a header value without control characters (no CR/LF), got "a\\r\\nx-injected: 1"',
+    ]);
+    o.upstream.headers = { authorization: 'Bearer t0k3n', 'x-Mixed_Case.1': 'ok\tvalue' };
+    expect(parseConfig(o).ok).toBe(true);
+  });
+
   it('warns (not fails) for a static address inside the range', () => {
     const o = base();
     o.dhcp = { static: { '52:54:00:12:34:56': '10.99.0.150' } };
