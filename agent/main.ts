@@ -354,14 +354,20 @@ export class Agent {
 
   private async startCache(): Promise<void> {
     const cfg = this.cfg;
-    const cache = new FileCache({
-      upstream: cfg.upstream,
-      cache: cfg.cache,
-      log: this.component('cache', true),
-      metrics: this.metrics,
-      emit: this.emit,
-      expectedSha256: (p) => this.expectedSha256(p),
-    });
+    let cache: FileCache;
+    try {
+      cache = new FileCache({
+        upstream: cfg.upstream,
+        cache: cfg.cache,
+        log: this.component('cache', true),
+        metrics: this.metrics,
+        emit: this.emit,
+        expectedSha256: (p) => this.expectedSha256(p),
+      });
+    } catch (err) {
+      // the only file it reads at construction is upstream.caFile
+      throw new FatalError(`upstream.caFile: cannot read ${cfg.upstream.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
+    }
     ensureDir('the cache directory', cfg.cache.dir);
     try {
       await cache.init();

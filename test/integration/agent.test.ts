@@ -310,6 +310,15 @@ describe('bootrelay (bundled agent)', () => {
       expect(existsSync(join(work, 'other.sock'))).toBe(false);
     });
 
+    it('exits 1 with one clear line when upstream.caFile cannot be read', async () => {
+      const other = join(work, 'noca.json');
+      const ca = join(work, 'missing-ca.pem');
+      writeCfg({ ...baseCfg, upstream: { url: upstream.url, caFile: ca }, http: { port: await freeTcpPort() }, tftp: false, control: { socket: join(work, 'noca.sock') } }, other);
+      const b = startAgent(other);
+      expect(await b.exited).toBe(1);
+      expect(b.stderr()).toBe(`bootrelay: upstream.caFile: cannot read ${ca}: ENOENT\n`);
+    });
+
     it('refuses to start a second agent on the same control socket', async () => {
       const other = join(work, 'other2.json');
       writeCfg({ ...baseCfg, http: { port: await freeTcpPort() }, tftp: false }, other);
