@@ -47,6 +47,8 @@ export interface HttpServiceOptions {
   wsMaxBuffered?: number;
   /** Live-feed (WebSocket) clients at most; more are answered 503 (default 32). */
   wsMaxClients?: number;
+  /** Open connections at most; more are closed at once (default 256: each holds a descriptor, the router has few). */
+  maxConnections?: number;
 }
 
 type PathClass = 'files' | 'boot.ipxe' | 'booted' | 'api' | 'events' | 'dashboard' | 'metrics' | 'other';
@@ -118,6 +120,7 @@ export class HttpService {
     m.declare('bootrelay_http_bytes_total', 'counter', 'Body bytes sent for /files and scripts');
     const server = http.createServer((req, res) => this.onRequest(req, res));
     server.keepAliveTimeout = 15_000;
+    server.maxConnections = this.o.maxConnections ?? 256;
     server.on('clientError', (err, socket) => {
       m.inc('bootrelay_http_refused_total', { reason: 'bad-request' });
       this.log.debug({ err: err.message }, 'bad request');

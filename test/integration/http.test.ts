@@ -377,6 +377,47 @@ describe('HttpService that cannot bind its port', () => {
   });
 });
 
+describe('HttpService connection limit', () => {
+  it('closes connections beyond maxConnections at once, and serves again when one is gone', async () => {
+    const s = new HttpService({
+      address: '127.0.0.1',
+      port: 0,
+      source: { open: () => Promise.reject(new Error('none')) },
+      log: silentLogger,
+      metrics: new Metrics(),
+      emit: () => {},
+      macForIp: () => undefined,
+      resolveProfile: () => undefined,
+      api: { status: () => ({ ok: 1 }), clients: () => [] },
+      subscribe: () => () => {},
+      maxConnections: 2,
+    });
+    await s.start();
+    const idle: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = net.connect(s.port, '127.0.0.1');
+        await new Promise((r) => c.once('connect', r));
+        idle.push(c);
+      }
+      // two idle connections (a slow or hostile client) hold every slot: a third is refused
+      const third = net.connect(s.port, '127.0.0.1');
+      third.on('error', () => {});
+      third.write('GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n');
+      let got = '';
+      third.on('data', (d) => (got += d));
+      await new Promise((r) => third.once('close', r));
+      expect(got).toBe('');
+      const gone = idle.pop()!;
+      gone.destroy();
+      await waitFor(async () => (await get(s.port, '/api/status').catch(() => ({ status: 0 }))).status === 200, 3000, 'a free slot');
+    } finally {
+      for (const c of idle) c.destroy();
+      await s.stop();
+    }
+  });
+});
+
 describe('HttpService /api/events client limit', () => {
   it('answers 503 beyond wsMaxClients live-feed clients, and accepts again once one left', async () => {
     const s = new HttpService({
