@@ -160,6 +160,11 @@ export class DhcpService {
 
   private onDatagram(buf: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy'): void {
     const { metrics, log } = this.o;
+    if (rinfo.port === 0) {
+      // a forged source port 0: no reply can go there (dgram's send() throws on it)
+      metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'bad-port' });
+      return;
+    }
     let msg: DhcpMessage;
     try {
       msg = decodeDhcp(buf);
@@ -222,7 +227,15 @@ export class DhcpService {
     }
     if (d.kind !== 'reply') return;
     const reply = d;
-    const send = () => this.send(reply, msg, via, base, profile);
+    const send = () => {
+      try {
+        this.send(reply, msg, via, base, profile);
+      } catch (e) {
+        // after the commit this runs in a promise callback: never let it reject unhandled
+        metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
+        log.error({ err: e, ...base }, 'dhcp reply failed');
+      }
+    };
     if (d.commit) {
       this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(send, (err) => {
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });

@@ -1,5 +1,6 @@
 /** DhcpService over real UDP sockets on loopback (port 0, replies to our client socket). */
 import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import dgram, { type Socket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,7 @@ import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../../../
 import { Metrics } from '../../../../relay/metrics';
 import { PacketTrace } from '../../../../relay/trace';
 import { DhcpService } from '../../../../relay/dhcp/service';
-import { waitFor } from '../../../helpers/netns';
+import { hasCmd, waitFor } from '../../../helpers/netns';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -146,5 +147,18 @@ describe('DhcpService on loopback', () => {
     send(client, req(MessageType.DISCOVER, '52:54:00:00:00:05', BIOS, 2), svc.port);
     const b = await waitFor(() => replies.find((r) => r.msg.xid === 2), 5000, 'offer 2');
     expect(b.msg.file).toBe('ipxe/undionly.kpxe');
+  });
+});
+
+const rawReason = process.getuid?.() !== 0 ? 'needs root for a raw socket' : !hasCmd('python3') ? 'needs python3' : undefined;
+
+describe.skipIf(rawReason)('DhcpService and datagrams from source port 0', () => {
+  it('drops a proxy REQUEST from port 0 as bad-port (no reply can go there), not as an internal failure', async () => {
+    const { svc, metrics } = await setup({ mode: 'proxy' });
+    const p = req(MessageType.REQUEST, '52:54:00:12:34:99', BIOS);
+    const py = ['import socket, struct, sys', 'p = bytes.fromhex(sys.argv[2])', 's = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)', "s.sendto(struct.pack('!HHHH', 0, int(sys.argv[1]), 8 + len(p), 0) + p, ('127.0.0.1', 0))"].join('\n');
+    for (const port of [svc.proxyPort, svc.port]) execFileSync('python3', ['-c', py, String(port), p.toString('hex')]);
+    await waitFor(() => metrics.get('bootrelay_dhcp_dropped_total', { reason: 'bad-port' }) === 2, 3000, 'bad-port drops');
+    expect(metrics.get('bootrelay_dhcp_dropped_total', { reason: 'internal' })).toBe(0);
   });
 });
