@@ -126,6 +126,10 @@ export class LeaseStore {
   }
 
   private apply(r: Rec): void {
+    if (r === null || typeof r !== 'object') {
+      this.skippedLines++;
+      return;
+    }
     if (r.op === 'commit' && typeof r.mac === 'string' && typeof r.ip === 'string') {
       this.setLease({ mac: r.mac, ip: r.ip, expiresAt: r.exp, hostname: r.h, uuid: r.u, static: this.staticByMac.get(r.mac) === r.ip });
     } else if (r.op === 'release' && typeof r.mac === 'string') {

@@ -51,6 +51,17 @@ describe('LeaseStore', () => {
     await s.close();
   });
 
+  it('skips journal lines that parse to no record (null, numbers, strings) instead of failing to start', async () => {
+    const dir = join(tmp, 'nulls');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, LEASE_FILE), 'null\n7\n"x"\n{"op":"commit","mac":"52:54:00:00:00:09","ip":"10.99.0.109","exp":9999999999999}\n');
+    const s = store(dir);
+    await s.load();
+    expect(s.skippedLines).toBe(3);
+    expect(s.get('52:54:00:00:00:09')?.ip).toBe('10.99.0.109');
+    await s.close();
+  });
+
   it('tolerates a torn last line', async () => {
     const dir = join(tmp, 'torn');
     const s = store(dir);
