@@ -225,7 +225,10 @@ export class FileCache implements FileSource {
     if (!entry) {
       if (pin) this.pinPending.add(path);
       const fill = this.fills.get(path) ?? this.startFill(path);
-      if (!fill) throw new RelayError('ENOSPC', `cannot cache ${path}: disk full`);
+      if (!fill) {
+        this.pinPending.delete(path);
+        throw new RelayError('ENOSPC', `cannot cache ${path}: disk full`);
+      }
       await fill.finished;
       if (fill.state !== 'done') throw fill.error ?? new RelayError('EFILL', `prefetch of ${path} failed`);
       entry = this.index.entries.get(path);
@@ -449,8 +452,9 @@ export class FileCache implements FileSource {
     fill.start(initial);
     void fill.finished.then(() => {
       if (this.fills.get(path) === fill) this.fills.delete(path);
+      // a pin asked for by a prefetch that did not end in a commit (failed, disk full) lapses
+      if (fill.state !== 'done') this.pinPending.delete(path);
       if (fill.state === 'failed') {
-        this.pinPending.delete(path);
         const err = fill.error;
         if (err instanceof UpstreamError && err.status === 404) {
           this.remember404(path);

@@ -411,6 +411,18 @@ describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
     expect(cache.list()).toEqual([]);
   });
 
+  it('a pinned prefetch that failed on the full disk does not pin the file when it is cached later', async () => {
+    await up.addFile('full/pinme', randomBytes(2_500_000));
+    const { cache } = await makeCache({ dir: join(mnt, 'c4'), diskFullHoldMs: 0 });
+    await expect(cache.prefetch('full/pinme', true)).rejects.toThrow();
+    // the disk has room again, and the file is smaller now
+    await up.addFile('full/pinme', randomBytes(1000));
+    const f = await cache.open('full/pinme');
+    expect((await readAll(f.stream)).length).toBe(1000);
+    const e = await waitFor(() => cache.list().find((x) => x.path === 'full/pinme' && x.complete), 5000, 'committed');
+    expect(e.pinned).toBe(false);
+  });
+
   /** An upstream whose bodies are long enough that only a closed connection ends them; `open`: responses not yet closed. */
   async function endlessUpstream() {
     const open = new Set<http.ServerResponse>();
