@@ -58,10 +58,16 @@ function cstr(b: Buffer, start: number, end: number): string {
 }
 
 /**
+ * Option values as they come, in order of first appearance: [start, end) offsets
+ * into the datagram for each piece of a code, joined once at the end.
+ */
+type Pieces = Map<number, number[]>;
+
+/**
  * Walks a TLV option area. Pad (0) is skipped; End (255) stops.
  * Returns true when End was seen.
  */
-function parseOptions(b: Buffer, start: number, end: number, into: OptionMap, where: string): boolean {
+function parseOptions(b: Buffer, start: number, end: number, into: Pieces, where: string): boolean {
   let i = start;
   while (i < end) {
     const code = b[i]!;
@@ -73,10 +79,28 @@ function parseOptions(b: Buffer, start: number, end: number, into: OptionMap, wh
     if (i + 1 >= end) throw new DecodeError('option-truncated', `${where}: option ${code} has no length byte`, i);
     const len = b[i + 1]!;
     if (i + 2 + len > end) throw new DecodeError('option-overrun', `${where}: option ${code} length ${len} runs past the end`, i);
-    into.append(code, b.subarray(i + 2, i + 2 + len));
+    const list = into.get(code);
+    if (list) list.push(i + 2, i + 2 + len);
+    else into.set(code, [i + 2, i + 2 + len]);
     i += 2 + len;
   }
   return false;
+}
+
+/** RFC 3396 §7: the instances of one code are concatenated (once: a datagram of thousands of tiny pieces stays linear). */
+function joined(b: Buffer, parts: number[]): Buffer {
+  if (parts.length === 2) return b.subarray(parts[0], parts[1]);
+  let n = 0;
+  for (let k = 0; k < parts.length; k += 2) n += parts[k + 1]! - parts[k]!;
+  const out = Buffer.allocUnsafe(n);
+  let o = 0;
+  for (let k = 0; k < parts.length; k += 2) {
+    const len = parts[k + 1]! - parts[k]!;
+    if (len === 1) out[o] = b[parts[k]!]!;
+    else if (len > 0) b.copy(out, o, parts[k]!, parts[k + 1]!);
+    o += len;
+  }
+  return out;
 }
 
 export function decodeDhcp(input: Uint8Array): DhcpMessage {
@@ -87,24 +111,27 @@ export function decodeDhcp(input: Uint8Array): DhcpMessage {
   const hlen = b[2]!;
   if (hlen > 16) throw new DecodeError('hlen', `dhcp: hlen ${hlen} larger than chaddr (16)`, 2);
   if (b.readUInt32BE(COOKIE_OFF) !== MAGIC_COOKIE) throw new DecodeError('magic', 'dhcp: no DHCP magic cookie', COOKIE_OFF);
-  const options = new OptionMap();
-  if (!parseOptions(b, OPTIONS_OFF, b.length, options, 'options')) throw new DecodeError('no-end', 'dhcp: options end without the End option', b.length);
+  const pieces: Pieces = new Map();
+  if (!parseOptions(b, OPTIONS_OFF, b.length, pieces, 'options')) throw new DecodeError('no-end', 'dhcp: options end without the End option', b.length);
   let sname = cstr(b, SNAME_OFF, FILE_OFF);
   let file = cstr(b, FILE_OFF, COOKIE_OFF);
-  const ovl = options.get(Opt.OptionOverload);
-  if (ovl) {
+  const ovlParts = pieces.get(Opt.OptionOverload);
+  if (ovlParts) {
+    const ovl = joined(b, ovlParts);
     // RFC 2132 §9.3: 1 = file, 2 = sname, 3 = both; file is read before sname (RFC 2131 §4.1)
     if (ovl.length !== 1 || ovl[0]! < 1 || ovl[0]! > 3) throw new DecodeError('overload', 'dhcp: bad option overload value', OPTIONS_OFF);
     const v = ovl[0]!;
     if (v & 1) {
-      parseOptions(b, FILE_OFF, COOKIE_OFF, options, 'file');
+      parseOptions(b, FILE_OFF, COOKIE_OFF, pieces, 'file');
       file = '';
     }
     if (v & 2) {
-      parseOptions(b, SNAME_OFF, FILE_OFF, options, 'sname');
+      parseOptions(b, SNAME_OFF, FILE_OFF, pieces, 'sname');
       sname = '';
     }
   }
+  const options = new OptionMap();
+  for (const [code, parts] of pieces) options.set(code, joined(b, parts)); // set() copies: nothing refers to the datagram
   const chaddr = Buffer.from(b.subarray(28, 44));
   return {
     op,
