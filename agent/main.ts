@@ -375,6 +375,9 @@ export class Agent {
       throw new FatalError(`cannot use the cache directory ${cfg.cache.dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
     }
     this.cache = cache;
+    // a cache rebuilt on reload while the uplink is down starts out knowing it
+    const link = this.uplink?.current();
+    if (link && !link.up) cache.setLinkState(false, link.reason ?? 'uplink down');
     if (this.source) this.source.target = cache;
     else this.source = new SwitchableSource(cache);
   }
@@ -633,8 +636,13 @@ export class Agent {
     };
     if (restart.cache) {
       const oldCache = this.cache;
-      await again('cache', () => {}, () => this.startCache());
-      if (oldCache && oldCache !== this.cache) await oldCache.close().catch(() => {});
+      if (oldCache && old.cache.dir === this.cfg.cache.dir) {
+        // one directory, one owner: the new cache cleans partials and writes index.json at start
+        await again('cache', () => oldCache.close(), () => this.startCache());
+      } else {
+        await again('cache', () => {}, () => this.startCache());
+        if (oldCache && oldCache !== this.cache) await oldCache.close().catch(() => {});
+      }
     }
     if (restart.http) await again('http', async () => (await this.http?.stop(), (this.http = undefined)), () => this.startHttp());
     if (restart.tftp) await again('tftp', async () => (await this.tftp?.stop(), (this.tftp = undefined)), () => this.startTftp());

@@ -141,8 +141,12 @@ export class CacheIndex {
     return this.saving;
   }
 
-  /** Save within a few seconds (for lastUsedAt/hits, which may be lost on a crash). */
-  saveSoon(ms = 5000): void {
+  /**
+   * Save within a minute (for lastUsedAt/hits/validatedAt, which may be lost on a crash):
+   * steady cache hits must not rewrite and fsync the index every few seconds on a router's flash.
+   * Commits and evictions save at once; close() flushes.
+   */
+  saveSoon(ms = 60_000): void {
     if (this.timer || this.saving) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;

@@ -343,7 +343,8 @@ export class HttpService {
       opened = await this.o.source.open(path, { mac, signal: ac.signal, start: range?.start, end: range?.end });
       const ifRange = req.headers['if-range'];
       const needSize = range?.suffix !== undefined || (range && opened.size === undefined) || (range && opened.size === 0);
-      const ifRangeFails = range && ifRange && ifRange !== opened.etag && ifRange !== opened.lastModified;
+      // RFC 9110 §13.1.5: If-Range needs a strong validator match (a weak ETag never matches)
+      const ifRangeFails = range && ifRange && !((ifRange === opened.etag && !ifRange.startsWith('W/')) || ifRange === opened.lastModified);
       if (range && (needSize || ifRangeFails)) {
         // Reopen knowing the size (suffix range) or without the range (If-Range mismatch, unknown size).
         opened.stream.destroy();
