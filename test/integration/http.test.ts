@@ -170,6 +170,12 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     const lm = r.headers['last-modified']!;
     expect((await get(svc.port, '/files/r/file', { 'if-modified-since': lm })).status).toBe(304);
     expect((await get(svc.port, '/files/r/file', { 'if-modified-since': new Date(Date.parse(lm) - 60_000).toUTCString() })).status).toBe(200);
+    // If-Range: the current strong ETag keeps the range; a weak or stale validator gets the whole file
+    expect((await get(svc.port, '/files/r/file', { range: 'bytes=0-9', 'if-range': etag })).status).toBe(206);
+    const weak = await get(svc.port, '/files/r/file', { range: 'bytes=0-9', 'if-range': `W/${etag}` });
+    expect(weak.status).toBe(200);
+    expect(weak.body.length).toBe(10_000);
+    expect((await get(svc.port, '/files/r/file', { range: 'bytes=0-9', 'if-range': '"stale"' })).status).toBe(200);
   });
 
   it('keeps the connection alive for a second request', async () => {
