@@ -53,6 +53,8 @@ interface Peer {
 }
 
 const TRACE_DATA_BYTES = 64;
+/** RRQs longer than this are dropped unread (RFC 2347 §2 says 512; long paths get 8 times that) */
+export const MAX_REQUEST_BYTES = 4096;
 
 export class TftpService {
   private socket: dgram.Socket | undefined;
@@ -157,6 +159,11 @@ export class TftpService {
       // a forged source port 0 (raw socket): nothing can be sent back to it, and
       // dgram's send() throws on port 0, which would leak the transfer slot
       this.drop('bad-port');
+      return;
+    }
+    if (msg.length > MAX_REQUEST_BYTES) {
+      // RFC 2347 §2: a request fits in 512 octets; a 64 KB one of thousands of options is only work
+      this.drop('oversize');
       return;
     }
     const mac = this.opts.macForIp?.(peer.ip);

@@ -347,6 +347,20 @@ describe('TftpService refusals and protocol corners (scripted client)', () => {
     c.send({ op: 'error', code: 0, message: '' }, (c.log.at(-1) as Received).port);
   });
 
+  it('drops an oversized request (thousands of options) unread, and serves one of 4 KB', async () => {
+    const opts: Record<string, string> = {};
+    for (let i = 0; i < 6000; i++) opts[`x${i}`] = '1';
+    c.send({ op: 'rrq', file: 'small.bin', mode: 'octet', options: opts }, s.svc.port);
+    await waitFor(() => s.metrics.get(TFTP_METRICS.dropped, { reason: 'oversize' }) === 1, 2000, 'oversize drop');
+    const fits: Record<string, string> = { tsize: '0' };
+    for (let i = 0; i < 400; i++) fits[`y${i}`] = '1'; // ~3.7 KB: unknown options are left out of the OACK
+    c.send({ op: 'rrq', file: 'small.bin', mode: 'octet', options: fits }, s.svc.port);
+    const r = await c.next();
+    expect(r?.pkt).toEqual({ op: 'oack', options: { tsize: '10000' } });
+    c.send({ op: 'error', code: 8, message: '' }, r!.port);
+    expect(s.metrics.get(TFTP_METRICS.dropped, { reason: 'oversize' })).toBe(1);
+  });
+
   it('treats ERROR 8 after the OACK as a tsize probe: quiet, counted, slot freed', async () => {
     const errorsBefore = byType(s, 'tftp.error').length;
     const startsBefore = byType(s, 'tftp.start').length;
