@@ -87,9 +87,17 @@ export class TftpService {
     if (this.socket) return;
     const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false });
     await new Promise<void>((resolve, reject) => {
-      sock.once('error', reject);
+      sock.once('error', (err) => {
+        // the failed bind keeps its descriptor until closed
+        try {
+          sock.close();
+        } catch {
+          /* not running */
+        }
+        reject(err);
+      });
       sock.bind({ address: this.opts.address, port: this.opts.port, exclusive: true }, () => {
-        sock.off('error', reject);
+        sock.removeAllListeners('error');
         resolve();
       });
     });

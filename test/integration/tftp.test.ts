@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,7 @@ import type { RelayEvent } from '../../proto/events';
 import { makeEvent } from '../../proto/events';
 import { decodeTftp, encodeTftp, TftpErr, type TftpPacket } from '../../proto/tftp/packet';
 import { Metrics } from '../../relay/metrics';
-import { TftpService, TFTP_METRICS } from '../../relay/tftp/service';
+import { TftpService, TFTP_METRICS, type TftpServiceOptions } from '../../relay/tftp/service';
 import { PacketTrace } from '../../relay/trace';
 import { DirSource } from '../helpers/dir-source';
 import type { FileSource } from '../../relay/source';
@@ -783,6 +783,26 @@ describe('TftpService cutting blocks from a stream', () => {
     } finally {
       spy.mockRestore();
       await s.svc.stop();
+    }
+  });
+});
+
+describe('TftpService start() on a port in use', () => {
+  it('fails and leaves no socket behind (a config reload retrying a taken port would leak one each time)', async () => {
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((r) => taken.bind({ address: '127.0.0.1', port: 0, exclusive: true }, () => r()));
+    const port = (taken.address() as AddressInfo).port;
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    try {
+      for (let i = 0; i < 20; i++) {
+        const s = makeServer(dir);
+        const svc = new TftpService({ ...(s.svc.deps as TftpServiceOptions), port });
+        await expect(svc.start()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      }
+      expect(fds() - before).toBeLessThan(5);
+    } finally {
+      taken.close();
     }
   });
 });
