@@ -60,6 +60,12 @@ export interface MqttPublisherOptions {
   protocolVersion?: 4 | 5; // 4 (MQTT 3.1.1)
   /** Client states kept for republishing on (re)connect, most recently updated first; default 1024 (the tracker's bound). */
   maxClients?: number;
+  /**
+   * A client's retained state is published at most this often while only its bytes move
+   * (same phase, same error); phase changes go out at once. Default 1000 ms: a remote
+   * dashboard needs no more, and a 20-client boot would otherwise publish ~80 states per client.
+   */
+  clientProgressMs?: number;
 }
 
 export interface MqttPublisherStats {
@@ -297,7 +303,7 @@ export class MqttPublisher {
     const mac = state.mac;
     if (!mac) return;
     const topic = `${this.base}/clients/${mac}`;
-    this.setRetained(topic, JSON.stringify(state), 'client');
+    this.throttledClient(topic, state, JSON.stringify(state));
     if (this.knownClients.delete(mac)) this.knownClients.add(mac); // most recent last
     else {
       this.knownClients.add(mac);
@@ -307,10 +313,48 @@ export class MqttPublisher {
       if (this.knownClients.size > (this.opts.maxClients ?? 1024)) {
         const old = this.knownClients.values().next().value!;
         this.knownClients.delete(old);
-        this.retained.delete(`${this.base}/clients/${old}`);
+        this.forgetClientTopic(`${this.base}/clients/${old}`);
         if (this.cfg.homeAssistant) for (const t of this.clientDiscoveryTopics(old)) this.retained.delete(t);
       }
     }
+  }
+
+  private clientSent = new Map<string, { at: number; key: string }>();
+  private clientTimers = new Map<string, NodeJS.Timeout>();
+
+  /** Phase/error changes publish at once; byte progress at most every clientProgressMs per client (latest wins). */
+  private throttledClient(topic: string, state: PublishedClientState, payload: string): void {
+    const s = state as { phase?: unknown; error?: unknown };
+    const key = `${String(s.phase)}|${String(s.error ?? '')}`;
+    const min = this.opts.clientProgressMs ?? 1000;
+    const now = Date.now();
+    this.retained.set(topic, { payload, kind: 'client' });
+    const last = this.clientSent.get(topic);
+    if (last && last.key === key && now - last.at < min) {
+      if (!this.clientTimers.has(topic)) {
+        const t = setTimeout(() => {
+          this.clientTimers.delete(topic);
+          this.clientSent.set(topic, { at: Date.now(), key });
+          this.sendRetained(topic);
+        }, min - (now - last.at));
+        t.unref();
+        this.clientTimers.set(topic, t);
+      }
+      return;
+    }
+    const t = this.clientTimers.get(topic);
+    if (t) clearTimeout(t);
+    this.clientTimers.delete(topic);
+    this.clientSent.set(topic, { at: now, key });
+    this.sendRetained(topic);
+  }
+
+  private forgetClientTopic(topic: string): void {
+    this.retained.delete(topic);
+    this.clientSent.delete(topic);
+    const t = this.clientTimers.get(topic);
+    if (t) clearTimeout(t);
+    this.clientTimers.delete(topic);
   }
 
   /** Retained topics held for republishing (tests). */
@@ -323,6 +367,7 @@ export class MqttPublisher {
     const topics = [`${this.base}/clients/${mac}`];
     if (this.cfg.homeAssistant) topics.push(...this.clientDiscoveryTopics(mac));
     this.knownClients.delete(mac);
+    this.forgetClientTopic(topics[0]!);
     for (const t of topics) this.setRetained(t, '', 'clear');
   }
 
@@ -496,6 +541,8 @@ export class MqttPublisher {
   async stop(timeoutMs = 3000): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
+    for (const t of this.clientTimers.values()) clearTimeout(t);
+    this.clientTimers.clear();
     const client = this.client;
     if (client) {
       const deadline = Date.now() + timeoutMs;

@@ -418,6 +418,28 @@ p.start().then(() => {
     expect(late.last(`${base}/clients/${mac}`)).toMatchObject({ phase: 'initrd', bytes: 500 });
   });
 
+  it('publishes byte progress of a client at most every clientProgressMs, a phase change at once', async () => {
+    const { p, base, metrics } = makePub({ clientProgressMs: 400 });
+    const s = await sub(broker.url, [`${base}/clients/#`]);
+    await p.start();
+    await waitFor(() => p.connected, 5000, 'connected');
+    const mac = '52:54:00:00:00:0e';
+    const topic = `${base}/clients/${mac}`;
+    p.publishClient(client(mac, 'kernel', 0));
+    await waitFor(() => s.on(topic).length === 1, 5000, 'first state');
+    for (let i = 1; i <= 20; i++) {
+      p.publishClient(client(mac, 'kernel', i * 100));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // ~200 ms of progress inside one 400 ms window: nothing more yet, then the latest once
+    expect(s.on(topic).length).toBe(1);
+    await waitFor(() => (s.last(topic) as { bytes?: number })?.bytes === 2000, 2000, 'latest progress');
+    expect(s.on(topic).length).toBe(2);
+    p.publishClient(client(mac, 'initrd', 0)); // a phase change does not wait
+    await waitFor(() => (s.last(topic) as { phase?: string })?.phase === 'initrd', 300, 'phase change at once');
+    expect(metrics.get(MQTT_METRICS.published, { kind: 'client' })).toBe(3);
+  });
+
   it('keeps at most maxClients client states for republishing, the most recently updated ones', async () => {
     const { p, base, metrics } = makePub({ maxClients: 3 });
     await p.start();
