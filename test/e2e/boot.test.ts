@@ -42,20 +42,12 @@ describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
       mqttUrl: withMqtt ? `mqtt://${UP_IP}:1883` : undefined,
       beforeAgent: withMqtt ? startBroker : undefined,
     });
-    try {
-      const t0 = Date.now();
-      await lab.up();
-      timings.labUp = (Date.now() - t0) / 1000;
-    } catch (e) {
-      await lab.cleanup();
-      throw e;
-    }
+    timings.labUp = await lab.upOrCleanup();
   }, 180_000);
 
   afterAll(async () => {
     if (!lab) return;
-    const code = await lab.stopAgent('SIGTERM');
-    console.log(`[e2e] timings ${JSON.stringify(timings)}; agent exit ${code}`);
+    await lab.stopAndReport('e2e', timings);
     await lab.cleanup();
   }, 60_000);
 

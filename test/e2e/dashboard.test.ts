@@ -102,8 +102,7 @@ describe.skipIf(!!reason)('e2e: the dashboard in headless Chromium during a real
   afterAll(async () => {
     await browser?.close();
     if (!lab) return;
-    await lab.stopAgent('SIGTERM');
-    console.log(`[e2e-dashboard] timings ${JSON.stringify(timings)}`);
+    await lab.stopAndReport('e2e-dashboard', timings);
     await lab.cleanup();
   }, 60_000);
 

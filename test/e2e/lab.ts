@@ -308,6 +308,24 @@ export class BootLab {
     return { gotLease: r.code === 0, output: r.stdout + r.stderr };
   }
 
+  /** up(), and on failure everything torn down again; returns the seconds it took. */
+  async upOrCleanup(): Promise<number> {
+    const t0 = Date.now();
+    try {
+      await this.up();
+    } catch (e) {
+      await this.cleanup();
+      throw e;
+    }
+    return (Date.now() - t0) / 1000;
+  }
+
+  /** Stops the agent with SIGTERM and prints the test's timings with its exit code. */
+  async stopAndReport(tag: string, timings: Record<string, unknown>): Promise<void> {
+    const code = await this.stopAgent('SIGTERM');
+    console.log(`[${tag}] timings ${JSON.stringify(timings)}; agent exit ${code}`);
+  }
+
   async stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const a = this.agent;
     if (!a) return null;

@@ -213,20 +213,12 @@ describe.skipIf(!!reason)('e2e: MQTT through a broker outage and an agent crash 
         }
       },
     });
-    try {
-      const t0 = Date.now();
-      await lab.up();
-      timings.labUp = (Date.now() - t0) / 1000;
-    } catch (e) {
-      await lab.cleanup();
-      throw e;
-    }
+    timings.labUp = await lab.upOrCleanup();
   }, 120_000);
 
   afterAll(async () => {
     if (!lab) return;
-    const code = await lab.stopAgent('SIGTERM');
-    console.log(`[e2e-mqtt] timings ${JSON.stringify(timings)}; agent exit ${code}`);
+    await lab.stopAndReport('e2e-mqtt', timings);
     await lab.cleanup();
   }, 60_000);
 

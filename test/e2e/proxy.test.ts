@@ -16,18 +16,12 @@ describe.skipIf(!!reason)('e2e: proxyDHCP beside a PXE-unaware DHCP server (QEMU
   beforeAll(async () => {
     const work = labWorkDir('e2e-proxy');
     lab = new BootLab({ prefix: `brp${process.pid % 10000}`, work, agentJs: agentBundle(work).js, dhcpMode: 'proxy' });
-    try {
-      await lab.up();
-    } catch (e) {
-      await lab.cleanup();
-      throw e;
-    }
+    timings.labUp = await lab.upOrCleanup();
   }, 180_000);
 
   afterAll(async () => {
     if (!lab) return;
-    await lab.stopAgent('SIGTERM');
-    console.log(`[e2e-proxy] timings ${JSON.stringify(timings)}`);
+    await lab.stopAndReport('e2e-proxy', timings);
     await lab.cleanup();
   }, 60_000);
 

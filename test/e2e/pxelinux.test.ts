@@ -77,20 +77,12 @@ describe.skipIf(!!reason)('e2e: PXELINUX chained from iPXE, config over the rela
         cfg.cache.negativeTtlSeconds = NEG_TTL;
       },
     });
-    try {
-      const t0 = Date.now();
-      await lab.up();
-      timings.labUp = (Date.now() - t0) / 1000;
-    } catch (e) {
-      await lab.cleanup();
-      throw e;
-    }
+    timings.labUp = await lab.upOrCleanup();
   }, 180_000);
 
   afterAll(async () => {
     if (!lab) return;
-    const code = await lab.stopAgent('SIGTERM');
-    console.log(`[e2e-pxelinux] timings ${JSON.stringify(timings)}; agent exit ${code}`);
+    await lab.stopAndReport('e2e-pxelinux', timings);
     for (const [mac, p] of Object.entries(probed)) console.log(`[e2e-pxelinux] ${mac} (${p.ip}) probed ${p.names.join(' ')}`);
     await lab.cleanup();
   }, 60_000);
