@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSyn
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { NetLab, waitFor, skipReason } from '../helpers/netns';
+import { onJsonLines } from '../helpers/jsonl';
 
 export const UP_IP = '10.99.2.1';
 export const RELAY_WAN_IP = '10.99.2.2';
@@ -211,22 +212,11 @@ export class BootLab {
     const agent = this.net.spawn(this.nsRelay, process.execPath, [this.opts.agentJs, '--config', this.configPath]);
     this.agent = agent;
     const log = createWriteStream(join(this.opts.work, 'agent.log'), { flags: 'a' });
-    let buf = '';
-    agent.stdout!.on('data', (d: Buffer) => {
-      log.write(d);
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          const l = JSON.parse(line) as AgentLine;
-          this.lines.push(l);
-          this.opts.onLine?.(l);
-        } catch {
-          /* not JSON */
-        }
-      }
+    agent.stdout!.on('data', (d: Buffer) => log.write(d));
+    onJsonLines(agent.stdout!, (obj) => {
+      if (!obj) return;
+      this.lines.push(obj as AgentLine);
+      this.opts.onLine?.(obj as AgentLine);
     });
     agent.stderr!.on('data', (d: Buffer) => {
       log.write(d);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCmd, NetLab, skipReason, waitFor } from '../helpers/netns';
+import { onJsonLines } from '../helpers/jsonl';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
 const root = join(__dirname, '../..');
@@ -82,20 +83,7 @@ describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and i
       }),
     );
     agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
-    let buf = '';
-    agent.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          lines.push(JSON.parse(l));
-        } catch {
-          /* not JSON */
-        }
-      }
-    });
+    onJsonLines(agent.stdout!, (obj) => obj && lines.push(obj));
     agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
     agentExit = new Promise((r) => agent.on('exit', (code) => r(code)));
     await waitFor(() => {

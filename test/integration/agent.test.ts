@@ -16,6 +16,7 @@ import { hasCmd, waitFor } from '../helpers/netns';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { TestUpstream } from '../helpers/upstream';
 import mqtt from 'mqtt';
+import { onJsonLines } from '../helpers/jsonl';
 
 const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'bragent-'));
@@ -52,21 +53,8 @@ function startAgent(config: string): Running {
   const proc = spawn(process.execPath, [AGENT, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   procs.add(proc);
   const lines: Array<Record<string, unknown>> = [];
-  let buf = '';
   let err = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        lines.push(JSON.parse(l));
-      } catch {
-        lines.push({ raw: l });
-      }
-    }
-  });
+  onJsonLines(proc.stdout!, (obj, raw) => lines.push(obj ?? { raw }));
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => (procs.delete(proc), r(code))));
   return { proc, lines, stderr: () => err, exited };

@@ -19,6 +19,7 @@ import { decodeDhcp, encodeDhcp, type DhcpMessage } from '../../proto/dhcp/packe
 import { encodeTftp } from '../../proto/tftp/packet';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import { dhcpDatagrams } from '../unit/proto/dhcp/udp-frames';
+import { onJsonLines } from '../helpers/jsonl';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
 const root = join(__dirname, '../..');
@@ -416,20 +417,7 @@ describe.skipIf(!!reason)('the agent under garbage (namespace LAN, seeded)', () 
       }),
     );
     agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
-    let buf = '';
-    agent.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          lines.push(JSON.parse(l));
-        } catch {
-          lines.push({ raw: l });
-        }
-      }
-    });
+    onJsonLines(agent.stdout!, (obj, raw) => lines.push(obj ?? { raw }));
     agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
     await waitFor(() => {
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentErr}`);
