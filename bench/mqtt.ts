@@ -28,6 +28,7 @@ import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
 import { encodeIpxeOptions } from '../proto/dhcp/pxe';
 import { BenchLab, MB, fx, has, helperMode, isRoot, machineLine, makeFile, pct, runMain, startAgent, startUpstream, table, waitFor, wallMs } from './_lib/common';
+import { onJsonLines } from '../test/helpers/jsonl';
 
 const LAN = '10.99.90.1';
 const UP = '10.99.91.1';
@@ -258,21 +259,9 @@ async function main(): Promise<void> {
 
     const sub = lab.net.spawn(mon, process.execPath, [self, '--sub', `mqtt://${MON}:1883`]);
     let ready = false;
-    let buf = '';
-    sub.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (l === 'ready') ready = true;
-        else
-          try {
-            lines.push(JSON.parse(l) as SubLine);
-          } catch {
-            /* not ours */
-          }
-      }
+    onJsonLines(sub.stdout!, (obj, raw) => {
+      if (raw === 'ready') ready = true;
+      else if (obj) lines.push(obj as unknown as SubLine);
     });
     sub.stderr!.on('data', (d) => process.stderr.write(d));
     await waitFor(() => {

@@ -15,6 +15,7 @@ import http from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import { NetLab, waitFor } from '../../test/helpers/netns';
+import { onJsonLines } from '../../test/helpers/jsonl';
 
 export const MB = 1024 * 1024;
 export { waitFor };
@@ -282,22 +283,10 @@ export interface UpstreamReq {
 export async function startUpstream(lab: BenchLab, ns: string, dir: string, ip: string, port: number): Promise<{ proc: ChildProcess; reqs: UpstreamReq[]; reset(): void; bytes(): number }> {
   const proc = lab.net.spawn(ns, process.execPath, [process.argv[1]!, '--upstream', dir, ip, String(port)]);
   const reqs: UpstreamReq[] = [];
-  let buf = '';
   let ready = false;
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (l === 'ready') ready = true;
-      else
-        try {
-          reqs.push(JSON.parse(l) as UpstreamReq);
-        } catch {
-          /* not ours */
-        }
-    }
+  onJsonLines(proc.stdout!, (obj, raw) => {
+    if (raw === 'ready') ready = true;
+    else if (obj) reqs.push(obj as unknown as UpstreamReq);
   });
   proc.stderr!.on('data', (d) => process.stderr.write(d));
   await waitFor(() => {
