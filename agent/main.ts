@@ -377,7 +377,7 @@ export class Agent {
     this.cache = cache;
     // a cache rebuilt on reload while the uplink is down starts out knowing it
     const link = this.uplink?.current();
-    if (link && !link.up) cache.setLinkState(false, link.reason ?? 'uplink down');
+    if (link && !link.up && link.source !== 'none') cache.setLinkState(false, link.reason ?? 'uplink down');
     if (this.source) this.source.target = cache;
     else this.source = new SwitchableSource(cache);
   }
@@ -505,7 +505,8 @@ export class Agent {
     // a lost uplink: the cache serves what it has and stops trying the upstream until it is back
     bindUplinkEvents(uplink, this.emit, {
       down: (st) => {
-        this.cache?.setLinkState(false, st.reason ?? 'uplink down');
+        // only a reading says the link is down; "could not read it" (no ip/ubus) leaves the cache trying
+        if (st.source !== 'none') this.cache?.setLinkState(false, st.reason ?? 'uplink down');
         publish();
       },
       up: () => {

@@ -192,7 +192,7 @@ async function readUbus(exec: Exec, networks: string[]): Promise<Omit<UplinkStat
   let sawUbus = false;
   for (const net of networks) {
     const res = await exec('ubus', ['call', `network.interface.${net}`, 'status']);
-    if (res.error === 'ENOENT') return undefined; // not OpenWrt
+    if (res.error === 'ENOENT' || res.error === 'EACCES') return undefined; // not OpenWrt (EACCES: a PATH entry we may not read)
     sawUbus = true;
     if (res.code !== 0) continue; // `Command failed: Not found`: no such network
     const st = parseUbusInterfaceStatus(parseJson(res.stdout), net);

@@ -49,8 +49,8 @@ interface Running {
 
 const procs = new Set<ChildProcess>();
 
-function startAgent(config: string): Running {
-  const proc = spawn(process.execPath, [AGENT, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startAgent(config: string, env?: NodeJS.ProcessEnv): Running {
+  const proc = spawn(process.execPath, [AGENT, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   procs.add(proc);
   const lines: Array<Record<string, unknown>> = [];
   let err = '';
@@ -333,6 +333,25 @@ describe('bootrelay (bundled agent)', () => {
       expect(dead.code).toBe(1);
       expect(dead.stderr).toBe(`relayctl: cannot reach the agent at ${sock}: ENOENT (is bootrelay running?)\n`);
     });
+  });
+
+  it('still fetches through the cache when the uplink cannot be read (no ip or ubus on PATH)', async () => {
+    const file = join(work, 'no-ip.json');
+    const port = await freeTcpPort();
+    writeCfg({ ...baseCfg, agentId: 'itest-noip', stateDir: join(work, 'state-noip'), cache: { dir: join(work, 'cache-noip') }, http: { port }, tftp: false, control: { socket: join(work, 'noip.sock') } }, file);
+    const a = startAgent(file, { ...process.env, PATH: join(work, 'empty-path') }); // no ip, no ubus
+    try {
+      await waitFor(() => a.lines.some((l) => l.msg === 'bootrelay started') || a.proc.exitCode !== null, 15_000, 'agent started');
+      expect(a.proc.exitCode, a.stderr()).toBeNull();
+      // the first uplink reading ("ip route failed: ENOENT") says nothing about the link
+      await waitFor(() => a.lines.some((l) => l.component === 'uplink'), 5000, 'an uplink reading');
+      const r = await fetch(`http://127.0.0.1:${port}/files/debian/vmlinuz`);
+      expect(r.status).toBe(200);
+      expect((await r.arrayBuffer()).byteLength).toBe(300_000);
+    } finally {
+      a.proc.kill('SIGTERM');
+      await a.exited;
+    }
   });
 
   describe.skipIf(!!mosquittoSkipReason())('with MQTT', () => {
