@@ -345,9 +345,7 @@ export class Agent {
           ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
           : e.code === 'EADDRNOTAVAIL'
             ? ' (is lan.address configured on an interface of this machine?)'
-            : e.code === 'EADDRINUSE'
-              ? ''
-              : '';
+            : '';
       throw new FatalError(`cannot listen on ${at} (${what}): ${e.code ?? e.message}${hint}`, 1);
     }
   }
