@@ -16,6 +16,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { makeEvent, type ClientPhase, type EmitFn, type RelayEvent } from '../proto/events';
 import { VERSION } from '../proto/version';
+import { isChainFile } from '../relay/boot/chain';
+import { ChainSource, type ChainContext } from '../relay/boot/chain-source';
 import { FileCache, profileSha256Lookup } from '../relay/cache/cache';
 import { DhcpService } from '../relay/dhcp/service';
 import { HttpService } from '../relay/http/service';
@@ -243,7 +245,16 @@ export class Agent {
 
   private isLoader(file: string): boolean {
     const f = file.replace(/^\/+/, '');
-    return Object.values(this.cfg.boot.loaders).some((list) => list.includes(f));
+    return Object.values(this.cfg.boot.loaders).some((list) => list.includes(f)) || isChainFile(Object.values(this.cfg.boot.chains ?? {}), f) === 'loader';
+  }
+
+  private chainContext(): ChainContext {
+    return {
+      chains: Object.values(this.cfg.boot.chains ?? {}),
+      server: this.cfg.lan.address,
+      httpPort: this.http?.port ?? this.cfg.http.port,
+      resolveProfile: (mac) => this.resolveProfile(mac),
+    };
   }
 
   private commandDeps(): CommandDeps {
@@ -376,8 +387,10 @@ export class Agent {
     // a cache rebuilt on reload while the uplink is down starts out knowing it
     const link = this.uplink?.current();
     if (link && !link.up && link.source !== 'none') cache.setLinkState(false, link.reason ?? 'uplink down');
-    if (this.source) this.source.target = cache;
-    else this.source = new SwitchableSource(cache);
+    // the Secure Boot chain's names (shim's grubx64.efi, GRUB's /grub/grub.cfg, probes) in front of the cache
+    const target = new ChainSource(cache, () => this.chainContext());
+    if (this.source) this.source.target = target;
+    else this.source = new SwitchableSource(target);
   }
 
   private async startHttp(): Promise<void> {

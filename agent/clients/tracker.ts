@@ -13,7 +13,10 @@
 import { EventEmitter } from 'node:events';
 import { CLIENT_PHASES, type ArchKey, type ClientPhase, type EmitFn, type FileRole, type Firmware, type RelayEvent } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
+import type { NicInfo } from '../../proto/dhcp/nic';
+import { isChainFile, mapChainRequest } from '../../relay/boot/chain';
 import type { BootConfig, ProfileConfig } from '../config/types';
+import { parseSecureBootFlag, REFUSED_LOADER_SILENCE_MS, refusedLoaderHint, refusedLoaderMessage, type RefusedLoader } from './secureboot';
 
 export interface PhaseTiming {
   startedAt: string;
@@ -44,6 +47,14 @@ export interface ClientState {
   failedPhase?: ClientPhase;
   /** the boot file the last ACK named */
   bootFile?: string;
+  /** what the booted system reported on /booted (secureboot=0|1) */
+  secureBoot?: boolean;
+  /** the other fields of the /booted report */
+  report?: Record<string, string>;
+  /** the NIC iPXE booted from (DHCP option 175.177) */
+  nic?: NicInfo;
+  /** a non-zero SMBIOS UUID from DHCP option 97 */
+  uuid?: string;
 }
 
 export interface ClientTrackerOptions {
@@ -59,6 +70,8 @@ export interface ClientTrackerOptions {
   progressIntervalMs?: number;
   /** bound on remembered clients (oldest forgotten first; default 1024) */
   maxClients?: number;
+  /** a UEFI loader fetched completely and then nothing more for this long: refused under Secure Boot (default 30 s) */
+  refusedLoaderMs?: number;
 }
 
 interface Transfer {
@@ -88,6 +101,10 @@ interface Internal {
   pending: boolean;
   history: HistoryItem[];
   failKind?: string;
+  /** a UEFI firmware fetched this first-stage loader completely; nothing else asked since */
+  loaderDone?: { at: number; file: string };
+  /** the last Secure Boot refusal diagnosed (for explain's hint) */
+  refused?: RefusedLoader;
 }
 
 const ORDER = new Map<ClientPhase, number>(CLIENT_PHASES.map((p, i) => [p, i]));
@@ -145,6 +162,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   private readonly stallTimeoutMs: number;
   private readonly progressIntervalMs: number;
   private readonly maxClients: number;
+  private readonly refusedLoaderMs: number;
   private readonly emitEvent?: EmitFn;
   /** loader path → arch keys it is configured for */
   private loaderArch = new Map<string, ArchKey[]>();
@@ -157,6 +175,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.maxClients = opts.maxClients ?? 1024;
+    this.refusedLoaderMs = opts.refusedLoaderMs ?? REFUSED_LOADER_SILENCE_MS;
     this.emitEvent = opts.emit;
     this.indexLoaders();
   }
@@ -247,6 +266,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (role === 'loader' || role === 'script' || role === 'kernel' || role === 'initrd') return role;
     if (file === '/boot.ipxe') return 'script';
     if (this.loaderArch.has(file)) return 'loader';
+    if (this.boot.chains && isChainFile(Object.values(this.boot.chains), file)) return 'loader'; // shim's GRUB, GRUB's config
     const own = c ? this.profileOf(c) : undefined;
     const inProfile = (p: ProfileConfig | undefined): FileRole | undefined => {
       if (!p) return undefined;
@@ -294,6 +314,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     const s = c.s;
     const before = { phase: s.phase, ip: s.ip, arch: s.arch, firmware: s.firmware, profile: s.profile, file: s.file, error: s.error, bytes: s.bytes, total: s.totalBytes };
     this.remember(c, ev, t);
+    if (ev.nic && typeof ev.nic === 'object') s.nic = ev.nic as NicInfo;
+    if (typeof ev.uuid === 'string' && ev.uuid) s.uuid = ev.uuid;
+    const refused = this.refusalSign(c, ev, t);
 
     if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
     if (ev.arch && ev.arch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = ev.arch;
@@ -334,17 +357,27 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       case 'http.error':
         this.onError(c, ev, t);
         break;
-      case 'client.booted':
+      case 'client.booted': {
         c.awaiting = undefined;
         c.transfers.clear();
         this.enter(c, 'booted', t);
         s.error = null;
+        const sb = parseSecureBootFlag(ev.secureboot);
+        if (sb !== undefined) s.secureBoot = sb;
+        if (ev.report && typeof ev.report === 'object') s.report = { ...(ev.report as Record<string, string>) };
         break;
+      }
       case 'client.failed':
         if (s.phase !== 'failed') this.fail(c, t, String(ev.error ?? ev.reason ?? 'failed'), 'reported', false);
         break;
       default:
         break;
+    }
+
+    if (refused) {
+      // the firmware started over right after a complete loader: after the restart above, say why
+      c.refused = refused;
+      this.fail(c, t, refusedLoaderMessage(refused), 'secure-boot');
     }
 
     const changed =
@@ -427,6 +460,27 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     c.transfers.clear();
     c.initrdsDone.clear();
     c.failKind = undefined;
+    c.loaderDone = undefined;
+  }
+
+  /**
+   * After a UEFI firmware fetched a first-stage loader completely: any other request means the
+   * loader runs; a fresh firmware DISCOVER (PXE again, or UEFI HTTP Boot) before that means the
+   * firmware would not run it (Secure Boot). Returns the refusal, if this event shows one.
+   */
+  private refusalSign(c: Internal, ev: RelayEvent, t: number): RefusedLoader | undefined {
+    const d = c.loaderDone;
+    if (!d) return undefined;
+    const type = ev.type;
+    if (type === 'dhcp.discover' && (ev.firmware === 'uefi' || ev.firmware === 'uefi-http')) {
+      c.loaderDone = undefined;
+      return { file: d.file, arch: c.s.arch, signedChain: !!this.boot.chains?.[d.file], how: 'restart', seconds: Math.round((t - d.at) / 1000) };
+    }
+    const file = cleanFile(ev.file ?? ev.path);
+    if ((type.startsWith('tftp.') || type.startsWith('http.')) && file !== d.file) c.loaderDone = undefined;
+    else if (type.startsWith('dhcp.') && ev.firmware === 'ipxe') c.loaderDone = undefined;
+    else if (type === 'client.booted') c.loaderDone = undefined;
+    return undefined;
   }
 
   private remember(c: Internal, ev: RelayEvent, t: number): void {
@@ -610,6 +664,14 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       s.etaSeconds = 0;
     }
     if (s.phase === 'failed' || s.phase === 'booted') return;
+    if (role === 'loader' && (s.firmware === 'uefi' || s.firmware === 'uefi-http') && this.loaderArch.has(file)) c.loaderDone = { at: t, file };
+    if (role === 'loader' && this.boot.chains && mapChainRequest(Object.values(this.boot.chains), file)?.kind === 'config') {
+      const p = this.profileOf(c);
+      if (p && !p.kernel) {
+        this.fail(c, t, `profile "${s.profile}" is an iPXE script${p.script ? ` (${p.script})` : ''}: it needs iPXE, but this client boots through the Secure Boot chain (shim and GRUB), which can only load a kernel and initrds`, 'needs-ipxe');
+        return;
+      }
+    }
     if (role === 'initrd') {
       c.initrdsDone.add(file);
       const want = this.profileOf(c)?.initrd ?? [];
@@ -669,6 +731,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
               ? `no HTTP request for ${a.file} within ${secs} s of the ACK: the firmware rejected the offer`
               : `no HTTP request for /boot.ipxe within ${secs} s of the ACK: iPXE could not fetch its script`;
         this.fail(c, now, msg, `no-request-${a.kind}`);
+        failed = true;
+      } else if (c.loaderDone && s.phase === 'loader' && now - c.loaderDone.at >= this.refusedLoaderMs) {
+        const d = c.loaderDone;
+        c.loaderDone = undefined;
+        c.refused = { file: d.file, arch: s.arch, signedChain: !!this.boot.chains?.[d.file], how: 'silence', seconds: Math.round((now - d.at) / 1000) };
+        this.fail(c, now, refusedLoaderMessage(c.refused), 'secure-boot');
         failed = true;
       } else if (TRANSFER_PHASES.has(s.phase)) {
         for (const tr of c.transfers.values()) {
@@ -808,6 +876,10 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         return ['The transfer stopped in the middle: the client may have rebooted or lost its link, or the upstream stalled (see `relayctl status` for the uplink).'];
       case 'pool':
         return ['Widen dhcp.range or shorten dhcp.leaseSeconds; `relayctl leases` lists who holds the addresses.'];
+      case 'secure-boot':
+        return [refusedLoaderHint(c.refused ?? { arch: s.arch, signedChain: false })];
+      case 'needs-ipxe':
+        return [`Assign this client a profile with a kernel (relayctl assign ${s.mac} PROFILE), or give its architecture an iPXE loader in boot.loaders (with Secure Boot off).`];
       default:
         return [];
     }

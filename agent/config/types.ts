@@ -1,3 +1,5 @@
+import type { ChainLoader } from '../../relay/boot/chain';
+
 /**
  * The agent's configuration after validation and defaults (shared/CONTRACT.md).
  * agent/config/load.ts turns a JSON file into this, or into a list of issues.
@@ -75,6 +77,11 @@ export interface BootConfig {
   profiles: Record<string, ProfileConfig>;
   /** mac → profile */
   assign: Record<string, string>;
+  /**
+   * Secure Boot chains among the loaders, by shim path (the path listed in `loaders`):
+   * the firmware gets the shim, the relay serves the GRUB and a generated grub.cfg.
+   */
+  chains?: Record<string, ChainLoader>;
 }
 
 export interface MqttConfig {

@@ -5,6 +5,7 @@
  * Nothing a datagram contains can throw out of the socket handler: decode
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
+import { nicFromDhcp } from '../../proto/dhcp/nic';
 import type { RemoteInfo } from 'node:dgram';
 import type { BootConfig, DhcpConfig, LanConfig } from '../../agent/config/types';
 import type { Logger } from '../../agent/log';
@@ -217,7 +218,7 @@ export class DhcpService {
     const profile = this.assign.get(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
-      emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
+      emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode, ...nicField(msg) });
     }
     if (d.kind === 'release' || d.kind === 'decline') {
       const p = d.kind === 'release' ? this.store.release(msg.mac, d.ip) : this.store.decline(msg.mac, d.ip);
@@ -262,3 +263,8 @@ export class DhcpService {
   }
 }
 
+/** iPXE names its NIC (option 175.177): bus, vendor and device ids, a chip name where known. */
+function nicField(msg: DhcpMessage): { nic?: ReturnType<typeof nicFromDhcp> } {
+  const nic = nicFromDhcp(msg);
+  return nic ? { nic } : {};
+}
