@@ -87,6 +87,8 @@ export class Agent {
   readonly tracker: ClientTracker;
   readonly startedAt = new Date().toISOString();
   private readonly assigned = new Map<string, string>();
+  /** relayctl assign UUID PROFILE: by SMBIOS UUID (option 97), kept in <stateDir>/assign-uuid.json */
+  private readonly assignedUuid = new Map<string, string>();
   /** MACs that reported /booted (dhcp.netbootOnce), kept in <stateDir>/booted.json */
   private readonly booted = new Set<string>();
   private cache?: FileCache;
@@ -141,6 +143,12 @@ export class Agent {
     // loader, so a fresh firmware DISCOVER soon after means "that loader did not work here"
     this.bus.on('relay', (e) => {
       if ((e.type === 'tftp.done' || e.type === 'http.done') && e.mac && e.file && this.isLoader(e.file)) this.dhcp?.noteLoaderFetched(e.mac);
+    });
+    // a machine assigned by UUID: whatever NIC (MAC) it boots from gets its profile
+    this.bus.on('relay', (e) => {
+      const uuid = typeof e.uuid === 'string' ? e.uuid : undefined;
+      const p = uuid ? this.assignedUuid.get(uuid) : undefined;
+      if (p && e.mac && this.cfg.boot.profiles[p] && this.assigned.get(e.mac) !== p) this.applyAssign(e.mac, p, false);
     });
     // the tracker last: a client.failed it emits while applying an event goes out after that event
     this.bus.on('relay', (e) => this.tracker.apply(e));
@@ -278,12 +286,12 @@ export class Agent {
       },
       trace: this.trace,
       assignments: () => Object.fromEntries([...this.assigned].filter(([, p]) => !!this.cfg.boot.profiles[p])),
-      assign: (mac, profile) => {
-        this.assigned.set(mac, profile);
-        this.dhcp?.setAssign(mac, profile);
-        this.tracker.assign(mac, profile);
-        this.saveJson('assign.json', Object.fromEntries(this.assigned));
-        this.log.info({ mac, profile }, 'profile assigned');
+      assign: (mac, profile) => this.applyAssign(mac, profile, true),
+      assignUuid: (uuid, profile) => {
+        this.assignedUuid.set(uuid, profile);
+        this.saveJson('assign-uuid.json', Object.fromEntries(this.assignedUuid));
+        this.log.info({ uuid, profile }, 'profile assigned by UUID');
+        for (const c of this.tracker.list()) if (c.uuid === uuid) this.applyAssign(c.mac, profile, false);
       },
       subscribe: (fn) => {
         const a = this.bus.subscribe('relay', (e) => fn('relay', e));
@@ -296,8 +304,23 @@ export class Agent {
     };
   }
 
+  /** A runtime assignment everywhere (DHCP, HTTP, tracker); `save`: also in assign.json (by UUID: kept in assign-uuid.json instead). */
+  private applyAssign(mac: string, profile: string, save: boolean): void {
+    this.assigned.set(mac, profile);
+    this.dhcp?.setAssign(mac, profile);
+    this.tracker.assign(mac, profile);
+    if (save) {
+      this.saveJson('assign.json', Object.fromEntries(this.assigned));
+      this.log.info({ mac, profile }, 'profile assigned');
+    }
+  }
+
   /** relayctl assign survives restarts: <stateDir>/assign.json (mac → profile). */
   private loadState(): void {
+    const byUuid = this.readJson('assign-uuid.json');
+    if (byUuid && typeof byUuid === 'object' && !Array.isArray(byUuid)) {
+      for (const [uuid, profile] of Object.entries(byUuid as Record<string, unknown>)) if (typeof profile === 'string' && this.cfg.boot.profiles[profile]) this.assignedUuid.set(uuid, profile);
+    }
     const assign = this.readJson('assign.json');
     if (assign && typeof assign === 'object' && !Array.isArray(assign)) {
       for (const [mac, profile] of Object.entries(assign as Record<string, unknown>)) {

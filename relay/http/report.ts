@@ -3,7 +3,7 @@
  * fields are kept (short text, a bounded number of them) and travel in the
  * `client.booted` event as `report`. Pure.
  */
-export function cleanReport(q: Iterable<[string, string]>, maxFields = 16, maxLen = 128): Record<string, string> {
+export function cleanReport(q: Iterable<[string, string]>, maxFields = 16, maxLen = 256): Record<string, string> {
   const out: Record<string, string> = {};
   let n = 0;
   for (const [k, v] of q) {
