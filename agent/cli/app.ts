@@ -351,8 +351,8 @@ function renderStatus(r: unknown): string {
 function renderClients(list: ClientView[]): string {
   if (!list.length) return 'no clients seen yet\n';
   return table(
-    ['MAC', 'IP', 'ARCH', 'FIRMWARE', 'NIC', 'SB', 'PROFILE', 'PHASE', 'FILE', 'PROGRESS', 'UPDATED', 'ERROR'],
-    list.map((c) => [c.mac, c.ip, c.arch, c.firmware, nicCell(c), c.secureBoot === undefined ? '-' : c.secureBoot ? 'on' : 'off', c.profile, c.phase, c.file, progressText(c), ago(c.updatedAt), c.error]),
+    ['MAC', 'IP', 'ARCH', 'FIRMWARE', 'PROFILE', 'PHASE', 'NIC', 'SB', 'FILE', 'PROGRESS', 'UPDATED', 'ERROR'],
+    list.map((c) => [c.mac, c.ip, c.arch, c.firmware, c.profile, c.phase, nicCell(c), c.secureBoot === undefined ? '-' : c.secureBoot ? 'on' : 'off', c.file, progressText(c), ago(c.updatedAt), c.error]),
   );
 }
 

@@ -106,7 +106,7 @@ describe('relayctl', () => {
   it.each([
     [[], 'no command given'],
     [['frobnicate'], 'unknown command "frobnicate"'],
-    [['assign', '52:54:00:00:00:01'], 'usage: relayctl assign MAC PROFILE'],
+    [['assign', '52:54:00:00:00:01'], 'usage: relayctl assign MAC|UUID PROFILE'],
     [['assign', 'zz', 'debian'], 'not a MAC address: "zz"'],
     [['trace', '52:54:00:00:00:01'], 'trace needs -o FILE.pcap'],
     [['watch', '--until', 'dhcp'], '--until takes "booted"'],
