@@ -56,7 +56,7 @@ function startAgent(config: string, env?: NodeJS.ProcessEnv): Running {
   let err = '';
   onJsonLines(proc.stdout!, (obj, raw) => lines.push(obj ?? { raw }));
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => (procs.delete(proc), r(code))));
+  const exited = new Promise<number | null>((r) => proc.on('close', (code) => (procs.delete(proc), r(code))));
   return { proc, lines, stderr: () => err, exited };
 }
 
@@ -76,7 +76,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
     let stderr = '';
     p.stdout!.on('data', (d) => (stdout += d));
     p.stderr!.on('data', (d) => (stderr += d));
-    p.on('exit', (code) => (clearTimeout(timer), procs.delete(p), resolve({ code, stdout, stderr })));
+    p.on('close', (code) => (clearTimeout(timer), procs.delete(p), resolve({ code, stdout, stderr })));
   });
 }
 

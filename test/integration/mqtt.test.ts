@@ -195,7 +195,7 @@ p.start().then(() => {
     const rl = createInterface({ input: child.stdout! });
     await new Promise<void>((res, rej) => {
       rl.on('line', (l) => l === 'connected' && res());
-      child.once('exit', () => rej(new Error('runner exited')));
+      child.once('close', () => rej(new Error('runner exited')));
     });
     await waitFor(() => (s.last(`${base}/status`) as { online?: boolean })?.online === true, 5000, 'online status');
     child.kill('SIGKILL');

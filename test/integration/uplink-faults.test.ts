@@ -593,7 +593,7 @@ class UpstreamCtl {
       onFail = rej;
     });
     p.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    p.on('exit', (code) => {
+    p.on('close', (code) => {
       const e = new Error(`upstream exited ${code}: ${this.err.slice(-1000)}`);
       onFail(e);
       for (const w of this.pending.values()) w.reject(e);
