@@ -16,7 +16,7 @@ export function hasCmd(cmd: string): boolean {
 export function skipReason(...cmds: string[]): string | undefined {
   if (!isRoot) return 'needs root (network namespaces)';
   const missing = cmds.filter((c) => !hasCmd(c));
-  if (missing.length) return `missing tools: ${missing.join(', ')} (run .ci/run or apt-get install them)`;
+  if (missing.length) return `missing tools: ${missing.join(', ')} (scripts/install-deps.sh installs them)`;
   return undefined;
 }
 

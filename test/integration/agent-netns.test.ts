@@ -11,16 +11,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hasCmd, NetLab, skipReason, waitFor } from '../helpers/netns';
 import { onJsonLines } from '../helpers/jsonl';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
 const root = join(__dirname, '../..');
 const MAC = '52:54:00:99:50:01';
 const RELAY = '10.99.50.1';
 
-describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE)', () => {
+describeSkipIf(reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE)', () => {
   const work = mkdtempSync(join(tmpdir(), 'brans-'));
   const AGENT = join(work, 'bootrelay.js');
   const CTL = join(work, 'relayctl.js');

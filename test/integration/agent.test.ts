@@ -12,11 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { waitFor } from '../helpers/netns';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { TestUpstream } from '../helpers/upstream';
 import mqtt from 'mqtt';
 import { onJsonLines } from '../helpers/jsonl';
+import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'bragent-'));
@@ -214,7 +215,7 @@ describe('bootrelay (bundled agent)', () => {
       expect(existsSync(join(baseCfg.stateDir, 'booted.json'))).toBe(false);
     });
 
-    it.skipIf(!hasCmd('tftp'))('serves the loader over TFTP to tftp-hpa through the cache', async () => {
+    itSkipIf(missingCmds('tftp'))('serves the loader over TFTP to tftp-hpa through the cache', async () => {
       const dest = join(work, 'undionly.kpxe');
       const r = await run('tftp', ['-m', 'binary', '127.0.0.1', String(tftpPort), '-c', 'get', 'ipxe/undionly.kpxe', dest]);
       expect(r.code, r.stderr).toBe(0);
@@ -354,7 +355,7 @@ describe('bootrelay (bundled agent)', () => {
     }
   });
 
-  describe.skipIf(!!mosquittoSkipReason())('with MQTT', () => {
+  describeSkipIf(mosquittoSkipReason())('with MQTT', () => {
     let broker: Mosquitto;
     let a: Running;
     let sub: mqtt.MqttClient;
