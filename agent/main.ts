@@ -146,7 +146,7 @@ export class Agent {
     });
     // a machine assigned by UUID: whatever NIC (MAC) it boots from gets its profile
     this.bus.on('relay', (e) => {
-      const uuid = typeof e.uuid === 'string' ? e.uuid : undefined;
+      const uuid = e.type === 'dhcp.discover' || e.type === 'dhcp.request' ? e.uuid : undefined;
       const p = uuid ? this.assignedUuid.get(uuid) : undefined;
       if (p && e.mac && this.cfg.boot.profiles[p] && this.assigned.get(e.mac) !== p) this.applyAssign(e.mac, p, false);
     });

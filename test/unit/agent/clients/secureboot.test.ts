@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ClientTracker, type ClientState } from '../../../../agent/clients/tracker';
 import { parseSecureBootFlag } from '../../../../agent/clients/secureboot';
 import type { BootConfig } from '../../../../agent/config/types';
-import { makeEvent, type RelayEvent } from '../../../../proto/events';
+import type { RelayEventType } from '../../../../proto/events';
+import { scripted, type EventFields } from '../../../helpers/events';
 import { cleanReport } from '../../../../relay/http/report';
 
 const BOOT: BootConfig = {
@@ -22,7 +23,7 @@ function setup(boot = BOOT, mac = MAC) {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const failures: Array<Record<string, unknown>> = [];
   const t = new ClientTracker({ boot, now: () => now, emit: (e) => failures.push(e) });
-  const ev = (type: RelayEvent['type'], f: Partial<RelayEvent> = {}) => t.apply(makeEvent({ type, mac, ...f }));
+  const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => t.apply(scripted(type, { mac, ...f }));
   const fw = { firmware: 'uefi' as const, arch: 'uefi-x64' as const };
   /** firmware PXE: DHCP, then the loader over TFTP, completely */
   const pxeLoader = (file: string) => {
