@@ -101,9 +101,11 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
       metrics,
       emit,
       macForIp: (ip) => (ip === '127.0.0.1' ? '52:54:00:00:00:7f' : undefined),
-      resolveProfile: (mac) => {
-        const name = (mac && assign[mac]) ?? 'debian';
-        return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+      plan: {
+        profileFor: (mac) => {
+          const name = (mac && assign[mac]) ?? 'debian';
+          return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+        },
       },
       api: { status: () => ({ online: true, uplink: cache.stats().uplink }), clients: () => [{ mac: MAC, phase: 'kernel' }] },
       subscribe: (fn) => {
@@ -377,7 +379,7 @@ describe('HttpService that cannot bind its port', () => {
         metrics: new Metrics(),
         emit: () => {},
         macForIp: () => undefined,
-        resolveProfile: () => undefined,
+        plan: { profileFor: () => undefined },
         api: { status: () => ({}), clients: () => [] },
         subscribe: (fn) => {
           subs.add(fn);
@@ -407,7 +409,7 @@ describe('HttpService connection limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({ ok: 1 }), clients: () => [] },
       subscribe: () => () => {},
       maxConnections: 2,
@@ -448,7 +450,7 @@ describe('HttpService /api/events client limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
       wsMaxClients: 2,
@@ -491,7 +493,7 @@ describe('HttpService /api/events with a slow client', () => {
       metrics: m,
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: (fn) => {
         subs.add(fn);
@@ -559,7 +561,7 @@ describe.skipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('H
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
     });
