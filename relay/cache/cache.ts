@@ -714,7 +714,9 @@ export class FileCache implements FileSource {
   private async openBypass(path: string, opts: OpenOptions): Promise<OpenedFile> {
     const start = opts.start ?? 0;
     const headers: Record<string, string> = {};
-    if (start > 0 || opts.end !== undefined) headers.range = `bytes=${start}-${opts.end ?? ''}`;
+    // an end before the start is no Range to send upstream: ask from the start, and checkRange refuses it (416) as on a hit
+    const end = opts.end !== undefined && opts.end >= start ? opts.end : '';
+    if (start > 0 || end !== '') headers.range = `bytes=${start}-${end}`;
     let res: UpstreamResponse;
     try {
       res = await this.upstream.request(path, { headers, signal: opts.signal });

@@ -18,6 +18,7 @@ import type { ProfileConfig } from '../../agent/config/types';
 import type { FileSource, OpenedFile, OpenOptions } from '../../relay/source';
 import { TestUpstream } from '../helpers/upstream';
 import { hasCmd, isRoot, waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -70,7 +71,7 @@ const opened: OpenedFile[] = [];
 
 const skip = hasCmd('curl') ? undefined : 'curl not installed';
 
-describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
+describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
   beforeAll(async () => {
     up = new TestUpstream();
     await up.start();
@@ -534,7 +535,7 @@ describe('HttpService /api/events with a slow client', () => {
   });
 });
 
-describe.skipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
+describeSkipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
   let mnt: string;
   let upF: TestUpstream;
   let c: FileCache;

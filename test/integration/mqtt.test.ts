@@ -2,7 +2,7 @@
  * MqttPublisher against a REAL Mosquitto on loopback (test/helpers/mosquitto.ts),
  * observed by a real MQTT.js subscriber on `<prefix>/#`.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,9 +19,9 @@ import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const skip = mosquittoSkipReason();
-if (skip) console.warn(`mqtt integration tests skipped: ${skip}`);
 
 interface Msg {
   topic: string;
@@ -83,7 +83,7 @@ function order(events: Array<Record<string, unknown>>): number[] {
 
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, k) => a + k);
 
-describe.skipIf(skip)('MqttPublisher with a real Mosquitto', () => {
+describeSkipIf(skip)('MqttPublisher with a real Mosquitto', () => {
   let broker: Mosquitto;
   const dirs: string[] = [];
   const pubs: MqttPublisher[] = [];
@@ -196,7 +196,7 @@ p.start().then(() => {
     const rl = createInterface({ input: child.stdout! });
     await new Promise<void>((res, rej) => {
       rl.on('line', (l) => l === 'connected' && res());
-      child.once('exit', () => rej(new Error('runner exited')));
+      child.once('close', () => rej(new Error('runner exited')));
     });
     await waitFor(() => (s.last(`${base}/status`) as { online?: boolean })?.online === true, 5000, 'online status');
     child.kill('SIGKILL');

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Bus } from '../../agent/bus';
 import { ClientTracker } from '../../agent/clients/tracker';
 import { BootPlan } from '../../relay/boot/plan';
@@ -20,7 +20,8 @@ import { ControlServer } from '../../agent/control/server';
 import { silentLogger } from '../../agent/log';
 import type { RelayEventType } from '../../proto/events';
 import { scripted, type EventFields } from '../helpers/events';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { waitFor } from '../helpers/netns';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'brtty-'));
@@ -36,7 +37,7 @@ function tmux(...args: string[]): string {
 
 const screen = () => tmux('capture-pane', '-p', '-t', 'w');
 
-describe.skipIf(!hasCmd('tmux'))('relayctl watch on a terminal (tmux)', () => {
+describeSkipIf(missingCmds('tmux'))('relayctl watch on a terminal (tmux)', () => {
   let server: ControlServer;
   let bus: Bus;
   let tracker: ClientTracker;
