@@ -289,6 +289,7 @@ class Transfer {
   private bytesCounted = 0;
   private readonly abort = new AbortController();
   private readonly log: Logger;
+  private readonly settle = () => this.sender?.settle();
 
   constructor(
     private readonly svc: TftpService,
@@ -571,7 +572,13 @@ class Transfer {
           this.send(r.send);
           this.fill();
           this.rearm();
+          // a duplicate ACK is a gap report only once the window has left (proto/tftp/sender)
+          if (sender.windowsize > 1) setImmediate(this.settle);
           if (r.result === 'progress') this.progress();
+          return;
+        case 'resend':
+          this.log.debug({ block: pkt.block }, 'client reported a gap before the window: resent');
+          this.send(r.send);
           return;
         case 'duplicate':
           this.svc.drop('duplicate-ack');

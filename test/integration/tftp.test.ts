@@ -593,6 +593,87 @@ describe('TftpService under loss and duplication (scripted client)', () => {
   });
 });
 
+describe('TftpService window recovery (RFC 7440 §4, scripted client)', () => {
+  let s: Server;
+  beforeAll(async () => {
+    // a retransmission timer far longer than the client waits: only the gap ACK can bring the block back
+    s = makeServer(dir, { timeout: 30, retries: 2 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+  });
+
+  /** Fetches with windowsize `ws`, dropping the first copy of each block in `lose`; ACKs the last in-order block on a gap, once per gap. */
+  async function fetch(file: string, ws: number, lose: number[], dupAcks = 1) {
+    const c = await RawTftpClient.open();
+    const dataSeen = new Map<number, number>();
+    const chunks: Buffer[] = [];
+    let expected = 1;
+    const lost = new Set<number>();
+    try {
+      c.send({ op: 'rrq', file, mode: 'octet', options: { blksize: '1468', windowsize: String(ws) } }, s.svc.port);
+      let inWindow = 0;
+      for (;;) {
+        const r = await c.next(5000);
+        if (!r) throw new Error(`server went silent waiting for block ${expected}`);
+        const ack = (block: number) => {
+          for (let i = 0; i < dupAcks; i++) c.send({ op: 'ack', block }, r.port);
+        };
+        if (r.pkt.op === 'oack') {
+          ack(0);
+          continue;
+        }
+        if (r.pkt.op !== 'data') throw new Error(`unexpected ${r.pkt.op}`);
+        const { block, data } = r.pkt;
+        dataSeen.set(block, (dataSeen.get(block) ?? 0) + 1);
+        if (lose.includes(block) && !lost.has(block)) {
+          lost.add(block);
+          continue;
+        }
+        if (block !== expected) {
+          if (block > expected && inWindow !== -1) ack(expected - 1);
+          inWindow = -1;
+          continue;
+        }
+        chunks.push(data);
+        expected++;
+        inWindow = inWindow === -1 ? 1 : inWindow + 1;
+        const last = data.length < 1468;
+        if (last || inWindow >= ws) {
+          ack(block);
+          inWindow = 0;
+        }
+        if (last) break;
+      }
+    } finally {
+      await c.close();
+    }
+    return { got: Buffer.concat(chunks), dataSeen, blocks: expected - 1 };
+  }
+
+  it('resends a window at once when the client ACKs the block before it (its first block was lost)', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    // windows of 4: 1-4, 5-8, 9-12 …; the first blocks of the 3rd and 20th windows are lost
+    const r = await fetch('mid.bin', 4, [9, 77]);
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect(r.dataSeen.get(9)).toBe(2);
+    expect(r.dataSeen.get(77)).toBe(2);
+    // each loss costs the rest of its window once, no more
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(8);
+    const done = await waitFor(() => byType(s, 'tftp.done').find((e) => e.file === 'mid.bin'), 2000, 'tftp.done');
+    expect(done).toMatchObject({ retransmits: 8 });
+  });
+
+  it('resends nothing for ACKs the client sends twice when nothing is lost', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const r = await fetch('mid.bin', 4, [], 2);
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect([...r.dataSeen.values()].every((n) => n === 1)).toBe(true);
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(0);
+  });
+});
+
 describe('TftpService serving a file while it still arrives', () => {
   let s: Server;
   beforeAll(async () => {
