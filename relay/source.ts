@@ -28,6 +28,12 @@ export interface OpenedFile extends FileInfo {
   stream: Readable;
   /** How the cache served it. */
   cache: 'hit' | 'miss' | 'stale' | 'bypass';
+  /**
+   * When `size` is not known yet (a fill from an upstream that sent no
+   * Content-Length): resolves with the size once the fill has it, or undefined
+   * after `timeoutMs` or if the fill fails. Reading the stream meanwhile is fine.
+   */
+  sizeWhenKnown?(timeoutMs: number): Promise<number | undefined>;
 }
 
 export interface FileSource {

@@ -34,7 +34,17 @@ export interface TftpServiceOptions {
   trace?: PacketTrace;
   /** tftp.progress events per transfer are at least this far apart (default 250 ms) */
   progressIntervalMs?: number;
+  /** longest wait for a size not known yet (a chunked upstream) when the client asks for tsize (default 8 s) */
+  tsizeWaitMs?: number;
 }
+
+/**
+ * A client that asks for tsize gets it (EDK2 fails with PXE-E53 on an OACK
+ * without it): when the file's size is not known yet, the OACK waits for the
+ * fill up to this long. Below EDK2's 4 s × 6 RRQ retries and iPXE's give-up;
+ * repeated RRQs meanwhile are dropped as duplicates.
+ */
+export const TSIZE_WAIT_MS = 8000;
 
 export const TFTP_METRICS = {
   transfers: 'bootrelay_tftp_transfers_total',
@@ -349,6 +359,12 @@ class Transfer {
         return;
       }
       const netascii = this.rrq.mode === 'netascii';
+      if (!netascii && opened.size === undefined && this.rrq.options.tsize !== undefined && opened.sizeWhenKnown) {
+        // RFC 2349 §3: the OACK carries the size; learn it from the fill before answering
+        opened.size = await opened.sizeWhenKnown(deps.tsizeWaitMs ?? TSIZE_WAIT_MS);
+        if (this.finished) return;
+        this.log.debug({ size: opened.size }, opened.size === undefined ? 'size still unknown: OACK without tsize' : 'size learnt for tsize');
+      }
       this.stream = netascii ? opened.stream.pipe(netasciiEncoder()) : opened.stream;
       if (netascii) opened.stream.on('error', (err) => this.stream?.destroy(err));
       const cfg = deps.config;

@@ -24,6 +24,8 @@ import { DirSource } from '../helpers/dir-source';
 import type { FileSource } from '../../relay/source';
 import { Readable } from 'node:stream';
 import { hasCmd, waitFor } from '../helpers/netns';
+import { FileCache } from '../../relay/cache/cache';
+import { TestUpstream } from '../helpers/upstream';
 
 const MAC = '52:54:00:aa:bb:01';
 
@@ -116,7 +118,7 @@ interface Server {
   trace: PacketTrace;
 }
 
-function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }): Server {
+function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }, from?: FileSource): Server {
   const metrics = new Metrics();
   const events: RelayEvent[] = [];
   const source = new DirSource(dir, { slow });
@@ -134,7 +136,7 @@ function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBy
   const svc = new TftpService({
     address: '127.0.0.1',
     port: 0,
-    source,
+    source: from ?? source,
     config,
     log: silentLogger,
     metrics,
@@ -671,6 +673,67 @@ describe('TftpService window recovery (RFC 7440 §4, scripted client)', () => {
     expect(sha(r.got)).toBe(sha(files['mid.bin']));
     expect([...r.dataSeen.values()].every((n) => n === 1)).toBe(true);
     expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(0);
+  });
+});
+
+describe('TftpService answering tsize for a file of unknown size (chunked upstream, cold cache)', () => {
+  let up: TestUpstream;
+  let cacheDir: string;
+  let cache: FileCache;
+  let s: Server;
+  let body: Buffer;
+  beforeAll(async () => {
+    up = new TestUpstream();
+    await up.start();
+    body = await up.addFile('chunked/loader.efi', randomBytes(400_000));
+    up.chunked.add('chunked/loader.efi');
+    up.rate = 2_000_000; // the fill takes ~200 ms: the RRQ arrives long before its end
+    cacheDir = mkdtempSync(join(tmpdir(), 'brtftp-cache-'));
+    const metrics = new Metrics();
+    cache = new FileCache({
+      upstream: { url: up.url, headers: {}, timeoutMs: 5000 },
+      cache: { dir: cacheDir, maxBytes: 1e9, ttlSeconds: 3600, negativeTtlSeconds: 60 },
+      log: silentLogger,
+      metrics,
+      emit: () => {},
+    });
+    await cache.init();
+    s = makeServer(dir, {}, undefined, cache);
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+    await cache.close();
+    await up.cleanup();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it('waits for the fill and puts tsize in the OACK, then serves the file', async () => {
+    expect(cache.sizeOf('chunked/loader.efi')).toBeUndefined();
+    const c = await RawTftpClient.open();
+    try {
+      c.send({ op: 'rrq', file: 'chunked/loader.efi', mode: 'octet', options: { tsize: '0', blksize: '1468' } }, s.svc.port);
+      const first = await c.next(8000);
+      expect(first?.pkt.op).toBe('oack');
+      if (first?.pkt.op !== 'oack') return;
+      expect(first.pkt.options).toMatchObject({ tsize: String(body.length), blksize: '1468' });
+      const chunks: Buffer[] = [];
+      c.send({ op: 'ack', block: 0 }, first.port);
+      for (let b = 1; ; b++) {
+        const r = await c.nextData(b, 5000);
+        if (r?.pkt.op !== 'data') throw new Error(`no DATA ${b}`);
+        chunks.push(r.pkt.data);
+        c.send({ op: 'ack', block: b }, r.port);
+        if (r.pkt.data.length < 1468) break;
+      }
+      expect(sha(Buffer.concat(chunks))).toBe(sha(body));
+    } finally {
+      await c.close();
+    }
+    // the cache now knows the size (DHCP option 13)
+    expect(cache.sizeOf('chunked/loader.efi')).toBe(body.length);
+    expect(cache.sizeOf('/chunked//loader.efi')).toBe(body.length);
+    expect(cache.sizeOf('chunked/none')).toBeUndefined();
   });
 });
 
