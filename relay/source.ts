@@ -21,6 +21,12 @@ export interface OpenOptions {
   /** The client asking, for events. */
   mac?: string;
   signal?: AbortSignal;
+  /**
+   * Read what is on disk synchronously, chunk by chunk as the stream is read,
+   * instead of through the thread pool: for a reader that paces itself in small
+   * steps (TFTP lock-step), where each pool round trip costs more than the read.
+   */
+  syncReads?: boolean;
 }
 
 export interface OpenedFile extends FileInfo {

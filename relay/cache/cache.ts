@@ -667,7 +667,7 @@ export class FileCache implements FileSource {
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'stale' });
       this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, reason });
     }
-    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed });
+    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed, syncReads: opts.syncReads });
     this.wire(stream, opts);
     return {
       path: e.path,
@@ -717,6 +717,7 @@ export class FileCache implements FileSource {
       start: range.start,
       end: range.end,
       onBytes: this.countServed,
+      syncReads: opts.syncReads,
       bypass: (_pos, whole): BypassSpec => ({
         upstream: this.upstream,
         path,
