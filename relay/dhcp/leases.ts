@@ -12,6 +12,7 @@ import { mkdirSync, openSync, readFileSync, closeSync, fsyncSync, writeSync, ren
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { intToIp, ipToInt } from '../../proto/dhcp/options';
+import { StageTimer } from './timing';
 
 export interface Lease {
   mac: string;
@@ -47,6 +48,8 @@ export interface LeaseStoreOptions {
   now?: () => number;
   /** fsync the data (default true; false only for benchmarks of the rest) */
   fsync?: boolean;
+  /** bench-only: batch write / fdatasync times and batch sizes */
+  timer?: StageTimer;
 }
 
 type Rec =
@@ -362,8 +365,16 @@ export class LeaseStore {
     try {
       if (!this.fh && this.file && !this.closed) this.fh = await open(this.file, 'a');
       if (!this.fh) throw new Error('lease store not loaded');
+      const tm = this.opts.timer;
+      const t0 = tm ? StageTimer.now() : 0;
       await this.fh.write(lines.join('\n') + '\n');
+      const t1 = tm ? StageTimer.now() : 0;
       if (this.opts.fsync !== false) await this.fh.datasync();
+      if (tm) {
+        tm.add('batch-write', t1 - t0);
+        tm.add('batch-fdatasync', StageTimer.now() - t1);
+        tm.add('batch-records', lines.length);
+      }
       this.fsyncs++;
       this.records += lines.length;
       this.logLines += lines.length;
