@@ -241,7 +241,9 @@ async function main(): Promise<void> {
       if (pass > 0 && fail < Infinity) break;
       if (pass >= MAX_RATE) break;
       if (fail < Infinity && r <= MIN_RATE) break;
-      r = t.ok ? Math.min(MAX_RATE, Math.round(r * step)) : Math.max(MIN_RATE, Math.round(r / step));
+      // next to nothing answered within perfdhcp's drop time (1 s): straight to the lowest rate
+      const answered = (t.ex['DISCOVER-OFFER']?.received ?? 0) / Math.max(1, t.ex['DISCOVER-OFFER']?.sent ?? 0);
+      r = t.ok ? Math.min(MAX_RATE, Math.round(r * step)) : answered < 0.05 ? MIN_RATE : Math.max(MIN_RATE, Math.round(r / step));
     }
     while (pass > 0 && fail < Infinity && (fail - pass) / pass > PRECISION && trials.length < MAX_TRIALS) {
       const mid = Math.round((pass + fail) / 2);
@@ -318,7 +320,7 @@ async function main(): Promise<void> {
     kneeRows.push([
       row.scenario,
       row.server,
-      spread(ks) + limited,
+      (ks.every((k) => k === 0) ? `< ${MIN_RATE} (no rate passed)` : spread(ks)) + limited,
       isBase ? '1 (baseline of the row group)' : row.scenario === 'alloc' ? `/24 ÷ /16: ${spread(ratios, 2)}` : `bootrelay ÷ this: ${spread(ratios, 2)}×`,
     ]);
   }
@@ -362,7 +364,7 @@ async function main(): Promise<void> {
   if (timings.length) {
     console.log(`\nbootrelay stage times during the latency runs (BOOTRELAY_DHCP_TIMING, process.hrtime; ms except batch-records; median of ${timings.length} runs)`);
     const names = [...new Set(timings.flatMap((t) => Object.keys(t)))];
-    const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack'];
+    const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-write+sync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack'];
     names.sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
     console.log(
       table(
