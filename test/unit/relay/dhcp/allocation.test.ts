@@ -152,6 +152,56 @@ describe('LeaseStore allocation', () => {
   });
 });
 
+describe('LeaseStore journal', () => {
+  it('skips a run of NULs (a batch that missed the disk while a later one landed) and loads what follows', async () => {
+    const dir = join(tmp, 'nulhole');
+    mkdirSync(dir, { recursive: true });
+    const rec = (i: number, ip: string) => JSON.stringify({ op: 'commit', mac: mac(i), ip, exp: 9_999_999_999_999 });
+    // a torn line ending in the hole, then the next batch
+    writeFileSync(join(dir, LEASE_FILE), Buffer.concat([Buffer.from(rec(1, '10.99.0.100') + '\n' + '{"op":"commit","mac":"52:5'), Buffer.alloc(300), Buffer.from(rec(2, '10.99.0.101') + '\n')]));
+    const s = new LeaseStore({ stateDir: dir, range: ['10.99.0.100', '10.99.0.110'], leaseSeconds: 600 });
+    await s.load();
+    expect(s.get(mac(1))?.ip).toBe('10.99.0.100');
+    expect(s.get(mac(2))?.ip).toBe('10.99.0.101');
+    expect(s.skippedLines).toBe(1);
+    await s.close();
+  });
+
+  it('keeps the order of batches written while another is in flight', async () => {
+    const dir = join(tmp, 'pipeline');
+    const s = new LeaseStore({ stateDir: dir, range: ['10.99.0.100', '10.99.0.199'], leaseSeconds: 600 });
+    await s.load();
+    const all: Array<Promise<unknown>> = [];
+    // bursts in successive event-loop turns: several batches, up to two in flight
+    for (let b = 0; b < 20; b++) {
+      for (let i = 0; i < 3; i++) all.push(s.commit(mac(b * 3 + i), `10.99.0.${100 + ((b * 3 + i) % 100)}`));
+      await new Promise((r) => setImmediate(r));
+    }
+    // the same client moved through addresses: the last one must win after a reload
+    for (let k = 0; k < 10; k++) {
+      all.push(s.commit(mac(500), `10.99.0.${190 + k}`));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(all);
+    expect(s.fsyncs).toBeGreaterThan(1);
+    await s.close();
+    const text = readFileSync(join(dir, LEASE_FILE), 'utf8');
+    expect(text.includes('\0')).toBe(false);
+    const ips = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { mac?: string; ip?: string })
+      .filter((r) => r.mac === mac(500))
+      .map((r) => r.ip);
+    expect(ips).toEqual(Array.from({ length: 10 }, (_, k) => `10.99.0.${190 + k}`));
+    const r = new LeaseStore({ stateDir: dir, range: ['10.99.0.100', '10.99.0.199'], leaseSeconds: 600 });
+    await r.load();
+    expect(r.get(mac(500))?.ip).toBe('10.99.0.199');
+    expect(r.list().length).toBe(61);
+    await r.close();
+  });
+});
+
 describe('LeaseStore renewals', () => {
   it('a renewal resolves without an fsync of its own; its record reaches the file and survives a clean restart', async () => {
     const dir = join(tmp, 'renew');
