@@ -8,12 +8,12 @@
  * Debian's signed packages are fetched with apt-get download + dpkg-deb -x (test/e2e/lab/signed.sh).
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BootLab, labBaseDir, labSkipReason, labWorkDir, RELAY_LAN_IP } from './lab';
+import { BootLab, labBaseDir, labSkipReason, labWorkDir } from './lab';
 import { agentBundle, expectInOrder, is } from './steps';
-import { clientState, discoverToBooted, ovmfSecureBootArgs, runVm } from './vm';
+import { clientState, discoverToBooted, installSignedPayload, ovmfSecureBootArgs, runVm, useSignedChain } from './vm';
 
 function sbSkipReason(): string | undefined {
   const r = labSkipReason();
@@ -40,18 +40,9 @@ describe.skipIf(!!reason)('e2e: Secure Boot through the relay (QEMU q35 + SMM, O
       prefix: `brs${process.pid % 10000}`,
       work,
       agentJs: agent.js,
-      beforeAgent: async (l) => {
-        // the signed binaries and the Secure Boot initrd next to the lab's kernel (shared, cached)
-        const base = labBaseDir();
-        const r = spawnSync('bash', [join(__dirname, 'lab', 'signed.sh'), base], { stdio: ['ignore', 'inherit', 'inherit'] });
-        if (r.status !== 0) throw new Error('signed.sh failed');
-        mkdirSync(join(l.www, 'sb'), { recursive: true });
-        for (const f of ['sb/shimx64.efi', 'sb/grubnetx64.efi.signed', 'debian/initrd-sb.gz']) copyFileSync(join(base, 'www', f), join(l.www, f));
-      },
-      configure: (cfg) => {
-        cfg.boot.loaders = { bios: 'ipxe/undionly.kpxe', 'uefi-x64': { shim: 'sb/shimx64.efi', grub: 'sb/grubnetx64.efi.signed' } };
-        cfg.boot.profiles.lab = { kernel: 'debian/vmlinuz', initrd: ['debian/initrd-sb.gz'], cmdline: `console=ttyS0 panic=1 lab.report=http://${RELAY_LAN_IP}/booted ${QUOTING}` };
-      },
+      // the signed binaries and the Secure Boot initrd next to the lab's kernel (shared, cached)
+      beforeAgent: async (l) => installSignedPayload(l, labBaseDir(), join(__dirname, 'lab', 'signed.sh')),
+      configure: (cfg) => useSignedChain(cfg, QUOTING),
     });
     timings.labUp = await lab.upOrCleanup();
   }, 240_000);

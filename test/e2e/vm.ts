@@ -119,3 +119,17 @@ export function espDir(work: string, name: string, files: Record<string, string>
   }
   return d;
 }
+
+/** Debian's signed shim + GRUB and the Secure Boot initrd (test/e2e/lab/signed.sh, cached in the lab base dir) into this lab's upstream. */
+export function installSignedPayload(lab: BootLab, baseDir: string, script: string): void {
+  const r = spawnSync('bash', [script, baseDir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error('signed.sh failed');
+  mkdirSync(join(lab.www, 'sb'), { recursive: true });
+  for (const f of ['sb/shimx64.efi', 'sb/grubnetx64.efi.signed', 'debian/initrd-sb.gz']) copyFileSync(join(baseDir, 'www', f), join(lab.www, f));
+}
+
+/** The agent config of a lab whose UEFI clients get the signed chain and the Secure Boot initrd. */
+export function useSignedChain(cfg: Record<string, any>, cmdlineExtra = ''): void {
+  cfg.boot.loaders = { bios: 'ipxe/undionly.kpxe', 'uefi-x64': { shim: 'sb/shimx64.efi', grub: 'sb/grubnetx64.efi.signed' } };
+  cfg.boot.profiles.lab = { kernel: 'debian/vmlinuz', initrd: ['debian/initrd-sb.gz'], cmdline: `console=ttyS0 panic=1 lab.report=http://10.99.1.1/booted${cmdlineExtra ? ' ' + cmdlineExtra : ''}` };
+}

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ClientTracker, type ClientState } from '../../../../agent/clients/tracker';
 import { parseSecureBootFlag } from '../../../../agent/clients/secureboot';
 import type { BootConfig } from '../../../../agent/config/types';
+import { BootPlan } from '../../../../relay/boot/plan';
 import type { RelayEventType } from '../../../../proto/events';
 import { scripted, type EventFields } from '../../../helpers/events';
 import { cleanReport } from '../../../../relay/http/report';
@@ -22,7 +23,7 @@ const MAC = '52:54:00:99:5b:01';
 function setup(boot = BOOT, mac = MAC) {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const failures: Array<Record<string, unknown>> = [];
-  const t = new ClientTracker({ boot, now: () => now, emit: (e) => failures.push(e) });
+  const t = new ClientTracker({ plan: new BootPlan({ boot }), now: () => now, emit: (e) => failures.push(e) });
   const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => t.apply(scripted(type, { mac, ...f }));
   const fw = { firmware: 'uefi' as const, arch: 'uefi-x64' as const };
   /** firmware PXE: DHCP, then the loader over TFTP, completely */
@@ -157,5 +158,39 @@ describe('the chain in phases, and what the booted system reports', () => {
     const r = cleanReport(many);
     expect(Object.keys(r)).toHaveLength(16);
     expect(r.k0).toHaveLength(256);
+  });
+});
+
+describe('BootPlan: the chain and UUID assignments', () => {
+  it('a chain: its GRUB under shim\'s name and the generated config are loaders; probes are not', () => {
+    const plan = new BootPlan({ boot: CHAIN });
+    expect(plan.fileRole('sb/shimx64.efi')).toBe('loader');
+    expect(plan.fileRole('sb/grubx64.efi')).toBe('loader');
+    expect(plan.fileRole('/grub/grub.cfg')).toBe('loader');
+    expect(plan.fileRole('grub/x86_64-efi/fs.lst')).toBe('other');
+    expect(plan.chainFor('sb/shimx64.efi')?.grub).toBe('sb/grubnetx64.efi.signed');
+    expect(plan.chainRequest('sb/revocations_sbat.efi')?.kind).toBe('missing');
+    expect(new BootPlan({ boot: BOOT }).chainRequest('grub/grub.cfg')).toBeUndefined();
+  });
+
+  it('assign by UUID follows the machine (whatever MAC it boots from) and beats a MAC assignment', () => {
+    const plan = new BootPlan({ boot: { ...BOOT, profiles: { ...BOOT.profiles, other: { kernel: 'o/vmlinuz' } } } });
+    const uuid = '8a7e4c52-1d5e-4b2f-9f5e-0123456789ab';
+    const saved: string[] = [];
+    plan.on('runtime', (part) => saved.push(part));
+    plan.assign('52:54:00:00:00:0a', 'other');
+    plan.assignUuid(uuid.toUpperCase(), 'menu');
+    expect(plan.profileName('52:54:00:00:00:0a')).toBe('other');
+    plan.noteUuid('52:54:00:00:00:0a', uuid);
+    expect(plan.profileName('52:54:00:00:00:0a')).toBe('menu');
+    // the dongle moves to another laptop: its MAC now comes with another UUID
+    plan.noteUuid('52:54:00:00:00:0a', '11111111-2222-3333-4444-555555555555');
+    expect(plan.profileName('52:54:00:00:00:0a')).toBe('other');
+    expect(saved).toContain('assignUuid');
+    const again = new BootPlan({ boot: plan.boot });
+    again.restore(plan.runtime());
+    again.noteUuid('52:54:00:00:00:0b', uuid);
+    expect(again.profileName('52:54:00:00:00:0b')).toBe('menu');
+    expect(() => plan.assignUuid(uuid, 'nope')).toThrow(/no profile/);
   });
 });
