@@ -60,6 +60,7 @@ export type FailKind =
   | 'no-request-script'
   | 'secure-boot' // a UEFI loader fetched completely, then not run (agent/clients/secureboot.ts)
   | 'needs-ipxe' // an iPXE-script profile for a client on the Secure Boot chain
+  | 'kernel-refused' // GRUB could not load the kernel (Secure Boot: not signed for this shim)
   | 'reported';
 
 interface Base {

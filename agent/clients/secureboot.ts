@@ -56,3 +56,12 @@ export function parseSecureBootFlag(v: unknown): boolean | undefined {
   if (['0', 'false', 'off', 'no', 'disabled'].includes(s)) return false;
   return undefined;
 }
+
+/** The generated grub.cfg told the relay that a step failed (grub/bootrelay-failed/<step>). */
+export function grubFailure(step: 'kernel' | 'initrd' | 'boot', profile: { kernel?: string; initrd?: string[] } | undefined): string {
+  if (step === 'kernel') {
+    return `GRUB refused the kernel ${profile?.kernel ?? ''}: under Secure Boot it must be signed by a key the shim trusts (a kernel of the same vendor as the shim and GRUB), or it did not load`.replace('  ', ' ');
+  }
+  if (step === 'initrd') return `GRUB could not load the initrd ${(profile?.initrd ?? []).join(', ')}`.trim();
+  return 'GRUB could not start the kernel it loaded (boot failed)';
+}

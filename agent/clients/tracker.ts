@@ -34,7 +34,7 @@ import type { ProfileConfig } from '../../relay/boot/config';
 import type { BootPlan } from '../../relay/boot/plan';
 import type { NicInfo } from '../../proto/dhcp/nic';
 import { isTransferEvent, type DhcpReceivedEvent as ReceivedEvent } from '../../proto/events';
-import { parseSecureBootFlag, REFUSED_LOADER_SILENCE_MS, refusedLoaderHint, refusedLoaderMessage, type RefusedLoader } from './secureboot';
+import { grubFailure, parseSecureBootFlag, REFUSED_LOADER_SILENCE_MS, refusedLoaderHint, refusedLoaderMessage, type RefusedLoader } from './secureboot';
 
 export interface PhaseTiming {
   startedAt: string;
@@ -715,6 +715,13 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     c.awaiting = undefined; // the client did ask
     const file = cleanFile(ev.file);
     if (!file) return;
+    const grub = this.plan.chainRequest(file);
+    if (grub?.kind === 'failed' && c.s.phase !== 'booted') {
+      // the generated grub.cfg asks for grub/bootrelay-failed/<step> when a step failed
+      const p = this.profileOf(c);
+      this.fail(c, t, grubFailure(grub.step, p), grub.step === 'kernel' ? 'kernel-refused' : 'transfer');
+      return;
+    }
     c.transfers.delete(file);
     const role = this.classify(file, c, ev.role);
     const msg = transferFailure(ev, file, role, c.s.mac);
@@ -889,6 +896,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         return ['Widen dhcp.range or shorten dhcp.leaseSeconds; `relayctl leases` lists who holds the addresses.'];
       case 'secure-boot':
         return [refusedLoaderHint(c.refused ?? { arch: s.arch, signedChain: false })];
+      case 'kernel-refused':
+        return ['Under Secure Boot GRUB loads only kernels signed by a key the shim trusts: Debian\'s shim and GRUB boot Debian\'s signed kernels (Ubuntu\'s Ubuntu\'s …). Put the matching vendor\'s shim and GRUB for this profile, enroll its key (MOK), or boot with Secure Boot off.'];
       case 'needs-ipxe':
         return [`Assign this client a profile with a kernel (relayctl assign ${s.mac} PROFILE), or give its architecture an iPXE loader in boot.loaders (with Secure Boot off).`];
       default:

@@ -35,6 +35,8 @@ export class ChainSource implements FileSource {
     switch (m.kind) {
       case 'missing':
         throw new UpstreamError(`${path}: ${m.why} (not provided by the Secure Boot chain)`, 404, path);
+      case 'failed':
+        throw new UpstreamError(`${path}: GRUB could not load the ${m.step}`, 404, path);
       case 'grub': {
         const f = await this.inner.open(m.chain.grub, opts);
         return { ...f, path };

@@ -30,7 +30,9 @@ export type ChainRequest =
   /** the generated grub.cfg for the asking client */
   | { kind: 'config'; chain: ChainLoader }
   /** a probe for a file the chain does without: not found, at once */
-  | { kind: 'missing'; why: string };
+  | { kind: 'missing'; why: string }
+  /** the generated grub.cfg telling that a step failed (grub/bootrelay-failed/<step>): not found, at once */
+  | { kind: 'failed'; step: 'kernel' | 'initrd' | 'boot' };
 
 /** shim's second stage, per architecture (shim's DEFAULT_LOADER) */
 const SECOND_STAGE = /^grub(x64|ia32|aa64|arm|riscv64)\.efi$/i;
@@ -69,6 +71,8 @@ export function mapChainRequest(chains: readonly ChainLoader[], path: string): C
   }
   // GRUB's prefix: /grub (Debian, Ubuntu), or <shim dir>/grub
   const grubDirOf = chains.find((c) => path.startsWith(`${dirOf(c.shim) ? dirOf(c.shim) + '/' : ''}grub/`));
+  const failed = /^grub\/bootrelay-failed\/(kernel|initrd|boot)$/.exec(path);
+  if (failed) return { kind: 'failed', step: failed[1] as 'kernel' | 'initrd' | 'boot' };
   if (path.startsWith('grub/') || grubDirOf) {
     const chain = grubDirOf ?? chains[0]!;
     if (base === 'grub.cfg' && (dir === 'grub' || dir === `${dirOf(chain.shim)}/grub`)) return { kind: 'config', chain };
@@ -82,5 +86,5 @@ export function isChainFile(chains: readonly ChainLoader[], path: string): 'load
   const p = path.replace(/^\/+/, '');
   if (chains.some((c) => c.shim === p || c.grub === p)) return 'loader';
   const m = mapChainRequest(chains, p);
-  return m && m.kind !== 'missing' ? 'loader' : undefined;
+  return m && (m.kind === 'grub' || m.kind === 'config') ? 'loader' : undefined;
 }

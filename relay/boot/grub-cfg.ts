@@ -46,6 +46,9 @@ export interface GrubCfg {
   warnings: string[];
 }
 
+/** The path GRUB asks for (then `/kernel`, `/initrd`, `/boot`) when a step of the generated config failed. */
+export const GRUB_FAILED = 'grub/bootrelay-failed';
+
 const SAFE_WORD = /^[A-Za-z0-9_./,:=@%+()-]+$/;
 
 /** One word for GRUB's lexer: as it is when plainly safe, else single-quoted. */
@@ -105,13 +108,22 @@ export function grubConfig(i: GrubCfgInput): GrubCfg {
   const words = kernelWords(p.cmdline ?? '');
   if (words.some((w) => /['\\]/.test(w))) warnings.push(`the command line of profile "${i.name}" has ' or \\: GRUB passes them to the kernel with a backslash before each`);
   const file = (f: string) => grubWord(grubFilePath(f, i.server, i.fetch, i.httpPort));
+  const initrds = p.initrd ?? [];
+  // GRUB goes on after a failed command: each step runs only when the one before worked, and a
+  // failure is told to the relay by asking for GRUB_FAILED/<step> (refused, but seen: the
+  // tracker names the step; under Secure Boot a kernel not signed for this shim fails `linux`)
   const lines = [
     ...head,
     `echo ${grubWord(`bootrelay: profile ${i.name}: loading ${p.kernel}`)}`,
-    ['linux', file(p.kernel), ...words.map(grubWord)].join(' '),
+    `if ${['linux', file(p.kernel), ...words.map(grubWord)].join(' ')}; then`,
+    ...(initrds.length ? [`  if ${['initrd', ...initrds.map(file)].join(' ')}; then`, '    boot', '    set bootrelay_failed=boot', '  else', '    set bootrelay_failed=initrd', '  fi'] : ['  boot', '  set bootrelay_failed=boot']),
+    'else',
+    '  set bootrelay_failed=kernel',
+    'fi',
+    `echo "bootrelay: GRUB could not load the $bootrelay_failed"`,
+    `source ${grubWord(grubFilePath(GRUB_FAILED, i.server, i.fetch, i.httpPort) + '/')}\${bootrelay_failed}`,
+    'sleep 30',
+    '',
   ];
-  const initrds = p.initrd ?? [];
-  if (initrds.length) lines.push(['initrd', ...initrds.map(file)].join(' '));
-  lines.push('boot', '');
   return { text: lines.join('\n'), warnings };
 }

@@ -211,7 +211,7 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
     const file = path.replace(/^\/+/, '');
     if (this.loaderArch.has(file)) return 'loader';
     const chain = this.chainRequest(file);
-    if (chain && chain.kind !== 'missing') return 'loader';
+    if (chain && (chain.kind === 'grub' || chain.kind === 'config')) return 'loader';
     const inProfile = (p: ProfileConfig | undefined): FileRole | undefined => {
       if (!p) return undefined;
       if (p.kernel === file) return 'kernel';

@@ -109,9 +109,9 @@ describe.skipIf(!hasCmd('curl'))('Secure Boot chain over TFTP and HTTP (curl)', 
     const r = await run('curl', ['-sS', '--tftp-blksize', '1024', `tftp://127.0.0.1:${tftp.port}//grub/grub.cfg`, '-o', join(out, 'c')]);
     expect(r.code, r.stderr).toBe(0);
     const cfg = readFileSync(join(out, 'c'), 'utf8');
-    expect(cfg).toMatch(/^linux \(tftp,127\.0\.0\.1\)\/debian\/vmlinuz console=ttyS0 'label=Debian 12'$/m);
-    expect(cfg).toMatch(/^initrd \(tftp,127\.0\.0\.1\)\/debian\/initrd\.gz$/m);
-    expect(cfg).toMatch(/^boot$/m);
+    expect(cfg).toMatch(/^if linux \(tftp,127\.0\.0\.1\)\/debian\/vmlinuz console=ttyS0 'label=Debian 12'; then$/m);
+    expect(cfg).toMatch(/^ {2}if initrd \(tftp,127\.0\.0\.1\)\/debian\/initrd\.gz; then$/m);
+    expect(cfg).toMatch(/^ {4}boot$/m);
   });
 
   it('TFTP: the probes get ERROR 1 at once although the upstream would never answer them', async () => {
@@ -129,7 +129,7 @@ describe.skipIf(!hasCmd('curl'))('Secure Boot chain over TFTP and HTTP (curl)', 
     expect(Buffer.from(await g.arrayBuffer()).equals(grub)).toBe(true);
     const c = await fetch(`${base}/grub/grub.cfg`);
     expect(c.status).toBe(200);
-    expect(await c.text()).toMatch(/^linux /m);
+    expect(await c.text()).toMatch(/^if linux /m);
     const p = await fetch(`${base}/grub/x86_64-efi/fs.lst`);
     expect(p.status).toBe(404);
   });

@@ -139,6 +139,19 @@ describe('the chain in phases, and what the booted system reports', () => {
     expect(t.explain('52:54:00:00:00:09').join('\n')).toMatch(/relayctl assign/);
   });
 
+  it('GRUB refusing the kernel (it asks for grub/bootrelay-failed/kernel): the state says so, explain says what to do', () => {
+    const { pxeLoader, ev, state, t } = setup(CHAIN);
+    pxeLoader('sb/shimx64.efi');
+    for (const f of ['sb/grubx64.efi', 'grub/grub.cfg', 'debian/vmlinuz']) {
+      ev('tftp.start', { file: f });
+      ev('tftp.done', { file: f, bytes: 10 });
+    }
+    ev('tftp.error', { file: 'grub/bootrelay-failed/kernel', error: 'file not found', reason: 'not-found' });
+    expect(state().phase).toBe('failed');
+    expect(state().error).toMatch(/GRUB refused the kernel debian\/vmlinuz: under Secure Boot it must be signed by a key the shim trusts/);
+    expect(t.explain(MAC).join('\n')).toMatch(/same vendor|Debian's shim and GRUB boot Debian's signed kernels/);
+  });
+
   it('keeps the NIC (option 175.177) and the UUID (option 97) from DHCP, across a new boot', () => {
     const { ev, state } = setup();
     const nic = { bus: 'usb', vendor: '0b95', device: '772a', name: 'ASIX AX88772A' };

@@ -12,7 +12,7 @@ const root: ChainLoader = { shim: 'shimx64.efi', grub: 'grub/netx64.efi', fetch:
 
 function kind(chains: ChainLoader[], p: string): string {
   const m = mapChainRequest(chains, p);
-  return m ? (m.kind === 'missing' ? 'missing' : `${m.kind}:${m.chain.shim}`) : 'upstream';
+  return m ? (m.kind === 'missing' ? 'missing' : m.kind === 'failed' ? `failed:${m.step}` : `${m.kind}:${m.chain.shim}`) : 'upstream';
 }
 
 describe('mapChainRequest: the names the chain asks for (lab capture, Debian 12 signed shim + GRUB)', () => {
@@ -35,6 +35,9 @@ describe('mapChainRequest: the names the chain asks for (lab capture, Debian 12 
     ['grub/x86_64-efi/grub.cfg', 'missing'],
     ['grub/grub.cfg-01-52-54-00-12-34-56', 'missing'],
     ['grub/grub.cfg', 'config:sb/shimx64.efi'],
+    // the generated config telling that a step failed
+    ['grub/bootrelay-failed/kernel', 'failed:kernel'],
+    ['grub/bootrelay-failed/initrd', 'failed:initrd'],
     // a GRUB whose prefix is its own directory
     ['sb/grub.cfg', 'config:sb/shimx64.efi'],
     ['sb/grub/grub.cfg', 'config:sb/shimx64.efi'],
@@ -108,15 +111,15 @@ describe('ChainSource', () => {
 
   it("generates grub.cfg from the asking client's profile (and honours a range)", async () => {
     const { f, body } = await read('grub/grub.cfg', '52:54:00:00:00:01');
-    expect(body).toMatch(/^linux \(tftp,10\.99\.1\.1\)\/debian\/vmlinuz console=ttyS0$/m);
-    expect(body).toMatch(/^initrd \(tftp,10\.99\.1\.1\)\/debian\/initrd\.gz$/m);
+    expect(body).toMatch(/^if linux \(tftp,10\.99\.1\.1\)\/debian\/vmlinuz console=ttyS0; then$/m);
+    expect(body).toMatch(/^ {2}if initrd \(tftp,10\.99\.1\.1\)\/debian\/initrd\.gz; then$/m);
     expect(f.size).toBe(Buffer.byteLength(body));
     expect((await read('grub/grub.cfg', '52:54:00:00:00:01', 2, 5)).body).toBe(body.slice(2, 6));
   });
 
   it('an iPXE-script profile gets a config that says it needs iPXE; an unknown client one that says there is no profile', async () => {
     expect((await read('grub/grub.cfg', '52:54:00:00:00:02')).body).toMatch(/needs iPXE/);
-    expect((await read('grub/grub.cfg')).body).not.toMatch(/^linux/m);
+    expect((await read('grub/grub.cfg')).body).not.toMatch(/linux/m);
   });
 
   it('passes everything else through', async () => {

@@ -7,7 +7,10 @@ import { grubConfig, grubFilePath, grubWord, kernelWords } from '../../../../rel
  * GRUB's loader command line (grub-core/lib/cmdline.c) and the kernel's parameter parser
  * (kernel/params.c next_arg). The generated text must survive all three.
  */
-function grubLex(line: string): string[] {
+function grubLex(input: string): string[] {
+  // the config's own structure: `if CMD; then`, and its one variable; user data must never expand anything
+  const line = input.trim().replace(/^if /, '').replace(/; then$/, '').replace(/\$\{?bootrelay_failed\}?/g, 'VAR');
+  if (['then', 'else', 'fi'].includes(line)) return [];
   const words: string[] = [];
   let cur = '';
   let inWord = false;
@@ -104,7 +107,7 @@ function kernelParams(cmdline: string): Array<[string, string | null]> {
 }
 
 function linuxLine(text: string): string {
-  const l = text.split('\n').find((x) => x.startsWith('linux '));
+  const l = text.split('\n').find((x) => /^(if )?linux /.test(x.trim()));
   if (!l) throw new Error('no linux line');
   return l;
 }
@@ -144,12 +147,16 @@ describe('grubConfig', () => {
     });
     expect(error).toBeUndefined();
     expect(warnings).toEqual([]);
-    const lines = text.split('\n').filter((l) => l && !l.startsWith('#'));
+    const lines = text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.trim());
     expect(lines[0]).toBe('set timeout=0');
     expect(grubLex(linuxLine(text))).toEqual(['linux', '(tftp,10.99.1.1)/debian/vmlinuz', 'console=ttyS0', 'quiet']);
-    const initrd = lines.find((l) => l.startsWith('initrd '))!;
+    const initrd = lines.find((l) => l.startsWith('if initrd '))!;
     expect(grubLex(initrd)).toEqual(['initrd', '(tftp,10.99.1.1)/debian/initrd.gz', '(tftp,10.99.1.1)/extra/fw.cpio', '(tftp,10.99.1.1)/my dir/x.img']);
-    expect(lines.at(-1)).toBe('boot');
+    // linux, then initrd, then boot, each only when the step before worked; a failure is told to the relay
+    expect(lines.indexOf('boot')).toBeGreaterThan(lines.indexOf(initrd));
+    expect(lines).toContain('set bootrelay_failed=kernel');
+    expect(lines).toContain('set bootrelay_failed=initrd');
+    expect(lines.find((l) => l.startsWith('source '))).toBe('source (tftp,10.99.1.1)/grub/bootrelay-failed/${bootrelay_failed}');
     // every line lexes (no stray metacharacter, no unterminated quote)
     for (const l of text.split('\n')) grubLex(l);
   });
@@ -183,8 +190,8 @@ describe('grubConfig', () => {
   it('an iPXE script profile: a config that says it needs iPXE, and the error', () => {
     const { text, error } = grubConfig({ ...base, name: 'menu', profile: { script: 'menus/main.ipxe' } });
     expect(error).toMatch(/iPXE script .*needs iPXE/);
-    expect(text).not.toMatch(/^linux /m);
-    expect(text).not.toMatch(/^boot$/m);
+    expect(text).not.toMatch(/linux /m);
+    expect(text).not.toMatch(/^\s*boot$/m);
     const echo = text.split('\n').find((l) => l.startsWith('echo '))!;
     expect(grubLex(echo)[1]).toMatch(/needs iPXE/);
   });
@@ -197,7 +204,7 @@ describe('grubConfig', () => {
     const { text } = grubConfig({ ...base, name: "x'; reboot; echo '$y", profile: { kernel: "k'$(x);", initrd: ["i'; boot"] } });
     for (const l of text.split('\n')) {
       const w = grubLex(l);
-      if (w[0] === 'echo') expect(w).toHaveLength(2);
+      if (w[0] === 'echo' && !/VAR/.test(w[1] ?? '')) expect(w).toHaveLength(2);
       if (w[0] === 'linux') expect(w).toEqual(['linux', "(tftp,10.99.1.1)/k'$(x);"]);
       if (w[0] === 'initrd') expect(w).toEqual(['initrd', "(tftp,10.99.1.1)/i'; boot"]);
     }
