@@ -8,7 +8,7 @@
  * Debian's signed packages are fetched with apt-get download + dpkg-deb -x (test/e2e/lab/signed.sh).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BootLab, labBaseDir, labSkipReason, labWorkDir } from './lab';
@@ -132,5 +132,41 @@ describe.skipIf(!!reason)('e2e: Secure Boot through the relay (QEMU q35 + SMM, O
     expect(st!.error).toMatch(/Secure Boot/);
     const explain = await lab.net.exec(lab.nsRelay, process.execPath, [lab.opts.agentJs.replace(/bootrelay\.js$/, 'relayctl.js'), '--socket', lab.socketPath, 'explain', mac]);
     if (explain.code === 0 || explain.stdout) expect(explain.stdout).toMatch(/"shim"/);
+  }, 240_000);
+
+  it('a kernel not signed for this shim (one byte changed) under Secure Boot: GRUB refuses it and the relay says so', async () => {
+    // the same chain again, and a profile whose kernel no longer matches its signature
+    const www = lab.www;
+    const k = readFileSync(join(www, 'debian', 'vmlinuz'));
+    const bad = Buffer.from(k);
+    bad[Math.floor(bad.length / 2)] ^= 0xff;
+    writeFileSync(join(www, 'debian', 'vmlinuz-tampered'), bad);
+    const mac = '52:54:00:99:5b:04';
+    await lab.stopAgent();
+    lab.opts.configure = (cfg) => {
+      useSignedChain(cfg);
+      cfg.boot.profiles.tampered = { ...cfg.boot.profiles.lab, kernel: 'debian/vmlinuz-tampered' };
+      cfg.boot.assign = { [mac]: 'tampered' };
+    };
+    lab.writeConfig();
+    lab.lines.length = 0;
+    await lab.startAgent();
+    const refused = (ev: typeof lab.lines) => ev.some((e) => e.type === 'client.failed' && e.reason === 'kernel-refused');
+    const r = await runVm(lab, {
+      name: 'sb1-tampered',
+      mac,
+      args: ovmfSecureBootArgs(lab.opts.work, 'sb1bad', true),
+      nic: ['-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1,romfile=`],
+      timeoutMs: 180_000,
+      until: refused,
+      failRe: /Kernel panic|LAB: BOOTED/,
+    });
+    expect(r.ok, `${r.reason}\n${r.serialTail}`).toBe(true);
+    expect(r.serial).toMatch(/bad shim signature|Access Denied|verification failed/i);
+    const ev = lab.events(mac);
+    expect(ev.some((e) => e.type === 'tftp.start' && e.file === 'debian/initrd-sb.gz')).toBe(false);
+    const st = await clientState(lab, mac);
+    expect(st).toMatchObject({ phase: 'failed' });
+    expect(st!.error).toMatch(/GRUB refused the kernel debian\/vmlinuz-tampered: under Secure Boot it must be signed/);
   }, 240_000);
 });
