@@ -2,10 +2,16 @@
  * The agent's configuration after validation and defaults (shared/CONTRACT.md).
  * agent/config/load.ts turns a JSON file into this, or into a list of issues.
  */
+import type { Dhcp6Config } from '../../relay/dhcp6/config';
+
 export interface LanConfig {
   interface: string;
   address: string;
   prefix: number;
+  /** the LAN's own IPv6 address (global or ULA; not link-local): DHCPv6 boot URLs point here */
+  address6?: string;
+  /** its prefix length (default 64) */
+  prefix6?: number;
 }
 
 export interface DhcpConfig {
@@ -95,6 +101,7 @@ export interface Config {
   stateDir: string;
   lan: LanConfig;
   dhcp: DhcpConfig;
+  dhcp6: Dhcp6Config;
   tftp: TftpConfig | false;
   http: HttpConfig;
   upstream: UpstreamConfig;
