@@ -26,6 +26,19 @@ export type RelayEventType =
   | 'dhcp.no-loader'
   | 'dhcp.pool-exhausted'
   | 'dhcp.loader-fallback'
+  | 'dhcp6.solicit'
+  | 'dhcp6.advertise'
+  | 'dhcp6.request'
+  | 'dhcp6.confirm'
+  | 'dhcp6.renew'
+  | 'dhcp6.rebind'
+  | 'dhcp6.reply'
+  | 'dhcp6.release'
+  | 'dhcp6.decline'
+  | 'dhcp6.inform'
+  | 'dhcp6.ignored'
+  | 'dhcp6.no-loader'
+  | 'dhcp6.pool-exhausted'
   | 'proxy.offer'
   | 'proxy.ack'
   | 'tftp.start'
@@ -52,6 +65,8 @@ export interface RelayEvent {
   /** Client MAC (lower case, colons) when the event concerns one client. */
   mac?: string;
   ip?: string;
+  /** the client's IPv6 address (dhcp6.* events; TFTP/HTTP over IPv6) */
+  ip6?: string;
   /** DHCP transaction id as 0x-hex. */
   xid?: string;
   arch?: ArchKey;
