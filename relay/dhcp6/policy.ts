@@ -10,7 +10,7 @@
  * usable IA_NA is a proxy offer, after which the firmware sends a REQUEST for
  * the boot file to the URL's server on port 4011).
  */
-import type { ArchKey, FileRole } from '../../proto/events';
+import type { ArchKey, Dhcp6IgnoreReason, FileRole } from '../../proto/events';
 import { urlHost } from '../../proto/dhcp6/addr';
 import type { Client6 } from '../../proto/dhcp6/classify';
 import {
@@ -52,7 +52,7 @@ export interface LeaseOp {
 }
 
 export type Decision6 =
-  | { kind: 'ignore'; reason: string; detail?: string }
+  | { kind: 'ignore'; reason: Dhcp6IgnoreReason; detail?: string }
   | {
       kind: 'reply';
       reply: Dhcp6Message;
@@ -62,9 +62,9 @@ export type Decision6 =
       /** the address(es) the client gets (or keeps) */
       ips: string[];
       boot?: Boot6;
-      /** a reason for a non-success status, for the log/event */
-      note?: string;
-      side: Array<{ type: 'dhcp6.no-loader' | 'dhcp6.pool-exhausted'; reason: string }>;
+      /** a status other than Success the reply carries (for the event) */
+      status?: 'NoAddrsAvail' | 'NotOnLink';
+      side: Array<{ type: 'dhcp6.no-loader'; detail: string } | { type: 'dhcp6.pool-exhausted'; range: [string, string] }>;
     };
 
 export interface Policy6Context {
@@ -80,6 +80,8 @@ export interface Policy6Context {
   loaders: Record<string, string[] | string>;
   leaseSeconds: number;
   preference: number;
+  /** dhcp6.range (for the pool-exhausted event) */
+  range: [string, string];
   leases: Lease6Store;
 }
 
@@ -115,7 +117,7 @@ export function chooseBoot6(c: Client6, ctx: Pick<Policy6Context, 'address6' | '
   return { boot: { url: `tftp://${urlHost(ctx.address6)}${port}/${path}`, path, role: 'loader', via: 'tftp', vendorClass } };
 }
 
-const ignore = (reason: string, detail?: string): Decision6 => ({ kind: 'ignore', reason, detail });
+const ignore = (reason: Dhcp6IgnoreReason, detail?: string): Decision6 => ({ kind: 'ignore', reason, detail });
 
 function lifetimes(ctx: Policy6Context): { t1: number; t2: number; valid: number } {
   const valid = ctx.leaseSeconds;
@@ -150,7 +152,7 @@ export function decide6(msg: Dhcp6Message, c: Client6, ctx: Policy6Context): Dec
 
   const side: Extract<Decision6, { kind: 'reply' }>['side'] = [];
   const b = chooseBoot6(c, ctx, ctx.mode === 'stateless' || ctx.via === 'proxy');
-  if (b.missing && (t === Msg6.SOLICIT || t === Msg6.INFORMATION_REQUEST)) side.push({ type: 'dhcp6.no-loader', reason: b.missing });
+  if (b.missing && (t === Msg6.SOLICIT || t === Msg6.INFORMATION_REQUEST)) side.push({ type: 'dhcp6.no-loader', detail: b.missing });
   const boot = b.boot;
 
   const reply = (type: number): Dhcp6Message => {
@@ -222,16 +224,16 @@ export function decide6(msg: Dhcp6Message, c: Client6, ctx: Policy6Context): Dec
         iaOpts.push([ia.code, iaWith(ia, lt, [{ ip, valid: lt.valid }])]);
       }
       if (ias.length > 0 && granted === 0 && ias.some((ia) => ia.code === Opt6.IaNa)) {
-        side.push({ type: 'dhcp6.pool-exhausted', reason: 'every address of dhcp6.range is taken' });
+        side.push({ type: 'dhcp6.pool-exhausted', range: ctx.range });
         // RFC 8415 §18.3.1/§18.3.2: no address for any IA → a status NoAddrsAvail
         if (t === Msg6.SOLICIT && !boot) {
           r.options.add(Opt6.StatusCode, encodeStatus(Status6.NoAddrsAvail, 'no addresses left'));
-          return { kind: 'reply', reply: r, event: commit ? 'dhcp6.reply' : 'dhcp6.advertise', ops: [], ips: [], side, note: 'NoAddrsAvail' };
+          return { kind: 'reply', reply: r, event: commit ? 'dhcp6.reply' : 'dhcp6.advertise', ops: [], ips: [], side, status: 'NoAddrsAvail' };
         }
       }
       for (const [code, data] of iaOpts) r.options.add(code, data);
       addBoot(r);
-      return { kind: 'reply', reply: r, event: commit ? 'dhcp6.reply' : 'dhcp6.advertise', ops, ips, boot, side, note: granted === 0 && ias.length ? 'NoAddrsAvail' : undefined };
+      return { kind: 'reply', reply: r, event: commit ? 'dhcp6.reply' : 'dhcp6.advertise', ops, ips, boot, side, status: granted === 0 && ias.length ? 'NoAddrsAvail' : undefined };
     }
     case Msg6.RENEW:
     case Msg6.REBIND: {
@@ -285,7 +287,7 @@ export function decide6(msg: Dhcp6Message, c: Client6, ctx: Policy6Context): Dec
       const onLink = asked.every((a) => inPrefix6(a, ctx.address6, ctx.prefix6));
       const r = reply(Msg6.REPLY);
       r.options.add(Opt6.StatusCode, onLink ? encodeStatus(Status6.Success, 'on link') : encodeStatus(Status6.NotOnLink, 'not on this link'));
-      return { kind: 'reply', reply: r, event: 'dhcp6.reply', ops: [], ips: onLink ? asked : [], side, note: onLink ? undefined : 'NotOnLink' };
+      return { kind: 'reply', reply: r, event: 'dhcp6.reply', ops: [], ips: onLink ? asked : [], side, status: onLink ? undefined : 'NotOnLink' };
     }
     default:
       return ignore('unknown-type', `message ${t}`);

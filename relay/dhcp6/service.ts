@@ -17,7 +17,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../agent/log';
-import type { EmitFn, RelayEventType } from '../../proto/events';
+import type { ArchKey, Dhcp6ReceivedEvent, EmitFn, Firmware } from '../../proto/events';
 import { DecodeError } from '../../proto/errors';
 import { canonicalIp6, inPrefix6 } from '../../proto/dhcp6/addr';
 import { classifyClient6 } from '../../proto/dhcp6/classify';
@@ -54,7 +54,7 @@ export interface Dhcp6ServiceOptions {
   neighbourMac?: (address: string) => string | undefined;
 }
 
-const RECEIVED_EVENT: Partial<Record<number, RelayEventType>> = {
+const RECEIVED_EVENT: Partial<Record<number, Dhcp6ReceivedEvent['type']>> = {
   [Msg6.SOLICIT]: 'dhcp6.solicit',
   [Msg6.REQUEST]: 'dhcp6.request',
   [Msg6.CONFIRM]: 'dhcp6.confirm',
@@ -242,7 +242,7 @@ export class Dhcp6Service {
     metrics.inc('bootrelay_dhcp6_received_total', { type: msg6Name(msg.type) });
     const peer = relays.length ? relays[relays.length - 1]!.peerAddress : rinfo.address.split('%')[0]!;
     const c = classifyClient6(msg, { address: peer, linkLayer: this.o.neighbourMac?.(peer) });
-    const base = { mac: c.mac, xid: xid6(msg.xid), arch: c.arch, firmware: c.firmware, duid: c.duid?.hex };
+    const base = { mac: c.mac, xid: xid6(msg.xid), arch: c.arch, firmware: c.firmware, duid: c.duid?.hex } satisfies Record<string, unknown>;
     this.o.trace?.record({ mac: c.mac ?? '', dir: 'in', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: via === 'proxy' ? this.proxyPort : this.port, payload: raw });
     const d = decide6(msg, c, {
       mode: this.o.dhcp6.mode === 'stateless' ? 'stateless' : 'server',
@@ -256,6 +256,7 @@ export class Dhcp6Service {
       loaders: this.o.loaders,
       leaseSeconds: this.o.dhcp6.leaseSeconds,
       preference: this.o.dhcp6.preference,
+      range: this.o.dhcp6.range,
       leases: this.store,
     });
     if (d.kind === 'ignore') {
@@ -285,7 +286,7 @@ export class Dhcp6Service {
     });
   }
 
-  private send(d: Extract<Decision6, { kind: 'reply' }>, req: Dhcp6Message, relays: Dhcp6RelayMessage[], rinfo: RemoteInfo, via: 'dhcp' | 'proxy', base: Record<string, unknown>): void {
+  private send(d: Extract<Decision6, { kind: 'reply' }>, req: Dhcp6Message, relays: Dhcp6RelayMessage[], rinfo: RemoteInfo, via: 'dhcp' | 'proxy', base: { mac?: string; xid: string; arch: ArchKey; firmware: Firmware; duid?: string }): void {
     const { metrics, log, emit } = this.o;
     const sock = via === 'proxy' ? this.proxySock : this.sock;
     if (!sock) return;
@@ -304,10 +305,10 @@ export class Dhcp6Service {
       if (err) log.warn({ err, to: rinfo.address }, 'dhcp6 send failed');
     });
     metrics.inc('bootrelay_dhcp6_sent_total', { type: msg6Name(d.reply.type) });
-    this.o.trace?.record({ mac: (base.mac as string) ?? '', dir: 'out', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: sock.address().port, payload: buf });
+    this.o.trace?.record({ mac: base.mac ?? '', dir: 'out', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: sock.address().port, payload: buf });
     const ip6 = d.ips[0];
-    if (ip6 && base.mac && d.event === 'dhcp6.reply' && req.type !== Msg6.CONFIRM) this.ip6ByMac.set(base.mac as string, ip6);
-    emit({ type: d.event, ...base, ip6, file: d.boot?.path, role: d.boot?.role, url: d.boot?.url, reason: d.note, proxy: via === 'proxy' || undefined });
+    if (ip6 && base.mac && d.event === 'dhcp6.reply' && req.type !== Msg6.CONFIRM) this.ip6ByMac.set(base.mac, ip6);
+    emit({ type: d.event, ...base, ip6, file: d.boot?.path, role: d.boot?.role, url: d.boot?.url, status: d.status, proxy: via === 'proxy' || undefined });
     if (d.boot && (d.event === 'dhcp6.reply' || log.isLevelEnabled('debug'))) log.info({ ...base, ip6, url: d.boot.url, to: rinfo.address }, `${d.event} sent`);
   }
 }
