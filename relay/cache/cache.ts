@@ -179,6 +179,23 @@ export class FileCache implements FileSource {
     }
   }
 
+  /**
+   * The size of `path` when the cache knows it without asking anyone: a
+   * committed entry, or a fill whose upstream sent Content-Length (or that has
+   * ended). For DHCP option 13 (boot file size). Undefined otherwise.
+   */
+  sizeOf(rawPath: string): number | undefined {
+    let path: string;
+    try {
+      path = normalizeBootPath(rawPath);
+    } catch {
+      return undefined;
+    }
+    const fill = this.fills.get(path);
+    if (fill) return fill.state === 'failed' ? undefined : fill.total;
+    return this.index.entries.get(path)?.size;
+  }
+
   // ---- management ----------------------------------------------------------
 
   list(): CacheEntryInfo[] {
@@ -633,7 +650,7 @@ export class FileCache implements FileSource {
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'stale' });
       this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, detail: reason ?? 'stale' });
     }
-    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed });
+    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed, syncReads: opts.syncReads });
     this.wire(stream, opts);
     return {
       path: e.path,
@@ -683,6 +700,7 @@ export class FileCache implements FileSource {
       start: range.start,
       end: range.end,
       onBytes: this.countServed,
+      syncReads: opts.syncReads,
       bypass: (_pos, whole): BypassSpec => ({
         upstream: this.upstream,
         path,
@@ -701,6 +719,7 @@ export class FileCache implements FileSource {
       lastModified: fill.lastModified,
       stream,
       cache: 'miss',
+      ...(fill.total === undefined ? { sizeWhenKnown: (ms: number) => sizeOfFill(fill, ms) } : {}),
     };
   }
 
@@ -778,6 +797,24 @@ export class FileCache implements FileSource {
     this.wire(stream, opts);
     return { path, size: total, etag, lastModified, stream, cache: 'bypass' };
   }
+}
+
+/** The fill's total once known (Content-Length, or the end of a chunked body); undefined after `ms` or on failure. */
+function sizeOfFill(fill: Fill, ms: number): Promise<number | undefined> {
+  if (fill.total !== undefined || fill.state !== 'filling') return Promise.resolve(fill.state === 'failed' ? undefined : fill.total);
+  return new Promise((resolve) => {
+    const check = () => {
+      if (fill.total === undefined && fill.state === 'filling') return;
+      done(fill.state === 'failed' || fill.state === 'diskfull' ? undefined : fill.total);
+    };
+    const timer = setTimeout(() => done(undefined), ms);
+    const done = (v: number | undefined) => {
+      clearTimeout(timer);
+      fill.off('progress', check);
+      resolve(v);
+    };
+    fill.on('progress', check);
+  });
 }
 
 /** A fill that never wrote anything: readers go straight to the upstream. */

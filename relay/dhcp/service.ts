@@ -21,6 +21,7 @@ import type { PacketTrace } from '../trace';
 import { LanSocketPair } from '../net/lan';
 import { LeaseStore, type LeaseInfo } from './leases';
 import { BootHistory, decide, type Decision, type Dest } from './policy';
+import { StageTimer, timerFromEnv } from './timing';
 
 export interface DhcpServiceOptions {
   lan: LanConfig;
@@ -65,6 +66,9 @@ export class DhcpService {
   private history = new BootHistory();
   private readonly now: () => number;
   private running = false;
+  /** bench-only stage timings (BOOTRELAY_DHCP_TIMING); undefined normally */
+  private readonly timing = timerFromEnv();
+  private readonly tm?: StageTimer = this.timing?.timer;
 
   constructor(private readonly o: DhcpServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -75,6 +79,7 @@ export class DhcpService {
       leaseSeconds: o.dhcp.leaseSeconds,
       now: this.now,
       fsync: o.fsync,
+      timer: this.tm,
     });
     const m = o.metrics;
     m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
@@ -131,6 +136,13 @@ export class DhcpService {
     await Promise.all([this.dhcpPair?.stop(), this.proxyPair?.stop()]);
     this.dhcpPair = this.proxyPair = undefined;
     await this.store.close();
+    if (this.timing) {
+      try {
+        this.timing.timer.writeTo(this.timing.file);
+      } catch (err) {
+        this.o.log.warn({ err, file: this.timing.file }, 'dhcp timing not written');
+      }
+    }
   }
 
   leases(): LeaseInfo[] {
@@ -161,6 +173,8 @@ export class DhcpService {
       metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'bad-port' });
       return;
     }
+    const tm = this.tm;
+    const t0 = tm ? StageTimer.now() : 0;
     let msg: DhcpMessage;
     try {
       msg = decodeDhcp(buf);
@@ -170,16 +184,19 @@ export class DhcpService {
       if (log.isLevelEnabled('debug')) log.debug({ from: `${rinfo.address}:${rinfo.port}`, reason, err: (e as Error).message }, 'dhcp datagram dropped');
       return;
     }
+    if (tm) tm.add('decode', StageTimer.now() - t0);
     try {
-      this.handle(msg, buf, rinfo, via);
+      this.handle(msg, buf, rinfo, via, t0);
     } catch (e) {
       metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
       log.error({ err: e, mac: msg.mac, xid: hex32(msg.xid) }, 'dhcp handler failed');
     }
   }
 
-  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy'): void {
+  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy', t0: number): void {
     const { metrics, log, emit } = this.o;
+    const tm = this.tm;
+    let t = tm ? StageTimer.now() : 0;
     const type = messageType(msg);
     metrics.inc('bootrelay_dhcp_received_total', { type: type === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[type] ?? String(type)) });
     const serverPort = via === 'proxy' ? this.proxyPort : this.port;
@@ -202,6 +219,11 @@ export class DhcpService {
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
     });
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('policy', t1 - t);
+      t = t1;
+    }
     const base: DhcpBase = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
     for (const s of d.side) emit({ ...base, ...s });
     if (d.kind === 'ignore') {
@@ -221,11 +243,12 @@ export class DhcpService {
       log.info({ ...base, ip: d.ip }, d.kind === 'release' ? 'released' : 'declined');
       return;
     }
+    if (tm) tm.add('events-in', StageTimer.now() - t);
     if (d.kind !== 'reply') return;
     const reply = d;
     const send = () => {
       try {
-        this.send(reply, msg, via, base, profile);
+        this.send(reply, msg, via, base, profile, t0);
       } catch (e) {
         // after the commit this runs in a promise callback: never let it reject unhandled
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
@@ -233,26 +256,47 @@ export class DhcpService {
       }
     };
     if (d.commit) {
-      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(send, (err) => {
+      const tc = tm ? StageTimer.now() : 0;
+      const committed = tm
+        ? () => {
+            tm.add('commit-wait', StageTimer.now() - tc);
+            send();
+          }
+        : send;
+      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(committed, (err) => {
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });
         log.error({ err, ...base }, 'lease not saved: no ACK sent');
       });
     } else send();
   }
 
-  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined): void {
+  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined, t0: number): void {
     const { metrics, log, emit } = this.o;
     const pair = via === 'proxy' ? this.proxyPair : this.dhcpPair;
     if (!pair) return;
+    const tm = this.tm;
+    let t = tm ? StageTimer.now() : 0;
     const buf = encodeDhcp(d.reply);
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('encode', t1 - t);
+      t = t1;
+    }
     const to: Dest = d.to;
     pair.send(buf, to.port, to.address);
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('send', t1 - t);
+      tm.add(d.event === 'dhcp.ack' ? 'total-ack' : d.event === 'dhcp.offer' ? 'total-offer' : 'total-other', t1 - t0);
+      t = t1;
+    }
     const rtype = messageType(d.reply);
     metrics.inc('bootrelay_dhcp_sent_total', { type: rtype === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[rtype] ?? String(rtype)) });
     this.o.trace?.record({ mac: req.mac, dir: 'out', clientIp: to.address, clientPort: to.port, serverIp: this.o.lan.address, serverPort: pair.port, payload: buf });
     if (d.event === 'dhcp.inform') return; // the received event said it all
     emit({ type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, detail: d.note });
     if (log.isLevelEnabled('debug') || (d.boot && d.event !== 'dhcp.offer' && d.event !== 'proxy.offer')) log.info({ ...base, ip: d.ip, file: d.boot?.file, to: `${to.address}:${to.port}` }, `${d.event} sent`);
+    if (tm) tm.add('events-out', StageTimer.now() - t);
   }
 }
 

@@ -244,6 +244,19 @@ describe('FileCache', () => {
     expect(cache.list()[0]!.size).toBe(600_000);
   });
 
+  it('reads with syncReads (the TFTP path) the same bytes, following a fill and from a committed entry', async () => {
+    const body = await up.addFile('sync/f', randomBytes(700_000));
+    up.rate = 2_000_000;
+    const { cache } = await makeCache();
+    const filling = await cache.open('sync/f', { syncReads: true });
+    expect(filling.cache).toBe('miss');
+    expect(sha(await readAll(filling.stream))).toBe(sha(body));
+    await waitFor(() => cache.list().find((e) => e.complete), 2000, 'commit');
+    const hit = await cache.open('sync/f', { syncReads: true, start: 1000, end: 299_999 });
+    expect(hit.cache).toBe('hit');
+    expect((await readAll(hit.stream)).equals(body.subarray(1000, 300_000))).toBe(true);
+  });
+
   it('drops an entry the upstream no longer has on revalidation (404)', async () => {
     await up.addFile('gone/f', 'x');
     const { cache } = await makeCache({ ttlSeconds: 0 });
