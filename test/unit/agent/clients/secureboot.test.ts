@@ -23,7 +23,10 @@ const MAC = '52:54:00:99:5b:01';
 function setup(boot = BOOT, mac = MAC) {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const failures: Array<Record<string, unknown>> = [];
-  const t = new ClientTracker({ plan: new BootPlan({ boot }), now: () => now, emit: (e) => failures.push(e) });
+  const t = new ClientTracker({ plan: new BootPlan({ boot }), now: () => now });
+  t.on('client', (u) => {
+    if (u.failed) failures.push(u.failed as unknown as Record<string, unknown>);
+  });
   const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => t.apply(scripted(type, { mac, ...f }));
   const fw = { firmware: 'uefi' as const, arch: 'uefi-x64' as const };
   /** firmware PXE: DHCP, then the loader over TFTP, completely */
