@@ -14,6 +14,7 @@ import { MqttPublisher, MQTT_METRICS, type MqttPublisherOptions } from '../../ag
 import { JOURNAL_METRICS } from '../../agent/publish/journal';
 import type { MqttConfig } from '../../agent/config/types';
 import type { RelayEvent } from '../../proto/events';
+import { scripted } from '../helpers/events';
 import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
@@ -59,7 +60,7 @@ function cfg(url: string, over: Partial<MqttConfig> = {}): MqttConfig {
 }
 
 function ev(i: number, mac = '52:54:00:00:00:01'): RelayEvent {
-  return { ts: new Date().toISOString(), type: 'tftp.start', mac, file: `f${i}`, i } as RelayEvent;
+  return { ts: new Date().toISOString(), type: 'tftp.start', mac, file: `f${i}`, i } as unknown as RelayEvent;
 }
 
 function client(mac: string, phase: string, bytes = 0) {
@@ -156,7 +157,7 @@ describeSkipIf(skip)('MqttPublisher with a real Mosquitto', () => {
     expect(late.on(`${base}/events`)).toHaveLength(0);
 
     // progress events stay out of …/events by default
-    p.publishEvent({ ts: new Date().toISOString(), type: 'tftp.progress', mac: '52:54:00:00:00:01', bytes: 5 });
+    p.publishEvent(scripted('tftp.progress', { mac: '52:54:00:00:00:01', bytes: 5 }));
     p.publishEvent(ev(99));
     await waitFor(() => order(s.events(`${base}/events`)).includes(99), 5000, 'event 99');
     expect(s.events(`${base}/events`).some((e) => e.type === 'tftp.progress')).toBe(false);

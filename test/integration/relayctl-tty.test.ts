@@ -17,7 +17,8 @@ import { parseConfig } from '../../agent/config/load';
 import { createHandlers, createWatch, type CommandDeps } from '../../agent/control/commands';
 import { ControlServer } from '../../agent/control/server';
 import { silentLogger } from '../../agent/log';
-import { makeEvent, type RelayEvent } from '../../proto/events';
+import type { RelayEventType } from '../../proto/events';
+import { scripted, type EventFields } from '../helpers/events';
 import { waitFor } from '../helpers/netns';
 import { describeSkipIf, missingCmds } from '../helpers/skip';
 
@@ -90,7 +91,7 @@ describeSkipIf(missingCmds('tmux'))('relayctl watch on a terminal (tmux)', () =>
     await waitFor(() => bus.listenerCount('client') > 0, 10_000, 'relayctl subscribed');
     await waitFor(() => screen().includes('waiting for clients'), 5000, 'waiting line');
 
-    const ev = (mac: string, type: RelayEvent['type'], f: Partial<RelayEvent> = {}) => bus.emit('relay', makeEvent({ type, mac, ...f }));
+    const ev = <T extends RelayEventType>(mac: string, type: T, f: EventFields<T> = {}) => bus.emit('relay', scripted(type, { mac, ...f }));
     for (const mac of [MAC_A, MAC_B]) {
       ev(mac, 'dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
       ev(mac, 'dhcp.ack', { firmware: 'ipxe', arch: 'bios', ip: mac === MAC_A ? '10.99.0.101' : '10.99.0.102' });

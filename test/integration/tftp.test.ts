@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TftpConfig } from '../../agent/config/types';
 import { silentLogger } from '../../agent/log';
-import type { RelayEvent } from '../../proto/events';
+import type { RelayEvent, RelayEventType } from '../../proto/events';
+import { ofType } from '../helpers/events';
 import { makeEvent } from '../../proto/events';
 import { decodeTftp, encodeTftp, TftpErr, type TftpPacket } from '../../proto/tftp/packet';
 import { Metrics } from '../../relay/metrics';
@@ -181,7 +182,7 @@ afterAll(() => {
   rmSync(out, { recursive: true, force: true });
 });
 
-const byType = (s: Server, type: string) => s.events.filter((e) => e.type === type);
+const byType = <T extends RelayEventType>(s: Server, type: T) => ofType(s.events, type);
 
 describe('TftpService with real clients', () => {
   let s: Server;
