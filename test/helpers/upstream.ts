@@ -80,6 +80,11 @@ export class TestUpstream {
     this.port = (server.address() as AddressInfo).port;
   }
 
+  /** Closes the kept-alive connections that are idle now (the server side of a keep-alive timeout). */
+  dropIdle(): void {
+    this.server?.closeIdleConnections();
+  }
+
   /** Stops listening and cuts every open connection (uplink down). */
   async stop(): Promise<void> {
     const s = this.server;
