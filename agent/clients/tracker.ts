@@ -3,17 +3,35 @@
  * with the contract's phases, in order: dhcp, bound, loader, ipxe, kernel,
  * initrd, handoff, booted (or failed, with an error a person understands).
  *
- * Services do not know phases; files are classified here from the config
- * (boot.loaders, the client's profile) unless the event carries a `role`.
+ * Services do not know phases; files are classified by the boot plan
+ * (relay/boot/plan.ts) for the client's profile unless the event carries a `role`.
  * Timeouts are checked by tick(now), which the agent calls every second;
  * the clock is injected so tests script time. Byte progress is emitted on
  * 'client' at most every `progressIntervalMs` per client; phase changes and
  * failures at once.
  */
 import { EventEmitter } from 'node:events';
-import { CLIENT_PHASES, type ArchKey, type ClientPhase, type EmitFn, type FileRole, type Firmware, type RelayEvent } from '../../proto/events';
+import {
+  CLIENT_PHASES,
+  eventProfile,
+  isDhcpEvent,
+  isDhcpReply,
+  type ArchKey,
+  type ClientPhase,
+  type DhcpReceivedEvent,
+  type DhcpReplyEvent,
+  type EmitFn,
+  type FailKind,
+  type FileRole,
+  type Firmware,
+  type HttpErrorEvent,
+  type RelayEvent,
+  type TftpErrorEvent,
+  type TransferEvent,
+} from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
-import type { BootConfig, ProfileConfig } from '../config/types';
+import type { ProfileConfig } from '../../relay/boot/config';
+import type { BootPlan } from '../../relay/boot/plan';
 
 export interface PhaseTiming {
   startedAt: string;
@@ -46,8 +64,12 @@ export interface ClientState {
   bootFile?: string;
 }
 
+/** What the tracker asks the boot plan (relay/boot/plan.ts). */
+export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'on'>;
+
 export interface ClientTrackerOptions {
-  boot: BootConfig;
+  /** which profile a client boots, what a file is */
+  plan: TrackerPlan;
   /** receives the `client.failed` events the tracker detects */
   emit?: EmitFn;
   now?: () => number;
@@ -87,7 +109,7 @@ interface Internal {
   lastEmit: number;
   pending: boolean;
   history: HistoryItem[];
-  failKind?: string;
+  failKind?: FailKind;
 }
 
 const ORDER = new Map<ClientPhase, number>(CLIENT_PHASES.map((p, i) => [p, i]));
@@ -136,46 +158,61 @@ function fmtDuration(ms: number): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+/**
+ * What a failed transfer means for the client, in words; undefined when the client stopped it
+ * itself (a PXE ROM's tsize probe sends ERROR 8 after the OACK; iPXE closes a TFTP transfer it
+ * does not want), which is normal.
+ */
+export function transferFailure(ev: TftpErrorEvent | HttpErrorEvent, file: string, role: FileRole, mac: string): string | undefined {
+  const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
+  if (ev.type === 'tftp.error') {
+    switch (ev.reason) {
+      case 'aborted':
+        return undefined;
+      case 'not-found':
+        return `upstream 404 for ${file}`;
+      case 'refused':
+        return `TFTP request for ${what} refused: ${ev.error}`;
+      case 'timeout':
+        return `the TFTP transfer of ${what} timed out: ${ev.error}`;
+      case 'upstream-error':
+        return `TFTP transfer of ${what} failed: ${ev.error}`;
+    }
+  }
+  switch (ev.reason) {
+    case 'no-profile':
+      return `no boot profile for ${mac}: set boot.defaultProfile or use relayctl assign`;
+    case 'not-found':
+      return `upstream 404 for ${file}`;
+    case 'refused':
+    case 'upstream-error':
+      return ev.status !== undefined ? `upstream ${ev.status} for ${file}` : `HTTP transfer of ${what} failed: ${ev.error}`;
+    case 'aborted':
+      // an HTTP client that hangs up mid-file did not get it (firmware gives up; iPXE retries as a new request)
+      return `HTTP transfer of ${what} failed: ${ev.error}`;
+  }
+}
+
 export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
-  private boot: BootConfig;
+  private readonly plan: TrackerPlan;
   private readonly clients = new Map<string, Internal>();
-  private readonly assigned = new Map<string, string>();
   private readonly now: () => number;
   private readonly ackTimeoutMs: number;
   private readonly stallTimeoutMs: number;
   private readonly progressIntervalMs: number;
   private readonly maxClients: number;
   private readonly emitEvent?: EmitFn;
-  /** loader path → arch keys it is configured for */
-  private loaderArch = new Map<string, ArchKey[]>();
 
   constructor(opts: ClientTrackerOptions) {
     super();
-    this.boot = opts.boot;
+    this.plan = opts.plan;
+    this.plan.on('change', (mac) => this.replan(mac));
     this.now = opts.now ?? Date.now;
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 20_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.maxClients = opts.maxClients ?? 1024;
     this.emitEvent = opts.emit;
-    this.indexLoaders();
-  }
-
-  /** A reloaded config (SIGHUP). Known clients are kept. */
-  setBoot(boot: BootConfig): void {
-    this.boot = boot;
-    this.indexLoaders();
-  }
-
-  /** A runtime assignment (relayctl assign) overriding boot.assign. */
-  assign(mac: string, profile: string): void {
-    const m = normalizeMac(mac) ?? mac;
-    this.assigned.set(m, profile);
-    const c = this.clients.get(m);
-    if (c && c.s.profile !== profile) {
-      c.s.profile = profile;
-      this.changed(c, true);
-    }
   }
 
   list(): ClientState[] {
@@ -222,46 +259,28 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return this.clients.delete(normalizeMac(mac) ?? mac);
   }
 
-  private indexLoaders(): void {
-    this.loaderArch = new Map();
-    for (const [arch, paths] of Object.entries(this.boot.loaders)) {
-      for (const p of paths) {
-        const list = this.loaderArch.get(p) ?? [];
-        list.push(arch as ArchKey);
-        this.loaderArch.set(p, list);
-      }
+  /** The plan changed (a reload, an assignment): the profile of the client(s) concerned follows it. */
+  private replan(mac: string | undefined): void {
+    const list = mac ? [this.clients.get(mac)].filter((c): c is Internal => !!c) : [...this.clients.values()];
+    for (const c of list) {
+      const name = this.plan.profileName(c.s.mac) ?? null;
+      if (c.s.profile === name) continue;
+      c.s.profile = name;
+      this.changed(c, true);
     }
   }
 
   private profileName(mac: string, ev?: RelayEvent): string | null {
-    if (typeof ev?.profile === 'string' && ev.profile) return ev.profile;
-    return this.assigned.get(mac) ?? this.boot.assign[mac] ?? this.boot.defaultProfile ?? null;
+    return (ev && eventProfile(ev)) ?? this.plan.profileName(mac) ?? null;
   }
 
   private profileOf(c: Internal): ProfileConfig | undefined {
-    return c.s.profile ? this.boot.profiles[c.s.profile] : undefined;
+    return this.plan.profile(c.s.profile);
   }
 
-  /** What a file is in the boot of this client. */
-  classify(file: string, c?: Internal, role?: unknown): FileRole {
-    if (role === 'loader' || role === 'script' || role === 'kernel' || role === 'initrd') return role;
-    if (file === '/boot.ipxe') return 'script';
-    if (this.loaderArch.has(file)) return 'loader';
-    const own = c ? this.profileOf(c) : undefined;
-    const inProfile = (p: ProfileConfig | undefined): FileRole | undefined => {
-      if (!p) return undefined;
-      if (p.kernel === file) return 'kernel';
-      if (p.initrd?.includes(file)) return 'initrd';
-      if (p.script === file) return 'script';
-      return undefined;
-    };
-    const r = inProfile(own);
-    if (r) return r;
-    for (const p of Object.values(this.boot.profiles)) {
-      const x = inProfile(p);
-      if (x) return x;
-    }
-    return 'other';
+  /** What a file is in the boot of this client: the event's role, else the plan's answer for the client's profile. */
+  private classify(file: string, c: Internal, role: FileRole | undefined): FileRole {
+    return role && role !== 'other' ? role : this.plan.fileRole(file, c.s.profile);
   }
 
   // ------------------------------------------------------------ events
@@ -273,7 +292,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (!mac && typeof ev.ip === 'string') mac = this.macForIp(ev.ip);
     if (!mac) return undefined;
     const type = ev.type;
-    const fw = ev.firmware;
+    const dhcp = isDhcpEvent(ev) ? ev : undefined;
+    const fw = dhcp?.firmware;
+    const evArch = dhcp?.arch;
 
     let c = this.clients.get(mac);
     const created = !c;
@@ -287,7 +308,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         type === 'client.booted' ||
         type === 'client.failed' ||
         type === 'dhcp.no-loader' ||
-        (isDhcp && fw === undefined && ev.arch !== undefined && ev.arch !== 'unknown');
+        (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
       c = this.create(mac, ev, t);
     }
@@ -296,11 +317,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     this.remember(c, ev, t);
 
     if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
-    if (ev.arch && ev.arch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = ev.arch;
-    if (typeof ev.profile === 'string' && ev.profile) s.profile = ev.profile;
+    if (evArch && evArch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = evArch;
+    const named = eventProfile(ev);
+    if (named) s.profile = named;
 
     let progressOnly = false;
-    switch (type) {
+    switch (ev.type) {
       case 'dhcp.discover':
       case 'dhcp.request':
       case 'proxy.offer':
@@ -316,7 +338,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         break;
       }
       case 'dhcp.pool-exhausted':
-        this.fail(c, t, `the DHCP pool is exhausted (range ${this.rangeText(ev)}): no address left for this client`, 'pool');
+        this.fail(c, t, `the DHCP pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
         break;
       case 'tftp.start':
       case 'http.start':
@@ -341,7 +363,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         s.error = null;
         break;
       case 'client.failed':
-        if (s.phase !== 'failed') this.fail(c, t, String(ev.error ?? ev.reason ?? 'failed'), 'reported', false);
+        if (s.phase !== 'failed') this.fail(c, t, ev.error || 'failed', 'reported', false);
         break;
       default:
         break;
@@ -373,6 +395,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   }
 
   private create(mac: string, ev: RelayEvent, t: number): Internal {
+    const d = isDhcpEvent(ev) ? ev : undefined;
     if (this.clients.size >= this.maxClients) {
       let oldest: Internal | undefined;
       for (const c of this.clients.values()) if (!oldest || c.s.updatedAt < oldest.s.updatedAt) oldest = c;
@@ -383,8 +406,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       s: {
         mac,
         ip: null,
-        arch: ev.arch && ev.arch !== 'unknown' ? ev.arch : null,
-        firmware: ev.firmware ?? null,
+        arch: d?.arch && d.arch !== 'unknown' ? d.arch : null,
+        firmware: d?.firmware ?? null,
         profile: this.profileName(mac, ev),
         phase: 'dhcp',
         file: null,
@@ -407,6 +430,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
 
   /** A new boot of a known client: everything but the identity starts again. */
   private restart(c: Internal, ev: RelayEvent, t: number): void {
+    const d = isDhcpEvent(ev) ? ev : undefined;
     const iso = new Date(t).toISOString();
     const s = c.s;
     s.phase = 'dhcp';
@@ -420,8 +444,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     delete s.rate;
     delete s.failedPhase;
     delete s.bootFile;
-    s.firmware = ev.firmware ?? s.firmware;
-    if (ev.arch && ev.arch !== 'unknown') s.arch = ev.arch;
+    s.firmware = d?.firmware ?? s.firmware;
+    if (d?.arch && d.arch !== 'unknown') s.arch = d.arch;
     s.profile = this.profileName(s.mac, ev);
     c.awaiting = undefined;
     c.transfers.clear();
@@ -431,8 +455,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
 
   private remember(c: Internal, ev: RelayEvent, t: number): void {
     if (ev.type.endsWith('.progress')) return;
-    const detail = [ev.reason, ev.error, ev.firmware, ev.arch].filter((x) => typeof x === 'string' && x).join(', ');
-    c.history.push({ at: t, type: ev.type, ...(typeof ev.file === 'string' ? { file: ev.file } : {}), ...(detail ? { detail } : {}) });
+    const f = ev as Partial<Record<'reason' | 'error' | 'detail' | 'firmware' | 'arch' | 'file', unknown>>;
+    const detail = [f.reason, f.error, f.detail, f.firmware, f.arch].filter((x) => typeof x === 'string' && x).join(', ');
+    c.history.push({ at: t, type: ev.type, ...(typeof f.file === 'string' ? { file: f.file } : {}), ...(detail ? { detail } : {}) });
     if (c.history.length > HISTORY) c.history.splice(0, c.history.length - HISTORY);
   }
 
@@ -464,7 +489,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return false;
   }
 
-  private fail(c: Internal, t: number, error: string, kind: string, announce = true): void {
+  private fail(c: Internal, t: number, error: string, kind: FailKind, announce = true): void {
     const s = c.s;
     if (s.phase !== 'failed') s.failedPhase = s.phase;
     c.failKind = kind;
@@ -481,7 +506,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private onDhcp(c: Internal, ev: RelayEvent, t: number): void {
+  private onDhcp(c: Internal, ev: DhcpReceivedEvent | DhcpReplyEvent, t: number): void {
     const s = c.s;
     const fw = ev.firmware;
     const type = ev.type;
@@ -503,7 +528,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
     if (s.firmware === null && fw) s.firmware = fw;
 
-    const file = cleanFile(ev.file);
+    const reply = isDhcpReply(ev) ? ev : undefined;
+    const file = cleanFile(reply?.file);
+    const url = reply?.url ?? reply?.file;
     if (type === 'dhcp.offer' || type === 'dhcp.ack' || type === 'proxy.offer' || type === 'proxy.ack') {
       if (file) {
         const wrong = this.wrongArch(c, file);
@@ -517,7 +544,6 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       if (s.phase === 'dhcp') this.advance(c, 'bound', t);
       if (file && s.phase !== 'failed') {
         s.bootFile = file;
-        const url = typeof ev.url === 'string' ? ev.url : ev.file;
         const isUrl = typeof url === 'string' && /^https?:\/\//i.test(url);
         const kind = file === '/boot.ipxe' ? 'script' : isUrl ? 'http' : 'tftp';
         if (!(kind === 'script' && ORDER.get(s.phase)! > ORDER.get('ipxe')!)) c.awaiting = { at: t, file, kind };
@@ -528,14 +554,14 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   private wrongArch(c: Internal, file: string): string | undefined {
     const arch = c.s.arch;
     if (!arch || arch === 'unknown') return undefined;
-    const archs = this.loaderArch.get(file);
+    const archs = this.plan.loaderArchs(file);
     if (!archs || archs.includes(arch)) return undefined;
     return `a ${ARCH_NAMES[arch] ?? arch} client was offered the ${archs.join('/')} loader ${file}, which it cannot run`;
   }
 
-  private onStart(c: Internal, ev: RelayEvent, t: number): void {
+  private onStart(c: Internal, ev: TransferEvent, t: number): void {
     const s = c.s;
-    const file = cleanFile(ev.file ?? ev.path);
+    const file = cleanFile(ev.file);
     if (!file) return;
     const role = this.classify(file, c, ev.role);
     const proto = ev.type.startsWith('tftp') ? 'tftp' : 'http';
@@ -568,14 +594,14 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private onProgress(c: Internal, ev: RelayEvent, t: number): boolean {
+  private onProgress(c: Internal, ev: Extract<TransferEvent, { type: 'tftp.progress' | 'http.progress' }>, t: number): boolean {
     const s = c.s;
-    const file = cleanFile(ev.file ?? ev.path);
+    const file = cleanFile(ev.file);
     if (!file) return false;
     let tr = c.transfers.get(file);
     if (!tr) {
       // a progress without a start (agent restarted mid-transfer): adopt it
-      this.onStart(c, { ...ev, type: ev.type.startsWith('tftp') ? 'tftp.start' : 'http.start' }, t);
+      this.onStart(c, ev, t);
       tr = c.transfers.get(file);
       if (!tr) return false;
     }
@@ -595,9 +621,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return false;
   }
 
-  private onDone(c: Internal, ev: RelayEvent, t: number): void {
+  private onDone(c: Internal, ev: Extract<TransferEvent, { type: 'tftp.done' | 'http.done' }>, t: number): void {
     const s = c.s;
-    const file = cleanFile(ev.file ?? ev.path);
+    const file = cleanFile(ev.file);
     if (!file) return;
     const tr = c.transfers.get(file);
     c.transfers.delete(file);
@@ -622,33 +648,17 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private onError(c: Internal, ev: RelayEvent, t: number): void {
+  private onError(c: Internal, ev: TftpErrorEvent | HttpErrorEvent, t: number): void {
     c.awaiting = undefined; // the client did ask
-    const file = cleanFile(ev.file ?? ev.path);
-    if (file) c.transfers.delete(file);
+    const file = cleanFile(ev.file);
     if (!file) return;
+    c.transfers.delete(file);
     const role = this.classify(file, c, ev.role);
-    const reason = String(ev.reason ?? '');
-    const err = String(ev.error ?? ev.reason ?? 'error');
-    const status = typeof ev.status === 'number' ? ev.status : undefined;
-    // a client that stops a transfer itself (PXE ROMs' tsize probe: ERROR 8 after OACK; iPXE closing) is normal
-    if (/abort|cancel|client|option|closed|disconnect|tsize|stopped/i.test(reason) || ev.code === 8 || ev.tftpCode === 8) return;
+    const msg = transferFailure(ev, file, role, c.s.mac);
+    if (msg === undefined) return; // the client stopped the transfer itself
     if (role === 'other') return; // iPXE probing autoexec.ipxe and the like
     if (c.s.phase === 'booted') return;
-    const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
-    let msg: string;
-    if (file === '/boot.ipxe' && /no profile/i.test(err)) msg = `no boot profile for ${c.s.mac}: set boot.defaultProfile or use relayctl assign`;
-    else if (status === 404 || /\b404\b|ENOENT|not[- ]found/i.test(`${err} ${reason}`)) msg = `upstream 404 for ${file}`;
-    else if (status !== undefined && status >= 400) msg = `upstream ${status} for ${file}`;
-    else if (/path|escape|refused/i.test(`${reason} ${err}`)) msg = `${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} request for ${what} refused: ${err}`;
-    else if (/timeout|timed out|silent|no ack/i.test(`${reason} ${err}`)) msg = `the ${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} transfer of ${what} timed out: ${err}`;
-    else msg = `${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} transfer of ${what} failed: ${err}`;
     this.fail(c, t, msg, 'transfer');
-  }
-
-  private rangeText(ev: RelayEvent): string {
-    const r = ev.range;
-    return Array.isArray(r) ? r.join('–') : typeof r === 'string' ? r : 'dhcp.range';
   }
 
   // ------------------------------------------------------------ time

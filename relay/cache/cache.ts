@@ -15,8 +15,9 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
-import type { BootConfig, CacheConfig, UpstreamConfig } from '../../agent/config/types';
-import type { Logger } from '../../agent/log';
+import type { BootPlan } from '../boot/plan';
+import type { CacheConfig, UpstreamConfig } from './config';
+import type { Logger } from 'pino';
 import { RelayError, UpstreamError } from '../../proto/errors';
 import type { EmitFn } from '../../proto/events';
 import { normalizeBootPath } from '../../proto/path';
@@ -27,24 +28,6 @@ import { Fill, type FillDeps, type FillState } from './fill';
 import { CacheIndex, fsyncDir, type IndexEntry } from './index';
 import { CacheReader, type BypassSpec, type FillView } from './reader';
 import { SumsStore } from './sums';
-
-/**
- * The `expectedSha256` hook from the boot profiles: `profiles.*.sha256[path]`
- * (paths normalised like the cache's, hex lower-cased).
- */
-export function profileSha256Lookup(boot: Pick<BootConfig, 'profiles'>): (path: string) => string | undefined {
-  const map = new Map<string, string>();
-  for (const p of Object.values(boot.profiles)) {
-    for (const [path, hex] of Object.entries(p.sha256 ?? {})) {
-      try {
-        map.set(normalizeBootPath(path), hex.toLowerCase());
-      } catch {
-        /* a bad path in the config is the config checker's to report */
-      }
-    }
-  }
-  return (path) => map.get(path);
-}
 
 /** A Range that starts at or beyond the end of the file (HTTP 416). */
 export class RangeNotSatisfiableError extends RelayError {
@@ -86,8 +69,8 @@ export interface FileCacheOptions {
   log: Logger;
   metrics: Metrics;
   emit: EmitFn;
-  /** A profile's sha256 for a path (hex), checked before the commit. */
-  expectedSha256?: (path: string) => string | undefined;
+  /** the profiles' sha256 for a path (hex), checked before the commit */
+  plan?: Pick<BootPlan, 'expectedSha256'>;
   now?: () => number;
   /** Resume attempts after a cut upstream connection (default 4) and the first backoff (default 250 ms, doubling). */
   retries?: number;
@@ -196,6 +179,23 @@ export class FileCache implements FileSource {
     }
   }
 
+  /**
+   * The size of `path` when the cache knows it without asking anyone: a
+   * committed entry, or a fill whose upstream sent Content-Length (or that has
+   * ended). For DHCP option 13 (boot file size). Undefined otherwise.
+   */
+  sizeOf(rawPath: string): number | undefined {
+    let path: string;
+    try {
+      path = normalizeBootPath(rawPath);
+    } catch {
+      return undefined;
+    }
+    const fill = this.fills.get(path);
+    if (fill) return fill.state === 'failed' ? undefined : fill.total;
+    return this.index.entries.get(path)?.size;
+  }
+
   // ---- management ----------------------------------------------------------
 
   list(): CacheEntryInfo[] {
@@ -286,7 +286,7 @@ export class FileCache implements FileSource {
           this.removeEntry(e);
           changed = true;
         }
-        this.o.emit({ type: 'cache.error', file: e.path, reason: `verify: ${reason}` });
+        this.o.emit({ type: 'cache.error', file: e.path, reason: 'verify', error: reason });
         this.o.metrics.inc('bootrelay_cache_errors_total', { reason: 'verify' });
       }
     }
@@ -345,7 +345,7 @@ export class FileCache implements FileSource {
   }
 
   private async expectedSha(path: string, fresh: boolean): Promise<{ sha256: string; source: 'profile' | 'sums' } | undefined> {
-    const p = this.o.expectedSha256?.(path);
+    const p = this.o.plan?.expectedSha256(path);
     if (p) return { sha256: p.toLowerCase(), source: 'profile' };
     const s = await this.sums.expected(path, fresh);
     return s ? { sha256: s, source: 'sums' } : undefined;
@@ -441,7 +441,7 @@ export class FileCache implements FileSource {
     }
     this.fills.set(path, fill);
     // Look up SHA256SUMS while the body flows.
-    if (!this.o.expectedSha256?.(path)) this.sums.expected(path).catch(() => {});
+    if (!this.o.plan?.expectedSha256(path)) this.sums.expected(path).catch(() => {});
     fill.ready.then(
       () => {
         // A file larger than the whole cache is streamed but not kept: it evicts nothing.
@@ -519,7 +519,7 @@ export class FileCache implements FileSource {
       await this.index.save();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cache index save failed');
-      this.o.emit({ type: 'cache.error', reason: 'index save failed', error: (err as Error).message });
+      this.o.emit({ type: 'cache.error', reason: 'index-save', error: (err as Error).message });
       this.o.metrics.inc('bootrelay_cache_errors_total', { reason: 'index' });
     }
   }
@@ -648,9 +648,9 @@ export class FileCache implements FileSource {
     } else if (kind === 'stale') {
       this.counters.stale++;
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'stale' });
-      this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, reason });
+      this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, detail: reason ?? 'stale' });
     }
-    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed });
+    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed, syncReads: opts.syncReads });
     this.wire(stream, opts);
     return {
       path: e.path,
@@ -700,6 +700,7 @@ export class FileCache implements FileSource {
       start: range.start,
       end: range.end,
       onBytes: this.countServed,
+      syncReads: opts.syncReads,
       bypass: (_pos, whole): BypassSpec => ({
         upstream: this.upstream,
         path,
@@ -718,6 +719,7 @@ export class FileCache implements FileSource {
       lastModified: fill.lastModified,
       stream,
       cache: 'miss',
+      ...(fill.total === undefined ? { sizeWhenKnown: (ms: number) => sizeOfFill(fill, ms) } : {}),
     };
   }
 
@@ -731,7 +733,9 @@ export class FileCache implements FileSource {
   private async openBypass(path: string, opts: OpenOptions): Promise<OpenedFile> {
     const start = opts.start ?? 0;
     const headers: Record<string, string> = {};
-    if (start > 0 || opts.end !== undefined) headers.range = `bytes=${start}-${opts.end ?? ''}`;
+    // an end before the start is no Range to send upstream: ask from the start, and checkRange refuses it (416) as on a hit
+    const end = opts.end !== undefined && opts.end >= start ? opts.end : '';
+    if (start > 0 || end !== '') headers.range = `bytes=${start}-${end}`;
     let res: UpstreamResponse;
     try {
       res = await this.upstream.request(path, { headers, signal: opts.signal });
@@ -793,6 +797,24 @@ export class FileCache implements FileSource {
     this.wire(stream, opts);
     return { path, size: total, etag, lastModified, stream, cache: 'bypass' };
   }
+}
+
+/** The fill's total once known (Content-Length, or the end of a chunked body); undefined after `ms` or on failure. */
+function sizeOfFill(fill: Fill, ms: number): Promise<number | undefined> {
+  if (fill.total !== undefined || fill.state !== 'filling') return Promise.resolve(fill.state === 'failed' ? undefined : fill.total);
+  return new Promise((resolve) => {
+    const check = () => {
+      if (fill.total === undefined && fill.state === 'filling') return;
+      done(fill.state === 'failed' || fill.state === 'diskfull' ? undefined : fill.total);
+    };
+    const timer = setTimeout(() => done(undefined), ms);
+    const done = (v: number | undefined) => {
+      clearTimeout(timer);
+      fill.off('progress', check);
+      resolve(v);
+    };
+    fill.on('progress', check);
+  });
 }
 
 /** A fill that never wrote anything: readers go straight to the upstream. */

@@ -10,7 +10,7 @@
  * next boot device.
  */
 import { posix } from 'node:path';
-import type { ProfileConfig } from '../../agent/config/types';
+import type { ProfileConfig } from '../boot/config';
 import { encodePath } from '../cache/fetch';
 
 export interface BootScriptInput {

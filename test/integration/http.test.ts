@@ -18,6 +18,7 @@ import type { ProfileConfig } from '../../agent/config/types';
 import type { FileSource, OpenedFile, OpenOptions } from '../../relay/source';
 import { TestUpstream } from '../helpers/upstream';
 import { hasCmd, isRoot, waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -70,7 +71,7 @@ const opened: OpenedFile[] = [];
 
 const skip = hasCmd('curl') ? undefined : 'curl not installed';
 
-describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
+describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
   beforeAll(async () => {
     up = new TestUpstream();
     await up.start();
@@ -101,9 +102,11 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
       metrics,
       emit,
       macForIp: (ip) => (ip === '127.0.0.1' ? '52:54:00:00:00:7f' : undefined),
-      resolveProfile: (mac) => {
-        const name = (mac && assign[mac]) ?? 'debian';
-        return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+      plan: {
+        profileFor: (mac) => {
+          const name = (mac && assign[mac]) ?? 'debian';
+          return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+        },
       },
       api: { status: () => ({ online: true, uplink: cache.stats().uplink }), clients: () => [{ mac: MAC, phase: 'kernel' }] },
       subscribe: (fn) => {
@@ -204,6 +207,40 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     expect(up.requests.some((r) => r.path.includes('passwd'))).toBe(false);
   });
 
+  it('accepts absolute-form targets (RFC 9112 §3.2.2), their authority over Host, and // as a plain separator', async () => {
+    const body = await up.addFile('abs/ipxe.efi', randomBytes(5000));
+    const raw = (target: string, host = 'ignored.example') =>
+      new Promise<string>((resolve) => {
+        const sock = net.connect(svc.port, '127.0.0.1', () => sock.write(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+        const parts: Buffer[] = [];
+        sock.on('data', (c: Buffer) => parts.push(c));
+        sock.on('close', () => resolve(Buffer.concat(parts).toString('latin1')));
+        sock.on('error', () => resolve(Buffer.concat(parts).toString('latin1')));
+      });
+    const a = await raw(`http://10.99.0.1:${svc.port}/files/abs/ipxe.efi`);
+    expect(a).toMatch(/^HTTP\/1\.1 200/);
+    expect(a.endsWith(body.toString('latin1'))).toBe(true);
+    const s = await raw(`HTTP://10.99.0.7/boot.ipxe?mac=${MAC}`);
+    expect(s).toMatch(/^HTTP\/1\.1 200/);
+    expect(s).toContain('kernel http://10.99.0.7/files/debian/vmlinuz');
+    expect(s).not.toContain('ignored.example');
+    // empty segments collapse: neither an authority nor a refused path
+    expect(await raw('//files//abs///ipxe.efi')).toMatch(/^HTTP\/1\.1 200/);
+    expect((await get(svc.port, '/files//abs//ipxe.efi')).status).toBe(200);
+    expect(await raw('//evil.example/files/abs/ipxe.efi')).toMatch(/^HTTP\/1\.1 404/);
+    expect(up.requests.some((r) => r.path.includes('evil'))).toBe(false);
+  });
+
+  it('serves .efi as application/efi and .iso/.img as EDK2 HTTP Boot types (it trusts Content-Type before the URL)', async () => {
+    await up.addFile('types/shim.EFI', 'x');
+    await up.addFile('types/live.iso', 'x');
+    await up.addFile('types/disk.img', 'x');
+    expect((await get(svc.port, '/files/types/shim.EFI?x=1')).headers['content-type']).toBe('application/efi');
+    expect((await get(svc.port, '/files/types/live.iso')).headers['content-type']).toBe('application/vnd.efi-iso');
+    expect((await get(svc.port, '/files/types/disk.img')).headers['content-type']).toBe('application/vnd.efi-img');
+    expect((await get(svc.port, '/files/abs/ipxe.efi', {}, undefined, 'HEAD')).headers['content-type']).toBe('application/efi');
+  });
+
   it('maps upstream 404 to 404 and upstream failure to 502', async () => {
     const a = await get(svc.port, '/files/nope/missing');
     expect(a.status).toBe(404);
@@ -211,6 +248,19 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     up.fail500.add('err/x');
     const b = await get(svc.port, '/files/err/x');
     expect(b.status).toBe(502);
+  });
+
+  it('says why a transfer failed in a closed reason the tracker switches on', async () => {
+    const n = events.length;
+    await get(svc.port, '/files/nope/reason');
+    await up.addFile('err/reason', 'x');
+    up.fail500.add('err/reason');
+    await get(svc.port, '/files/err/reason');
+    const errs = events.slice(n).filter((e) => e.type === 'http.error');
+    expect(errs.map((e) => [e.file, e.reason, e.status])).toEqual([
+      ['nope/reason', 'not-found', 404],
+      ['err/reason', 'upstream-error', 502],
+    ]);
   });
 
   it('gives 20 concurrent curl clients of a cold file one upstream fetch and their first bytes long before the fill ends', async () => {
@@ -274,6 +324,7 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     });
     const f = opened[n]!;
     await waitFor(() => (f.stream as Readable).destroyed, 3000, 'source destroyed');
+    await waitFor(() => events.find((e) => e.type === 'http.error' && e.file === 'abort/big' && e.reason === 'aborted'), 3000, 'http.error aborted');
   });
 
   it('serves /boot.ipxe for the client profile, an upstream script for a script profile, and a fail script otherwise', async () => {
@@ -363,7 +414,7 @@ describe('HttpService that cannot bind its port', () => {
         metrics: new Metrics(),
         emit: () => {},
         macForIp: () => undefined,
-        resolveProfile: () => undefined,
+        plan: { profileFor: () => undefined },
         api: { status: () => ({}), clients: () => [] },
         subscribe: (fn) => {
           subs.add(fn);
@@ -393,7 +444,7 @@ describe('HttpService connection limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({ ok: 1 }), clients: () => [] },
       subscribe: () => () => {},
       maxConnections: 2,
@@ -434,7 +485,7 @@ describe('HttpService /api/events client limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
       wsMaxClients: 2,
@@ -477,7 +528,7 @@ describe('HttpService /api/events with a slow client', () => {
       metrics: m,
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: (fn) => {
         subs.add(fn);
@@ -518,7 +569,7 @@ describe('HttpService /api/events with a slow client', () => {
   });
 });
 
-describe.skipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
+describeSkipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
   let mnt: string;
   let upF: TestUpstream;
   let c: FileCache;
@@ -545,7 +596,7 @@ describe.skipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('H
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
     });

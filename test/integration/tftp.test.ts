@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TftpConfig } from '../../agent/config/types';
 import { silentLogger } from '../../agent/log';
-import type { RelayEvent } from '../../proto/events';
+import type { RelayEvent, RelayEventType } from '../../proto/events';
+import { ofType } from '../helpers/events';
 import { makeEvent } from '../../proto/events';
 import { decodeTftp, encodeTftp, TftpErr, type TftpPacket } from '../../proto/tftp/packet';
 import { Metrics } from '../../relay/metrics';
@@ -24,6 +25,9 @@ import { DirSource } from '../helpers/dir-source';
 import type { FileSource } from '../../relay/source';
 import { Readable } from 'node:stream';
 import { hasCmd, waitFor } from '../helpers/netns';
+import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
+import { FileCache } from '../../relay/cache/cache';
+import { TestUpstream } from '../helpers/upstream';
 
 const MAC = '52:54:00:aa:bb:01';
 
@@ -116,7 +120,7 @@ interface Server {
   trace: PacketTrace;
 }
 
-function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }): Server {
+function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }, from?: FileSource): Server {
   const metrics = new Metrics();
   const events: RelayEvent[] = [];
   const source = new DirSource(dir, { slow });
@@ -134,7 +138,7 @@ function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBy
   const svc = new TftpService({
     address: '127.0.0.1',
     port: 0,
-    source,
+    source: from ?? source,
     config,
     log: silentLogger,
     metrics,
@@ -180,7 +184,7 @@ afterAll(() => {
   rmSync(out, { recursive: true, force: true });
 });
 
-const byType = (s: Server, type: string) => s.events.filter((e) => e.type === type);
+const byType = <T extends RelayEventType>(s: Server, type: T) => ofType(s.events, type);
 
 describe('TftpService with real clients', () => {
   let s: Server;
@@ -196,7 +200,7 @@ describe('TftpService with real clients', () => {
     expect(s.svc.port).toBeGreaterThan(0);
   });
 
-  it.skipIf(!hasCmd('tftp'))('serves tftp-hpa in binary mode (plain RFC 1350, 512-byte blocks)', async () => {
+  itSkipIf(missingCmds('tftp'))('serves tftp-hpa in binary mode (plain RFC 1350, 512-byte blocks)', async () => {
     for (const name of ['small.bin', 'e512.bin', 'empty.bin']) {
       const dest = join(out, `hpa-${name}`);
       const r = await run('tftp', ['-m', 'binary', '127.0.0.1', String(s.svc.port), '-c', 'get', name, dest]);
@@ -207,14 +211,14 @@ describe('TftpService with real clients', () => {
     expect(done.at(-1)).toMatchObject({ mac: MAC, ip: '127.0.0.1', bytes: 10_000, blksize: 512, windowsize: 1, retransmits: 0 });
   });
 
-  it.skipIf(!hasCmd('tftp'))('serves tftp-hpa in netascii mode (LF → CR LF on the wire, back to LF at the client)', async () => {
+  itSkipIf(missingCmds('tftp'))('serves tftp-hpa in netascii mode (LF → CR LF on the wire, back to LF at the client)', async () => {
     const dest = join(out, 'hpa-text.txt');
     const r = await run('tftp', ['-m', 'netascii', '127.0.0.1', String(s.svc.port), '-c', 'get', 'text.txt', dest]);
     expect(r.stderr).toBe('');
     expect(readFileSync(dest).toString('latin1')).toBe(files['text.txt'].toString('latin1'));
   });
 
-  it.skipIf(!hasCmd('atftp'))('serves atftp a 20 MB file with blksize 1468, tsize and windowsize 8', async () => {
+  itSkipIf(missingCmds('atftp'))('serves atftp a 20 MB file with blksize 1468, tsize and windowsize 8', async () => {
     const dest = join(out, 'atftp-big.bin');
     const before = byType(s, 'tftp.start').length;
     const r = await run('atftp', ['--option', 'blksize 1468', '--option', 'tsize 0', '--option', 'windowsize 8', '-g', '-r', 'big.bin', '-l', dest, '127.0.0.1', String(s.svc.port)]);
@@ -229,7 +233,7 @@ describe('TftpService with real clients', () => {
     expect(prog.length).toBeLessThanOrEqual(Math.ceil((done!.ms as number) / 250) + 1);
   });
 
-  it.skipIf(!hasCmd('atftp'))('serves atftp with no options, and with blksize on a file that ends on a block boundary', async () => {
+  itSkipIf(missingCmds('atftp'))('serves atftp with no options, and with blksize on a file that ends on a block boundary', async () => {
     const d1 = join(out, 'atftp-small.bin');
     expect((await run('atftp', ['-g', '-r', 'small.bin', '-l', d1, '127.0.0.1', String(s.svc.port)])).code).toBe(0);
     expect(shaFile(d1)).toBe(sha(files['small.bin']));
@@ -239,7 +243,7 @@ describe('TftpService with real clients', () => {
   });
 
   // (not empty.bin: curl 7.88 fails an empty file with "getpeername() failed" against tftpd-hpa too)
-  it.skipIf(!hasCmd('curl'))('serves curl with --tftp-blksize 1468, names with a leading / and spaces', async () => {
+  itSkipIf(missingCmds('curl'))('serves curl with --tftp-blksize 1468, names with a leading / and spaces', async () => {
     for (const [name, url] of [
       ['small.bin', 'small.bin'],
       ['exact.bin', 'exact.bin'],
@@ -256,7 +260,7 @@ describe('TftpService with real clients', () => {
     expect(shaFile(dest)).toBe(sha(files['small.bin']));
   });
 
-  it.skipIf(!hasCmd('curl'))('answers a missing file with ERROR 1 (curl exit 68) and a tftp.error event', async () => {
+  itSkipIf(missingCmds('curl'))('answers a missing file with ERROR 1 (curl exit 68) and a tftp.error event', async () => {
     const r = await run('curl', ['-sS', `tftp://127.0.0.1:${s.svc.port}/nope/missing.efi`, '-o', join(out, 'x')]);
     expect(r.code).toBe(68); // CURLE_TFTP_NOTFOUND
     const ev = await waitFor(() => byType(s, 'tftp.error').find((e) => e.file === 'nope/missing.efi'), 3000, 'tftp.error');
@@ -593,6 +597,148 @@ describe('TftpService under loss and duplication (scripted client)', () => {
   });
 });
 
+describe('TftpService window recovery (RFC 7440 §4, scripted client)', () => {
+  let s: Server;
+  beforeAll(async () => {
+    // a retransmission timer far longer than the client waits: only the gap ACK can bring the block back
+    s = makeServer(dir, { timeout: 30, retries: 2 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+  });
+
+  /** Fetches with windowsize `ws`, dropping the first copy of each block in `lose`; ACKs the last in-order block on a gap, once per gap. */
+  async function fetch(file: string, ws: number, lose: number[], dupAcks = 1) {
+    const c = await RawTftpClient.open();
+    const dataSeen = new Map<number, number>();
+    const chunks: Buffer[] = [];
+    let expected = 1;
+    const lost = new Set<number>();
+    try {
+      c.send({ op: 'rrq', file, mode: 'octet', options: { blksize: '1468', windowsize: String(ws) } }, s.svc.port);
+      let inWindow = 0;
+      for (;;) {
+        const r = await c.next(5000);
+        if (!r) throw new Error(`server went silent waiting for block ${expected}`);
+        const ack = (block: number) => {
+          for (let i = 0; i < dupAcks; i++) c.send({ op: 'ack', block }, r.port);
+        };
+        if (r.pkt.op === 'oack') {
+          ack(0);
+          continue;
+        }
+        if (r.pkt.op !== 'data') throw new Error(`unexpected ${r.pkt.op}`);
+        const { block, data } = r.pkt;
+        dataSeen.set(block, (dataSeen.get(block) ?? 0) + 1);
+        if (lose.includes(block) && !lost.has(block)) {
+          lost.add(block);
+          continue;
+        }
+        if (block !== expected) {
+          if (block > expected && inWindow !== -1) ack(expected - 1);
+          inWindow = -1;
+          continue;
+        }
+        chunks.push(data);
+        expected++;
+        inWindow = inWindow === -1 ? 1 : inWindow + 1;
+        const last = data.length < 1468;
+        if (last || inWindow >= ws) {
+          ack(block);
+          inWindow = 0;
+        }
+        if (last) break;
+      }
+    } finally {
+      await c.close();
+    }
+    return { got: Buffer.concat(chunks), dataSeen, blocks: expected - 1 };
+  }
+
+  it('resends a window at once when the client ACKs the block before it (its first block was lost)', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    // windows of 4: 1-4, 5-8, 9-12 …; the first blocks of the 3rd and 20th windows are lost
+    const r = await fetch('mid.bin', 4, [9, 77]);
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect(r.dataSeen.get(9)).toBe(2);
+    expect(r.dataSeen.get(77)).toBe(2);
+    // each loss costs the rest of its window once, no more
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(8);
+    const done = await waitFor(() => byType(s, 'tftp.done').find((e) => e.file === 'mid.bin'), 2000, 'tftp.done');
+    expect(done).toMatchObject({ retransmits: 8 });
+  });
+
+  it('resends nothing for ACKs the client sends twice when nothing is lost', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const r = await fetch('mid.bin', 4, [], 2);
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect([...r.dataSeen.values()].every((n) => n === 1)).toBe(true);
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(0);
+  });
+});
+
+describe('TftpService answering tsize for a file of unknown size (chunked upstream, cold cache)', () => {
+  let up: TestUpstream;
+  let cacheDir: string;
+  let cache: FileCache;
+  let s: Server;
+  let body: Buffer;
+  beforeAll(async () => {
+    up = new TestUpstream();
+    await up.start();
+    body = await up.addFile('chunked/loader.efi', randomBytes(400_000));
+    up.chunked.add('chunked/loader.efi');
+    up.rate = 2_000_000; // the fill takes ~200 ms: the RRQ arrives long before its end
+    cacheDir = mkdtempSync(join(tmpdir(), 'brtftp-cache-'));
+    const metrics = new Metrics();
+    cache = new FileCache({
+      upstream: { url: up.url, headers: {}, timeoutMs: 5000 },
+      cache: { dir: cacheDir, maxBytes: 1e9, ttlSeconds: 3600, negativeTtlSeconds: 60 },
+      log: silentLogger,
+      metrics,
+      emit: () => {},
+    });
+    await cache.init();
+    s = makeServer(dir, {}, undefined, cache);
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+    await cache.close();
+    await up.cleanup();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it('waits for the fill and puts tsize in the OACK, then serves the file', async () => {
+    expect(cache.sizeOf('chunked/loader.efi')).toBeUndefined();
+    const c = await RawTftpClient.open();
+    try {
+      c.send({ op: 'rrq', file: 'chunked/loader.efi', mode: 'octet', options: { tsize: '0', blksize: '1468' } }, s.svc.port);
+      const first = await c.next(8000);
+      expect(first?.pkt.op).toBe('oack');
+      if (first?.pkt.op !== 'oack') return;
+      expect(first.pkt.options).toMatchObject({ tsize: String(body.length), blksize: '1468' });
+      const chunks: Buffer[] = [];
+      c.send({ op: 'ack', block: 0 }, first.port);
+      for (let b = 1; ; b++) {
+        const r = await c.nextData(b, 5000);
+        if (r?.pkt.op !== 'data') throw new Error(`no DATA ${b}`);
+        chunks.push(r.pkt.data);
+        c.send({ op: 'ack', block: b }, r.port);
+        if (r.pkt.data.length < 1468) break;
+      }
+      expect(sha(Buffer.concat(chunks))).toBe(sha(body));
+    } finally {
+      await c.close();
+    }
+    // the cache now knows the size (DHCP option 13)
+    expect(cache.sizeOf('chunked/loader.efi')).toBe(body.length);
+    expect(cache.sizeOf('/chunked//loader.efi')).toBe(body.length);
+    expect(cache.sizeOf('chunked/none')).toBeUndefined();
+  });
+});
+
 describe('TftpService serving a file while it still arrives', () => {
   let s: Server;
   beforeAll(async () => {
@@ -603,14 +749,14 @@ describe('TftpService serving a file while it still arrives', () => {
     await s.svc.stop();
   });
 
-  it.skipIf(!hasCmd('curl'))('streams a slow source to curl block by block', async () => {
+  itSkipIf(missingCmds('curl'))('streams a slow source to curl block by block', async () => {
     const dest = join(out, 'slow-mid.bin');
     const r = await run('curl', ['-sS', '--tftp-blksize', '1468', `tftp://127.0.0.1:${s.svc.port}/mid.bin`, '-o', dest]);
     expect(r.code, r.stderr).toBe(0);
     expect(shaFile(dest)).toBe(sha(files['mid.bin']));
   });
 
-  it.skipIf(!hasCmd('atftp'))('streams a slow source to atftp with windowsize 16', async () => {
+  itSkipIf(missingCmds('atftp'))('streams a slow source to atftp with windowsize 16', async () => {
     const dest = join(out, 'slow-atftp.bin');
     const r = await run('atftp', ['--option', 'blksize 1468', '--option', 'windowsize 16', '-g', '-r', 'mid.bin', '-l', dest, '127.0.0.1', String(s.svc.port)]);
     expect(r.code, r.stderr).toBe(0);
@@ -669,7 +815,7 @@ describe('TftpService when the source fails mid-stream', () => {
 });
 
 describe('TftpService with sources of any stream shape', () => {
-  it.skipIf(!hasCmd('curl'))('serves an object-mode stream of odd chunk sizes with no known size (tsize left out)', async () => {
+  itSkipIf(missingCmds('curl'))('serves an object-mode stream of odd chunk sizes with no known size (tsize left out)', async () => {
     const data = randomBytes(50_000);
     const chunks: Buffer[] = [];
     const sizes = [1, 1467, 1468, 1469, 7, 3000, 65_536];
@@ -726,7 +872,7 @@ function sendFromPort0(payload: Buffer, dstPort: number): Promise<void> {
 
 const rawReason = process.getuid?.() !== 0 ? 'needs root for a raw socket' : !hasCmd('python3') ? 'needs python3' : undefined;
 
-describe.skipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-socket client)', () => {
+describeSkipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-socket client)', () => {
   let s: Server;
   const errors: unknown[] = [];
   const onErr = (e: unknown) => errors.push(e);
@@ -767,7 +913,7 @@ describe.skipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-
 });
 
 describe('TftpService cutting blocks from a stream', () => {
-  it.skipIf(!hasCmd('curl'))('copies each byte into blocks once: no re-concatenation of whole chunks at chunk boundaries', async () => {
+  itSkipIf(missingCmds('curl'))('copies each byte into blocks once: no re-concatenation of whole chunks at chunk boundaries', async () => {
     const s = makeServer(dir);
     await s.svc.start();
     const spy = vi.spyOn(Buffer, 'concat');
