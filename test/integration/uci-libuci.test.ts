@@ -137,8 +137,8 @@ describe.skipIf(!!skip)(`parseUci agrees with libuci ${skip ? `(${skip})` : ''}`
     compare(text);
   });
 
-  it('the shipped /etc/config/bootrelay is accepted and reads the same', () => {
-    const { strict } = compare(readFileSync(join(root, 'image/files/etc/config/bootrelay'), 'utf8'));
+  it.each(['image/files/etc/config/bootrelay', 'image/files/usr/share/bootrelay/config.txt'])('the shipped %s is accepted and reads the same', (f) => {
+    const { strict } = compare(readFileSync(join(root, f), 'utf8'));
     expect(strict.status).toBe(0);
   });
 
