@@ -83,6 +83,11 @@ export interface UciParseResult {
   /** one line per error: `bootrelay: line 3: parse error (too many arguments): "x" (quote …)` */
   issues: string[];
   errors: UciSyntaxError[];
+  /**
+   * Text libuci accepts but silently ignores, as warnings: what follows a `;` written right
+   * after a bare word, and options set to nothing (`option a ''`, `option a`).
+   */
+  notes: string[];
 }
 
 class UciError extends Error {
@@ -188,6 +193,7 @@ class UciReader {
   private cur: Section | undefined;
   readonly sections: Section[] = [];
   readonly errors: UciSyntaxError[] = [];
+  readonly notes: { line: number; text: string }[] = [];
   pkgName?: string;
 
   constructor(
@@ -316,8 +322,14 @@ class UciReader {
       }
     } while (b.ch(this.pos) !== END && !SPACE.has(b.ch(this.pos)));
     // the character that ended the word (a blank or newline) is skipped; a `;` stays, and
-    // since the END written below lands on it, it ends the line
+    // when the END written below lands on it, it ends the line
     if (b.ch(this.pos) !== END && !atSemicolon) this.pos++;
+    if (atSemicolon && out === this.pos) {
+      const rest = b.str(this.pos + 1).trim();
+      if (rest && !rest.startsWith('#')) {
+        this.notes.push({ line: b.line, text: `${JSON.stringify(rest)} after ";" is ignored (uci ends the line at a ";" right after an unquoted word: put a blank before it)` });
+      }
+    }
     b.buf[out] = END;
     return out;
   }
@@ -386,7 +398,11 @@ class UciReader {
     this.endOfStatement();
     const prev = s.options.get(name);
     if (!list) {
-      if (!value) return; // libuci: setting nothing to an empty value does nothing
+      if (!value) {
+        // libuci: setting an option to nothing does nothing
+        this.notes.push({ line: this.b.line, text: `option ${name} has no value and is ignored (delete the line, or write list ${name} '' for an empty item)` });
+        return;
+      }
       s.options.set(name, value);
     } else if (Array.isArray(prev)) prev.push(value);
     else s.options.set(name, prev === undefined ? [value] : [prev, value]);
@@ -408,7 +424,8 @@ export function parseUci(text: string, pkgName = 'bootrelay', strict = true): Uc
     return { ...s, index };
   });
   const issues = r.errors.map((e) => `${pkgName}: line ${e.line}: parse error (${e.reason})${e.detail ? `: ${e.detail}` : ''}`);
-  return { pkg: { sections }, issues, errors: r.errors };
+  const notes = r.notes.map((n) => `${pkgName}: line ${n.line}: ${n.text}`);
+  return { pkg: { sections }, issues, errors: r.errors, notes };
 }
 
 /** True when the text is UCI rather than JSON (its first non-blank, non-comment character is not `{`). */
@@ -607,12 +624,13 @@ const SINGLETONS = new Set<SectionType>(['agent', 'lan', 'dhcp', 'dhcp6', 'tftp'
  * Maps the text of /etc/config/bootrelay to the contract's config object (not yet
  * validated: pass `config` to parseConfig). `issues` lists every UCI-level problem.
  */
-export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config: unknown; issues: string[] } {
+export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config: unknown; issues: string[]; warnings: string[] } {
   // a syntax error rejects the file, as `uci` does; the sections config_load would still see
   // (non-strict parsing) are mapped too, for the rest of the report
   const strict = parseUci(text, pkgName, true);
   const issues = strict.issues;
   const pkg = issues.length ? parseUci(text, pkgName, false).pkg : strict.pkg;
+  const warnings = issues.length ? [] : strict.notes;
   const cfg: Obj = {};
   const seen = new Map<string, string>();
   const sub = (key: string): Obj => (cfg[key] ??= {}) as Obj;
@@ -797,5 +815,5 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
     }
     r.finish(known);
   }
-  return { config: cfg, issues };
+  return { config: cfg, issues, warnings };
 }

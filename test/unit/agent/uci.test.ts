@@ -1,6 +1,8 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../agent/config/load';
 import { looksLikeUci, parseUci, uciToConfigObject } from '../../../agent/config/uci';
 
 const fixture = (name: string): string => readFileSync(join(__dirname, '../../fixtures/uci', name), 'utf8');
@@ -40,6 +42,26 @@ describe('parseUci', () => {
     expect(opts("config t\n option a 1 ; option b '2'; option c 3\n")).toEqual({ a: '1', b: '2', c: '3' });
     expect(opts('config t\n option a 1; option b 2\n')).toEqual({ a: '1' });
     expect(opts('config t; option a 1\n')).toEqual({});
+  });
+
+  it('notes what uci silently ignores: text after a ; glued to a bare word, options set to nothing', () => {
+    expect(parseUci("config t\n option a 1; option b 2\n option c ''\n option d\n option e 1 ; option f '2'; option g 3 # x;y\n").notes).toEqual([
+      'bootrelay: line 2: "option b 2" after ";" is ignored (uci ends the line at a ";" right after an unquoted word: put a blank before it)',
+      "bootrelay: line 3: option c has no value and is ignored (delete the line, or write list c '' for an empty item)",
+      "bootrelay: line 4: option d has no value and is ignored (delete the line, or write list d '' for an empty item)",
+    ]);
+    expect(parseUci('config t; # only a comment after it\n').notes).toEqual([]);
+    const { issues, warnings } = uciToConfigObject("config dhcp\n option mode server; option port 67\n");
+    expect(issues).toEqual([]);
+    expect(warnings).toEqual([expect.stringContaining('line 2: "option port 67" after ";" is ignored')]);
+    // loadConfig (what the agent and `relayctl config check` use) passes them on as warnings
+    const dir = mkdtempSync(join(tmpdir(), 'bootrelay-uci-'));
+    const file = join(dir, 'bootrelay');
+    writeFileSync(file, readFileSync(shippedDefault, 'utf8').replace("option mode 'server'", 'option mode server; option port 6767'));
+    const r = loadConfig(file);
+    rmSync(dir, { recursive: true });
+    expect(r.ok).toBe(true);
+    expect(r.warnings[0]).toMatch(/^bootrelay: line \d+: "option port 6767" after ";" is ignored/);
   });
 
   it('joins lines at a backslash-newline inside a word only', () => {
