@@ -6,7 +6,7 @@
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
 import type { RemoteInfo } from 'node:dgram';
-import type { BootConfig } from '../boot/config';
+import type { BootPlan } from '../boot/plan';
 import type { LanConfig } from '../net/lan';
 import type { DhcpConfig } from './config';
 import type { Logger } from 'pino';
@@ -26,7 +26,8 @@ import { StageTimer, timerFromEnv } from './timing';
 export interface DhcpServiceOptions {
   lan: LanConfig;
   dhcp: DhcpConfig;
-  boot: BootConfig;
+  /** what to boot: loaders, the client's profile, netboot-once */
+  plan: Pick<BootPlan, 'loaders' | 'profileName' | 'shouldBoot' | 'rearm'>;
   httpPort: number;
   tftpEnabled: boolean;
   stateDir: string;
@@ -35,8 +36,6 @@ export interface DhcpServiceOptions {
   emit: EmitFn;
   /** receive socket address; default 0.0.0.0 */
   listenAddress?: string;
-  /** netboot-once hook (agent: the tracker knows who booted) */
-  isBootedOnce?: (mac: string) => boolean;
   trace?: PacketTrace;
   /** client port replies go to (68); tests on loopback change it */
   clientPort?: number;
@@ -65,8 +64,6 @@ export class DhcpService {
   private proxyPair?: LanSocketPair;
   private store: LeaseStore;
   private history = new BootHistory();
-  private rearmed = new Set<string>();
-  private assign = new Map<string, string>();
   private readonly now: () => number;
   private running = false;
   /** bench-only stage timings (BOOTRELAY_DHCP_TIMING); undefined normally */
@@ -84,7 +81,6 @@ export class DhcpService {
       fsync: o.fsync,
       timer: this.tm,
     });
-    for (const [mac, p] of Object.entries(o.boot.assign ?? {})) this.assign.set(mac.toLowerCase(), p);
     const m = o.metrics;
     m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
     m.declare('bootrelay_dhcp_sent_total', 'counter', 'DHCP replies sent, by message type');
@@ -157,14 +153,9 @@ export class DhcpService {
     return this.store.macForIp(ip);
   }
 
-  /** relayctl assign: remembered for events (the profile itself is served over HTTP). */
-  setAssign(mac: string, profile: string): void {
-    this.assign.set(mac.toLowerCase(), profile);
-  }
-
-  /** Netboot-once: boot this client once more, even though it booted already. */
+  /** Netboot-once: boot this client once more, even though it booted already (and from its first loader). */
   rearm(mac: string): void {
-    this.rearmed.add(mac.toLowerCase());
+    this.o.plan.rearm(mac.toLowerCase());
     this.history.clear(mac.toLowerCase());
   }
 
@@ -217,13 +208,13 @@ export class DhcpService {
       src: { address: rinfo.address, port: rinfo.port },
       lan: this.o.lan,
       dhcp: this.o.dhcp,
-      loaders: this.o.boot.loaders,
+      loaders: this.o.plan.loaders,
       httpPort: this.o.httpPort,
       tftpEnabled: this.o.tftpEnabled,
       leases: this.store,
       history: this.history,
       now: this.now(),
-      bootedOnce: (mac) => !this.rearmed.has(mac) && (this.o.isBootedOnce?.(mac) ?? false),
+      bootedOnce: (mac) => !this.o.plan.shouldBoot(mac),
       clientPort: this.o.clientPort,
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
@@ -241,7 +232,7 @@ export class DhcpService {
       return;
     }
     const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
-    const profile = this.assign.get(msg.mac);
+    const profile = this.o.plan.profileName(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
@@ -302,7 +293,6 @@ export class DhcpService {
     const rtype = messageType(d.reply);
     metrics.inc('bootrelay_dhcp_sent_total', { type: rtype === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[rtype] ?? String(rtype)) });
     this.o.trace?.record({ mac: req.mac, dir: 'out', clientIp: to.address, clientPort: to.port, serverIp: this.o.lan.address, serverPort: pair.port, payload: buf });
-    if (d.boot?.role === 'loader' && (d.event === 'dhcp.ack' || d.event.startsWith('proxy.'))) this.rearmed.delete(req.mac);
     if (d.event === 'dhcp.inform') return; // the received event said it all
     emit({ type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, detail: d.note });
     if (log.isLevelEnabled('debug') || (d.boot && d.event !== 'dhcp.offer' && d.event !== 'proxy.offer')) log.info({ ...base, ip: d.ip, file: d.boot?.file, to: `${to.address}:${to.port}` }, `${d.event} sent`);
