@@ -696,6 +696,10 @@ export function parseConfig(obj: unknown): ParseResult {
   const log = parseLog(c, root.log);
 
   // cross-section checks
+  // the Secure Boot chain: GRUB takes its TFTP server from the DHCP ACK's siaddr, which in proxy mode is the other server's
+  if (boot?.chains && dhcp?.mode === 'proxy')
+    c.warnings.push('boot.loaders: a Secure Boot chain in proxy mode: GRUB asks the DHCP server that gave the address (its siaddr) for its files; point that server\'s next-server at lan.address or use dhcp.mode "server"');
+  if (boot?.chains && tftp === false) c.bad('tftp', 'TFTP on (a Secure Boot chain: shim and GRUB load over TFTP)', false);
   if (dhcp && tftp && dhcp.mode !== 'off' && tftp.port !== 0) {
     if (tftp.port === dhcp.port) c.bad('tftp.port', `a port other than dhcp.port (${dhcp.port})`, tftp.port);
     else if (dhcp.mode === 'proxy' && tftp.port === dhcp.proxyPort) c.bad('tftp.port', `a port other than dhcp.proxyPort (${dhcp.proxyPort})`, tftp.port);

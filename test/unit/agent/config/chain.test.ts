@@ -97,3 +97,15 @@ config profile 'debian'
     expect(messages(config).join('\n')).toMatch(/\.grub: expected the path of the signed network GRUB/);
   });
 });
+
+describe('boot.loaders chain: cross-field checks', () => {
+  const chainCfg = () => base({ 'uefi-x64': { shim: 'sb/shimx64.efi', grub: 'sb/grubx64.efi' } });
+  it('proxy mode: a warning that GRUB asks the address server (siaddr)', () => {
+    const r = parseConfig({ ...chainCfg(), dhcp: { mode: 'proxy' } });
+    expect(r.ok).toBe(true);
+    expect(r.warnings.join('\n')).toMatch(/Secure Boot chain in proxy mode: GRUB asks the DHCP server that gave the address/);
+  });
+  it('tftp: false is refused (shim and GRUB load over TFTP)', () => {
+    expect(messages({ ...chainCfg(), tftp: false }).join('\n')).toMatch(/^tftp: expected TFTP on \(a Secure Boot chain/m);
+  });
+});
