@@ -135,6 +135,10 @@ export class Agent {
     this.bus.on('relay', (e) => {
       if ((e.type === 'dhcp.discover' || e.type === 'dhcp.request') && e.mac && e.uuid) this.plan.noteUuid(e.mac, e.uuid);
     });
+    // a loader refused under Secure Boot: that client's next DISCOVERs get the next loader of its list
+    this.bus.on('relay', (e) => {
+      if (e.type === 'client.failed' && e.reason === 'secure-boot' && this.dhcp?.noteLoaderRefused(e.mac)) this.log.info({ mac: e.mac }, 'loader refused under Secure Boot: the next loader of the list from now on');
+    });
     // netboot-once: the plan remembers who booted (only under dhcp.netbootOnce)
     this.bus.on('relay', (e) => {
       if (e.type === 'client.booted') this.plan.noteBooted(e.mac);

@@ -27,15 +27,18 @@ export interface RefusedLoader {
   how: 'restart' | 'silence';
   /** seconds between the loader transfer and the sign */
   seconds: number;
+  /** the loader after it in boot.loaders[arch], which the relay offers this client from now on */
+  next?: string;
 }
 
 /** The diagnosis in words (client state error, explain, MQTT, dashboard). */
 export function refusedLoaderMessage(r: RefusedLoader): string {
   const after = r.how === 'restart' ? `started over ${r.seconds} s later` : `asked for nothing more in ${r.seconds} s`;
+  const next = r.next ? `; from its next network boot on it is offered ${r.next}` : '';
   if (r.signedChain) {
-    return `the firmware fetched all of the shim ${r.file} and then ${after} without running it: with Secure Boot on it most likely refused the shim (its signature is not in this firmware's db, or it is revoked by dbx/SBAT)`;
+    return `the firmware fetched all of the shim ${r.file} and then ${after} without running it: with Secure Boot on it most likely refused the shim (its signature is not in this firmware's db, or it is revoked by dbx/SBAT)${next}`;
   }
-  return `the firmware fetched all of ${r.file} and then ${after} without running it: Secure Boot is most likely on and refused this unsigned loader`;
+  return `the firmware fetched all of ${r.file} and then ${after} without running it: Secure Boot is most likely on and refused this unsigned loader${next}`;
 }
 
 /** What to configure, for `explain` and the dashboard. */

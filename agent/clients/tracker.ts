@@ -43,7 +43,7 @@ export type { ClientState, ClientUpdate, UpdateKind } from './record';
 export { cleanFile, transferFailure } from './diagnosis';
 
 /** What the tracker asks the boot plan (relay/boot/plan.ts). */
-export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'chainFor' | 'chainRequest' | 'on'>;
+export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'chainFor' | 'chainRequest' | 'loaders' | 'on'>;
 
 export interface ClientTrackerOptions {
   /** which profile a client boots, what a file is */
@@ -343,12 +343,19 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
    * loader runs; a fresh firmware DISCOVER (PXE again, or UEFI HTTP Boot) before that means the
    * firmware would not run it (Secure Boot). Returns the refusal, if this event shows one.
    */
+  /** The loader after `file` in boot.loaders[arch] (DHCP offers it after a refusal), if any. */
+  private nextLoader(c: Internal, file: string): string | undefined {
+    const list = c.s.arch ? this.plan.loaders[c.s.arch] : undefined;
+    const i = list ? list.indexOf(file) : -1;
+    return list && i >= 0 ? list[i + 1] : undefined;
+  }
+
   private refusalSign(c: Internal, ev: RelayEvent, t: number): RefusedLoader | undefined {
     const d = c.loaderDone;
     if (!d) return undefined;
     if (ev.type === 'dhcp.discover' && (ev.firmware === 'uefi' || ev.firmware === 'uefi-http')) {
       c.loaderDone = undefined;
-      return { file: d.file, arch: c.s.arch, signedChain: !!this.plan.chainFor(d.file), how: 'restart', seconds: Math.round((t - d.at) / 1000) };
+      return { file: d.file, arch: c.s.arch, signedChain: !!this.plan.chainFor(d.file), how: 'restart', seconds: Math.round((t - d.at) / 1000), next: this.nextLoader(c, d.file) };
     }
     if (isTransferEvent(ev)) {
       if (cleanFile(ev.file) !== d.file) c.loaderDone = undefined;
@@ -589,7 +596,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
       } else if (c.loaderDone && s.phase === 'loader' && now - c.loaderDone.at >= this.refusedLoaderMs) {
         const d = c.loaderDone;
         c.loaderDone = undefined;
-        c.refused = { file: d.file, arch: s.arch, signedChain: !!this.plan.chainFor(d.file), how: 'silence', seconds: Math.round((now - d.at) / 1000) };
+        c.refused = { file: d.file, arch: s.arch, signedChain: !!this.plan.chainFor(d.file), how: 'silence', seconds: Math.round((now - d.at) / 1000), next: this.nextLoader(c, d.file) };
         this.fail(c, now, refusedLoaderMessage(c.refused), 'secure-boot');
         failed = true;
       } else if (TRANSFER_PHASES.has(s.phase)) {

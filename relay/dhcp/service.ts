@@ -160,6 +160,11 @@ export class DhcpService {
     this.history.clear(mac.toLowerCase());
   }
 
+  /** The tracker's word: the firmware refused the loader it fetched (Secure Boot); its next DISCOVERs get the next loader of the list. */
+  noteLoaderRefused(mac: string): boolean {
+    return this.history.noteRefused(mac.toLowerCase());
+  }
+
   /** Optional hook from TFTP/HTTP: the client fetched its loader (restarts the fallback window). */
   noteLoaderFetched(mac: string): void {
     this.history.noteLoaderFetched(mac.toLowerCase(), this.now());

@@ -97,11 +97,13 @@ describe.skipIf(!!reason)('e2e: Secure Boot through the relay (QEMU q35 + SMM, O
     expect(st).toMatchObject({ phase: 'booted', secureBoot: false });
   }, 300_000);
 
-  it('the unsigned iPXE under Secure Boot: the relay says Secure Boot within 60 s of the loader transfer', async () => {
+  it('the unsigned iPXE under Secure Boot: the relay says Secure Boot within 60 s of the loader transfer, and the next power-on gets the chain', async () => {
     // the same relay, now handing UEFI clients the unsigned iPXE (the agent restarts with that config)
     await lab.stopAgent();
+    // iPXE first, the signed chain as its fallback: after the refusal the relay switches this MAC
     lab.opts.configure = (cfg) => {
-      cfg.boot.loaders = { bios: 'ipxe/undionly.kpxe', 'uefi-x64': 'ipxe/ipxe.efi' };
+      useSignedChain(cfg);
+      cfg.boot.loaders['uefi-x64'] = ['ipxe/ipxe.efi', cfg.boot.loaders['uefi-x64']];
     };
     lab.writeConfig();
     lab.lines.length = 0;
@@ -126,13 +128,25 @@ describe.skipIf(!!reason)('e2e: Secure Boot through the relay (QEMU q35 + SMM, O
     const secs = (Date.parse(String(diag.time)) - Date.parse(String(done!.time))) / 1000;
     timings.refusalDiagnosedAfter = secs;
     expect(secs).toBeLessThan(60);
-    expect(String(diag.error)).toMatch(/fetched all of ipxe\/ipxe\.efi.*Secure Boot is most likely on and refused this unsigned loader/);
+    expect(String(diag.error)).toMatch(/fetched all of ipxe\/ipxe\.efi.*Secure Boot is most likely on and refused this unsigned loader; from its next network boot on it is offered sb\/shimx64\.efi/);
     const st = await clientState(lab, mac);
     expect(st).toMatchObject({ phase: 'failed' });
     expect(st!.error).toMatch(/Secure Boot/);
     const explain = await lab.net.exec(lab.nsRelay, process.execPath, [lab.opts.agentJs.replace(/bootrelay\.js$/, 'relayctl.js'), '--socket', lab.socketPath, 'explain', mac]);
     if (explain.code === 0 || explain.stdout) expect(explain.stdout).toMatch(/"shim"/);
-  }, 240_000);
+    // the next power-on of the same machine: PXE again, now handed the signed chain, and it boots
+    const again = await runVm(lab, {
+      name: 'sb1-ipxe-then-chain',
+      mac,
+      args: ovmfSecureBootArgs(lab.opts.work, 'sb1ipxe2', true),
+      nic: ['-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1,romfile=`],
+      timeoutMs: 240_000,
+    });
+    expect(again.ok, `${again.reason}\n${again.serialTail}`).toBe(true);
+    const ev2 = lab.events(mac);
+    expect(ev2.some((e) => e.type === 'dhcp.loader-fallback' && e.file === 'sb/shimx64.efi')).toBe(true);
+    expect(await clientState(lab, mac)).toMatchObject({ phase: 'booted', secureBoot: true });
+  }, 420_000);
 
   it('a kernel not signed for this shim (one byte changed) under Secure Boot: GRUB refuses it and the relay says so', async () => {
     // the same chain again, and a profile whose kernel no longer matches its signature

@@ -88,6 +88,14 @@ describe('Secure Boot refusal: a complete UEFI loader, then nothing (or the firm
     expect(b.state().error ?? '').not.toMatch(/Secure Boot/);
   });
 
+  it('with a fallback in the list, the diagnosis says what the client gets from its next boot on', () => {
+    const boot = { ...CHAIN, loaders: { 'uefi-x64': ['ipxe/ipxe.efi', 'sb/shimx64.efi'] } };
+    const { pxeLoader, advance, state } = setup(boot);
+    pxeLoader('ipxe/ipxe.efi');
+    advance(30_000);
+    expect(state().error).toMatch(/refused this unsigned loader; from its next network boot on it is offered sb\/shimx64\.efi/);
+  });
+
   it('a refused shim is named as such (signature not trusted or revoked)', () => {
     const { pxeLoader, advance, state, t } = setup(CHAIN);
     pxeLoader('sb/shimx64.efi');
