@@ -329,7 +329,7 @@ describe('bootrelay (bundled agent)', () => {
       a.proc.kill('SIGTERM');
       expect(await a.exited).toBe(0);
       expect(existsSync(sock)).toBe(false);
-      expect(a.lines.at(-1)?.msg).toBe('stopped');
+      expect(a.lines.at(-1)?.msg, JSON.stringify(a.lines.slice(-8))).toBe('stopped');
       const dead = await ctl(['status'], sock);
       expect(dead.code).toBe(1);
       expect(dead.stderr).toBe(`relayctl: cannot reach the agent at ${sock}: ENOENT (is bootrelay running?)\n`);
