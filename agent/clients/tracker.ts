@@ -175,7 +175,6 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         type === 'tftp.start' ||
         type === 'http.start' ||
         type === 'client.booted' ||
-        type === 'client.failed' ||
         type === 'dhcp.no-loader' ||
         (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
@@ -230,9 +229,6 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         c.transfers.clear();
         this.enter(c, 'booted', t);
         s.error = null;
-        break;
-      case 'client.failed':
-        if (s.phase !== 'failed') this.fail(c, t, ev.error || 'failed', 'reported', false);
         break;
       default:
         break;
@@ -350,7 +346,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     return false;
   }
 
-  private fail(c: Internal, t: number, error: string, kind: FailKind, announce = true): void {
+  private fail(c: Internal, t: number, error: string, kind: FailKind): void {
     const s = c.s;
     if (s.phase !== 'failed') s.failedPhase = s.phase;
     c.failKind = kind;
@@ -359,7 +355,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     this.enter(c, 'failed', t);
     s.error = error;
     delete s.etaSeconds;
-    if (announce && news) c.failed = { type: 'client.failed', mac: s.mac, ...(s.ip ? { ip: s.ip } : {}), phase: s.failedPhase, error, reason: kind, ts: new Date(t).toISOString() };
+    if (news) c.failed = { type: 'client.failed', mac: s.mac, ...(s.ip ? { ip: s.ip } : {}), phase: s.failedPhase, error, reason: kind, ts: new Date(t).toISOString() };
   }
 
   private onDhcp(c: Internal, ev: DhcpReceivedEvent | DhcpReplyEvent, t: number): void {
