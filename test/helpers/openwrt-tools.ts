@@ -18,6 +18,9 @@ export const sharedOpenwrt =
   [join(root, '../shared/openwrt'), join(root, '../../shared/openwrt')].find((d) => existsSync(d)) ??
   join(root, '../shared/openwrt');
 
+/** procd, ubusd and ubus (built by scripts/openwrt-tools.sh when their sources are there) */
+export const procdBin = { procd: join(toolsDir, 'sbin/procd'), ubusd: join(toolsDir, 'sbin/ubusd'), ubus: join(toolsDir, 'bin/ubus'), setlbf: join(toolsDir, 'lib/libsetlbf.so') };
+
 /** Why the named tools cannot be used here, or '' when they are all built. */
 export function toolsMissing(...names: ('uci' | 'opkg' | 'apk')[]): string {
   const missing = names.filter((n) => !existsSync(toolBin(n)));
