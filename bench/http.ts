@@ -23,12 +23,15 @@
 import { type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BenchLab, MB, curl, fx, has, isRoot, machineLine, makeFile, pct, rssMb, runMain, startAgent, startUpstream, table, waitFor, type CurlResult } from './_lib/common';
+import { BenchLab, MB, curl, fx, has, isRoot, launcherNodeArgs, machineLine, makeFile, pct, rssMb, runMain, startAgent, startUpstream, table, waitFor, type CurlResult } from './_lib/common';
 
 const SIZE_MB = Number(process.env.BENCH_HTTP_MB ?? 200);
 const CLIENTS = (process.env.BENCH_HTTP_CLIENTS ?? '1,5,20').split(',').filter(Boolean).map(Number);
 const SLICE_CLIENTS = (process.env.BENCH_HTTP_SLICE_CLIENTS ?? '20').split(',').filter(Boolean).map(Number);
-const RSS_MB = (process.env.BENCH_HTTP_RSS_MB ?? '10,1024').split(',').filter(Boolean).map(Number);
+const RSS_MB = (process.env.BENCH_HTTP_RSS_MB ?? '10,256,1024').split(',').filter(Boolean).map(Number);
+const ONLY = process.env.BENCH_HTTP_ONLY; // "rss" | "delivery"
+const RSS_GOAL_MB = 72; // issue 13: peak at 20 concurrent transfers
+const IDLE_GOAL_MB = 56;
 const RSS_CLIENTS = 20;
 const UP_DELAY_US = 10_000;
 const UP_KBIT = 20_000;
@@ -142,13 +145,15 @@ async function main(): Promise<void> {
     const www = join(lab.tmp, 'www');
     mkdirSync(www, { recursive: true });
     writeFileSync(join(www, 'probe.txt'), 'probe\n');
-    makeFile(join(www, 'big.bin'), size);
+    if (ONLY !== 'rss') makeFile(join(www, 'big.bin'), size);
     const ups = await startUpstream(lab, up, www, '0.0.0.0', 8080);
 
     console.log(`file ${SIZE_MB} MiB; uplink ${UP_KBIT / 1000} Mbit/s, ${UP_DELAY_US / 1000} ms each way (netemu); physical limit ${fx(limitS, 1)} s`);
     const plan: Array<[Kind, number]> = [];
-    for (const n of CLIENTS) plan.push(['bootrelay', n], ['nginx lock', n]);
-    for (const n of SLICE_CLIENTS) plan.push(['nginx slice', n]);
+    if (ONLY !== 'rss') {
+      for (const n of CLIENTS) plan.push(['bootrelay', n], ['nginx lock', n]);
+      for (const n of SLICE_CLIENTS) plan.push(['nginx slice', n]);
+    }
     for (const [kind, n] of plan) {
       const srv = await startServer(lab, kind, UP_SLOW, 'big.bin');
       try {
@@ -184,15 +189,32 @@ async function main(): Promise<void> {
     rmSync(join(lab.tmp, 'agent'), { recursive: true, force: true });
     rmSync(join(lab.tmp, 'nginx'), { recursive: true, force: true });
 
-    // peak RSS vs file size: 20 concurrent cold transfers over the unthrottled uplink
-    for (const mb of RSS_MB) {
+    // issue 13: peak RSS idle, then per file size (a fresh agent per scenario): 20
+    // concurrent cold transfers over the unthrottled uplink, then 20 warm ones
+    if (ONLY !== 'delivery') {
+      const idle = await startServer(lab, 'bootrelay', UP_FAST, 'probe.txt');
+      try {
+        await curl(lab, cli, idle.url);
+        await new Promise((r) => setTimeout(r, 3000));
+        const hwm = rssMb(idle.pid!);
+        rssRows.push(['idle (one small request)', '-', '-', '-', '-', fx(rssMb(idle.pid!, 'VmRSS'), 0), fx(hwm, 0), `${fx(hwm / IDLE_GOAL_MB, 2)}× of ${IDLE_GOAL_MB}`]);
+        console.log(`  rss ${rssRows[rssRows.length - 1]!.join(' | ')}`);
+      } finally {
+        await idle.stop();
+        rmSync(join(lab.tmp, 'agent'), { recursive: true, force: true });
+      }
+    }
+    for (const mb of ONLY === 'delivery' ? [] : RSS_MB) {
       const name = `rss-${mb}.bin`;
       makeFile(join(www, name), mb * MB);
       const srv = await startServer(lab, 'bootrelay', UP_FAST, name);
       try {
         const before = rssMb(srv.pid!, 'VmRSS');
-        const r = await round(lab, srv.url, RSS_CLIENTS, mb * MB);
-        rssRows.push([`${mb} MiB`, String(RSS_CLIENTS), `${r.ok}/${RSS_CLIENTS}`, fx(r.wall, 1), fx(before, 0), fx(rssMb(srv.pid!), 0)]);
+        const cold = await round(lab, srv.url, RSS_CLIENTS, mb * MB);
+        const coldHwm = rssMb(srv.pid!);
+        const warm = await round(lab, srv.url, RSS_CLIENTS, mb * MB);
+        const hwm = rssMb(srv.pid!);
+        rssRows.push([`${mb} MiB`, String(RSS_CLIENTS), `${cold.ok}+${warm.ok}/${2 * RSS_CLIENTS}`, `${fx(cold.wall, 1)} / ${fx(warm.wall, 1)}`, fx(before, 0), fx(coldHwm, 0), fx(hwm, 0), `${fx(hwm / RSS_GOAL_MB, 2)}× of ${RSS_GOAL_MB}`]);
         console.log(`  rss ${rssRows[rssRows.length - 1]!.join(' | ')}`);
       } finally {
         await srv.stop();
@@ -214,8 +236,9 @@ async function main(): Promise<void> {
     ),
   );
   console.log('');
-  console.log(`Agent peak RSS (VmHWM, whole process) vs file size, ${RSS_CLIENTS} concurrent cold transfers, unthrottled uplink (veth):`);
-  console.log(table(['file', 'clients', 'ok', 'all done s', 'RSS at start MiB', 'peak RSS MiB'], rssRows));
+  console.log(`Agent peak RSS (VmHWM, whole process; a fresh agent per row; node options: ${launcherNodeArgs().join(' ') || 'none'}) idle and vs file size,`);
+  console.log(`${RSS_CLIENTS} concurrent cold transfers then ${RSS_CLIENTS} warm ones, unthrottled uplink (veth). Goal (issue 13): ≤ ${RSS_GOAL_MB} MiB at 20 transfers, ≤ ${IDLE_GOAL_MB} MiB idle.`);
+  console.log(table(['file', 'clients', 'ok (cold+warm)', 'all done s cold / warm', 'RSS at start MiB', 'peak after cold MiB', 'peak RSS MiB', 'vs goal'], rssRows));
 }
 
 void runMain(main);

@@ -677,6 +677,7 @@ export class FileCache implements FileSource {
       lastModified: e.lastModified,
       stream,
       cache: kind,
+      release: (c: Buffer) => stream.release(c),
     };
   }
 
@@ -737,6 +738,7 @@ export class FileCache implements FileSource {
       lastModified: fill.lastModified,
       stream,
       cache: 'miss',
+      release: (c: Buffer) => stream.release(c),
       ...(fill.total === undefined ? { sizeWhenKnown: (ms: number) => sizeOfFill(fill, ms) } : {}),
     };
   }
