@@ -18,7 +18,7 @@ import { headerOne, parseContentRange, type Upstream, type UpstreamResponse } fr
 
 const CHUNK = 64 * 1024;
 /** chunks kept for reuse per reader (a consumer that releases them holds about this many in flight) */
-const SPARE = 4;
+const SPARE = 2;
 
 export interface BypassSpec {
   upstream: Upstream;
