@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream';
 import type { Duplex, Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import type { ProfileConfig } from '../boot/config';
+import type { BootPlan } from '../boot/plan';
 import type { Logger } from 'pino';
 import type { EmitFn } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
@@ -34,7 +34,8 @@ export interface HttpServiceOptions {
   metrics: Metrics;
   emit: EmitFn;
   macForIp: (ip: string) => string | undefined;
-  resolveProfile: (mac: string | undefined) => { name: string; profile: ProfileConfig } | undefined;
+  /** which profile a client boots (/boot.ipxe) */
+  plan: Pick<BootPlan, 'profileFor'>;
   api: { status(): unknown; clients(): unknown[] };
   subscribe: (fn: (msg: unknown) => void) => () => void;
   /** Static files for /dashboard/ (index.html and its assets). */
@@ -272,7 +273,7 @@ export class HttpService {
     try {
       this.route(req, res);
     } catch (err) {
-      // A throwing hook (api, macForIp, resolveProfile …) costs one request, never the server.
+      // A throwing hook (api, macForIp, plan …) costs one request, never the server.
       this.log.error({ err, url: req.url }, 'request failed');
       if (!res.headersSent) this.text(res, 500, 'internal error\n');
       else res.destroy();
@@ -534,7 +535,7 @@ export class HttpService {
     if (!this.onlyGet(req, res)) return;
     const qmac = query.get('mac');
     const mac = (qmac ? normalizeMac(qmac) : undefined) ?? this.o.macForIp(ip);
-    const r = this.o.resolveProfile(mac);
+    const r = this.o.plan.profileFor(mac);
     const type = 'text/plain; charset=utf-8';
     if (!r) {
       this.log.warn({ mac, ip }, 'no profile for client');

@@ -13,13 +13,14 @@ import { Transform, type Readable } from 'node:stream';
 import type { TftpConfig } from './config';
 import type { Logger } from 'pino';
 import { PathError, UpstreamError } from '../../proto/errors';
-import type { EmitFn, TftpFailure } from '../../proto/events';
+import type { EmitFn, FileRole, TftpFailure } from '../../proto/events';
 import { normalizeBootPath } from '../../proto/path';
 import { negotiate, type Negotiated } from '../../proto/tftp/negotiate';
 import { decodeTftp, encodeData, encodeError, encodeTftp, TftpErr, type TftpPacket, type TftpRequest } from '../../proto/tftp/packet';
 import { TftpSender, type SendItem } from '../../proto/tftp/sender';
 import type { Metrics } from '../metrics';
 import type { FileSource, OpenedFile } from '../source';
+import type { BootPlan } from '../boot/plan';
 import type { PacketTrace } from '../trace';
 
 export interface TftpServiceOptions {
@@ -31,6 +32,8 @@ export interface TftpServiceOptions {
   metrics: Metrics;
   emit: EmitFn;
   macForIp?: (ip: string) => string | undefined;
+  /** what a file is in the boot (events carry its role) */
+  plan?: Pick<BootPlan, 'fileRole' | 'profileName'>;
   trace?: PacketTrace;
   /** tftp.progress events per transfer are at least this far apart (default 250 ms) */
   progressIntervalMs?: number;
@@ -528,6 +531,7 @@ class Transfer {
       mac: this.mac,
       ip: this.peer.ip,
       file: this.path,
+      role: this.role(),
       totalBytes: this.file?.size,
       blksize: neg.blksize,
       windowsize: neg.windowsize,
@@ -664,6 +668,11 @@ class Transfer {
     this.svc.deps.emit({ type: 'tftp.progress', mac: this.mac, ip: this.peer.ip, file: this.path, bytes: this.sender?.bytesAcked ?? 0, totalBytes: this.file?.size });
   }
 
+  private role(): FileRole | undefined {
+    const plan = this.svc.deps.plan;
+    return plan?.fileRole(this.path, plan.profileName(this.mac));
+  }
+
   /** Ends with an ERROR to the client and a tftp.error event. */
   private fail(result: TransferResult, code: number, clientMessage: string, error: string): void {
     if (this.finished) return;
@@ -713,7 +722,7 @@ class Transfer {
     if (result === 'stopped' || result === 'tsize-probe') return;
     const s = this.sender;
     const bytes = s?.bytesAcked ?? 0;
-    const base = { mac: this.mac, ip: this.peer.ip, file: this.path, bytes, totalBytes: this.file?.size };
+    const base = { mac: this.mac, ip: this.peer.ip, file: this.path, role: this.role(), bytes, totalBytes: this.file?.size };
     if (result === 'ok' || result === 'ok-unconfirmed') {
       const ms = Date.now() - this.t0;
       this.log.info({ bytes, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits }, 'transfer done');

@@ -159,7 +159,7 @@ describe('FileCache', () => {
   it('checks a profile sha256 from the expectedSha256 hook', async () => {
     await up.addFile('p/kernel', randomBytes(50_000));
     await up.addFile('p/empty', '');
-    const { cache } = await makeCache({ expectedSha256: (p) => (p.startsWith('p/') ? '0'.repeat(64) : undefined) });
+    const { cache } = await makeCache({ plan: { expectedSha256: (p) => (p.startsWith('p/') ? '0'.repeat(64) : undefined) } });
     const f = await cache.open('p/kernel');
     await expect(readAll(f.stream)).rejects.toMatchObject({ code: 'EINTEGRITY' });
     // even an empty body is not a normal end when it fails verification

@@ -102,9 +102,11 @@ describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
       metrics,
       emit,
       macForIp: (ip) => (ip === '127.0.0.1' ? '52:54:00:00:00:7f' : undefined),
-      resolveProfile: (mac) => {
-        const name = (mac && assign[mac]) ?? 'debian';
-        return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+      plan: {
+        profileFor: (mac) => {
+          const name = (mac && assign[mac]) ?? 'debian';
+          return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+        },
       },
       api: { status: () => ({ online: true, uplink: cache.stats().uplink }), clients: () => [{ mac: MAC, phase: 'kernel' }] },
       subscribe: (fn) => {
@@ -412,7 +414,7 @@ describe('HttpService that cannot bind its port', () => {
         metrics: new Metrics(),
         emit: () => {},
         macForIp: () => undefined,
-        resolveProfile: () => undefined,
+        plan: { profileFor: () => undefined },
         api: { status: () => ({}), clients: () => [] },
         subscribe: (fn) => {
           subs.add(fn);
@@ -442,7 +444,7 @@ describe('HttpService connection limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({ ok: 1 }), clients: () => [] },
       subscribe: () => () => {},
       maxConnections: 2,
@@ -483,7 +485,7 @@ describe('HttpService /api/events client limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
       wsMaxClients: 2,
@@ -526,7 +528,7 @@ describe('HttpService /api/events with a slow client', () => {
       metrics: m,
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: (fn) => {
         subs.add(fn);
@@ -594,7 +596,7 @@ describeSkipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('Ht
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
     });
