@@ -15,7 +15,7 @@
 import dgram from 'node:dgram';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
@@ -135,6 +135,7 @@ async function bootOne(macHex: string): Promise<void> {
 interface Io {
   bytes: number;
   writes: number;
+  /** fsync + fdatasync calls, and writes to a file opened O_DSYNC/O_SYNC (each is one flush to flash) */
   fsyncs: number;
   renames: number;
   files: Map<string, { bytes: number; fsyncs: number }>;
@@ -142,8 +143,26 @@ interface Io {
 
 const emptyIo = (): Io => ({ bytes: 0, writes: 0, fsyncs: 0, renames: 0, files: new Map() });
 
-/** Counts the strace lines (from `from` on) that touch paths under `dir`. */
-function account(lines: string[], dir: string): Io {
+/** Files the process holds open with O_DSYNC or O_SYNC (the lease journal): each write to them is a flush. */
+function syncOpenFiles(pid: number): Set<string> {
+  const out = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const flags = parseInt(/^flags:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8);
+        if (flags & 0o10000) out.add(readlinkSync(`/proc/${pid}/fd/${fd}`)); // O_DSYNC (O_SYNC includes it)
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
+}
+
+/** Counts the strace lines that touch paths under `dir`; writes to `syncFiles` count as flushes too. */
+function account(lines: string[], dir: string, syncFiles: Set<string> = new Set()): Io {
   const io = emptyIo();
   const file = (p: string) => {
     let f = io.files.get(p);
@@ -167,6 +186,10 @@ function account(lines: string[], dir: string): Io {
       io.bytes += Number(ret);
       io.writes++;
       file(short).bytes += Number(ret);
+      if (syncFiles.has(path)) {
+        io.fsyncs++;
+        file(short).fsyncs++;
+      }
     }
   }
   return io;
@@ -225,6 +248,8 @@ async function main(): Promise<void> {
     const cold = await boot(0); // fills the cache; not counted
     if (!cold.ok) console.log(`  cold boot failed: ${cold.why}`);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const syncFiles = syncOpenFiles(agent.pid);
+    if (syncFiles.size) console.log(`  opened O_DSYNC (each write is a flush): ${[...syncFiles].map((f) => f.slice(dir.length + 1)).join(', ')}`);
 
     const trace = join(lab.tmp, 'strace.txt');
     st = spawn('strace', ['-f', '-y', '-qq', '-e', 'trace=write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,rename,renameat,renameat2', '-o', trace, '-p', String(agent.pid)], { stdio: 'ignore' });
@@ -241,8 +266,8 @@ async function main(): Promise<void> {
       const r = await boot(i);
       await new Promise((res) => setTimeout(res, SETTLE_MS));
       const lines = newLines();
-      const io = account(lines, stateDir);
-      const cio = account(lines, cacheDir);
+      const io = account(lines, stateDir, syncFiles);
+      const cio = account(lines, cacheDir, syncFiles);
       if (r.ok) ok++;
       total = { ...total, bytes: total.bytes + io.bytes, writes: total.writes + io.writes, fsyncs: total.fsyncs + io.fsyncs, renames: total.renames + io.renames };
       cacheTotal = { ...cacheTotal, bytes: cacheTotal.bytes + cio.bytes, fsyncs: cacheTotal.fsyncs + cio.fsyncs };
@@ -256,8 +281,8 @@ async function main(): Promise<void> {
     // deferred saves (the cache index waits 60 s after a hit) land here: shared by all the boots
     await new Promise((res) => setTimeout(res, TAIL_MS));
     const tailLines = newLines();
-    const tio = account(tailLines, stateDir);
-    const tcio = account(tailLines, cacheDir);
+    const tio = account(tailLines, stateDir, syncFiles);
+    const tcio = account(tailLines, cacheDir, syncFiles);
     total = { ...total, bytes: total.bytes + tio.bytes, writes: total.writes + tio.writes, fsyncs: total.fsyncs + tio.fsyncs, renames: total.renames + tio.renames };
     cacheTotal = { ...cacheTotal, bytes: cacheTotal.bytes + tcio.bytes, fsyncs: cacheTotal.fsyncs + tcio.fsyncs };
     for (const [f, v] of tio.files) {
@@ -281,6 +306,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`Flash writes per complete client boot (PXE DORA, TFTP loader, iPXE DORA, script, kernel + initrd over HTTP, /booted, one renewal),`);
   console.log(`warm cache, ${BOOTS} boots one after another, ${SETTLE_MS} ms after each, then ${TAIL_MS / 1000} s for deferred saves (counted, shared by the boots); strace -f -y on the agent. Goal (issue 13): ≤ ${KIB_GOAL} KiB and ≤ ${FSYNC_GOAL} fsyncs into stateDir per boot.`);
+  console.log('fsyncs = fsync + fdatasync calls + writes to files opened O_DSYNC (the lease journal: durable before the ACK).');
   console.log(table(['boot', 'result', 'stateDir KiB', 'writes', 'fsyncs', 'renames', 'cache dir KiB', 'cache fsyncs'], rows));
   console.log(table(['stateDir file', 'KiB per boot', 'fsyncs per boot'], [...perFile].sort((a, b) => b[1].bytes - a[1].bytes).map(([f, v]) => [f, fx(v.bytes / 1024 / n, 1), fx(v.fsyncs / n, 1)])));
   console.log(`per boot: ${fx(total.bytes / 1024 / n, 1)} KiB (${fx(total.bytes / 1024 / n / KIB_GOAL, 2)}× of ${KIB_GOAL}), ${fx(total.fsyncs / n, 1)} fsyncs (${fx(total.fsyncs / n / FSYNC_GOAL, 2)}× of ${FSYNC_GOAL}); cache dir ${fx(cacheTotal.bytes / 1024 / n, 1)} KiB, ${fx(cacheTotal.fsyncs / n, 1)} fsyncs; ${ok}/${BOOTS} boots ok`);
