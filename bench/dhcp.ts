@@ -311,7 +311,7 @@ async function main(): Promise<void> {
   }
 
   console.log(
-    `\nDHCP knees: highest offered DORA/s with < 1 % loss on every exchange (perfdhcp ${SECONDS} s per trial, fresh server state per trial, bisection to ${PRECISION * 100} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+    `\nDHCP knees: highest offered DORA/s with < 1 % loss on every exchange (perfdhcp ${SECONDS} s per trial, fresh server state per trial, bisection to ${Math.round(PRECISION * 100)} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
   );
   const kneeRows: string[][] = [];
   for (const row of rows) {
