@@ -14,10 +14,12 @@ import { EventEmitter } from 'node:events';
 import {
   CLIENT_PHASES,
   eventProfile,
+  isDhcp6Event,
   isDhcpEvent,
   isDhcpReply,
   type ArchKey,
   type ClientPhase,
+  type Dhcp6Event,
   type DhcpReceivedEvent,
   type DhcpReplyEvent,
   type EmitFn,
@@ -40,6 +42,8 @@ export interface PhaseTiming {
 export interface ClientState {
   mac: string;
   ip: string | null;
+  /** its IPv6 address (DHCPv6 lease, or the address it fetched files from); absent when none is known */
+  ip6?: string;
   arch: ArchKey | null;
   /** the firmware that started this boot (bios, uefi, uefi-http, ipxe for an iPXE ROM) */
   firmware: Firmware | null;
@@ -326,13 +330,13 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (!mac && typeof ev.ip === 'string') mac = this.macForIp(ev.ip);
     if (!mac) return undefined;
     const type = ev.type;
-    const dhcp = isDhcpEvent(ev) ? ev : undefined;
+    const dhcp = isDhcpEvent(ev) ? ev : isDhcp6Event(ev) ? ev : undefined;
     const fw = dhcp?.firmware;
     const evArch = dhcp?.arch;
 
     let c = this.clients.get(mac);
     const created = !c;
-    const isDhcp = type.startsWith('dhcp.') || type.startsWith('proxy.');
+    const isDhcp = type.startsWith('dhcp.') || type.startsWith('proxy.') || type.startsWith('dhcp6.');
     if (!c) {
       // only netboot clients start a record: a phone's DHCP is not a boot
       const starts =
@@ -342,15 +346,20 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         type === 'client.booted' ||
         type === 'client.failed' ||
         type === 'dhcp.no-loader' ||
+        type === 'dhcp6.no-loader' ||
         (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
       c = this.create(mac, ev, t);
     }
     const s = c.s;
-    const before = { phase: s.phase, ip: s.ip, arch: s.arch, firmware: s.firmware, profile: s.profile, file: s.file, error: s.error, bytes: s.bytes, total: s.totalBytes };
+    const before = { phase: s.phase, ip: s.ip, ip6: s.ip6, arch: s.arch, firmware: s.firmware, profile: s.profile, file: s.file, error: s.error, bytes: s.bytes, total: s.totalBytes };
     this.remember(c, ev, t);
 
-    if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
+    // IPv6: the DHCPv6 lease, or the address TFTP/HTTP saw (never into `ip`)
+    if (typeof ev.ip6 === 'string' && (type === 'dhcp6.reply' || !s.ip6)) s.ip6 = ev.ip6;
+    if (typeof ev.ip === 'string' && ev.ip.includes(':')) {
+      if (!s.ip6 || type.startsWith('tftp.') || type.startsWith('http.')) s.ip6 = ev.ip.split('%')[0];
+    } else if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
     if (evArch && evArch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = evArch;
     const named = eventProfile(ev);
     if (named) s.profile = named;
@@ -365,6 +374,19 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       case 'dhcp.ack':
       case 'dhcp.inform':
         this.onDhcp(c, ev, t);
+        break;
+      case 'dhcp6.solicit':
+      case 'dhcp6.request':
+      case 'dhcp6.inform':
+      case 'dhcp6.advertise':
+      case 'dhcp6.reply':
+        this.onDhcp(c, asDhcp4(ev), t);
+        break;
+      case 'dhcp6.no-loader':
+        this.fail(c, t, `no loader configured for arch ${ev.arch ?? s.arch ?? 'unknown'}`, 'no-loader');
+        break;
+      case 'dhcp6.pool-exhausted':
+        this.fail(c, t, `the DHCPv6 pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
         break;
       case 'dhcp.no-loader': {
         const arch = ev.arch ?? s.arch ?? 'unknown';
@@ -407,6 +429,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       created ||
       before.phase !== s.phase ||
       before.ip !== s.ip ||
+      before.ip6 !== s.ip6 ||
       before.arch !== s.arch ||
       before.firmware !== s.firmware ||
       before.profile !== s.profile ||
@@ -424,7 +447,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   /** The MAC of the client last seen at this address. */
   macForIp(ip: string): string | undefined {
     let best: Internal | undefined;
-    for (const c of this.clients.values()) if (c.s.ip === ip && (!best || c.s.updatedAt > best.s.updatedAt)) best = c;
+    for (const c of this.clients.values()) if ((c.s.ip === ip || c.s.ip6 === ip) && (!best || c.s.updatedAt > best.s.updatedAt)) best = c;
     return best?.s.mac;
   }
 
@@ -855,5 +878,28 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       default:
         return [];
     }
+  }
+}
+
+/**
+ * A DHCPv6 exchange read as its DHCPv4 counterpart (SOLICIT ≈ DISCOVER, ADVERTISE ≈ OFFER,
+ * REQUEST ≈ REQUEST, REPLY ≈ ACK, INFORMATION-REQUEST ≈ INFORM): the boot phases are the same.
+ */
+function asDhcp4(ev: Dhcp6Event): DhcpReceivedEvent | DhcpReplyEvent {
+  const { ts, mac, xid, arch, firmware } = ev;
+  const base = { ts, mac, xid, arch, firmware };
+  switch (ev.type) {
+    case 'dhcp6.solicit':
+      return { ...base, type: 'dhcp.discover' };
+    case 'dhcp6.request':
+      return { ...base, type: 'dhcp.request' };
+    case 'dhcp6.inform':
+      return { ...base, type: 'dhcp.inform' };
+    case 'dhcp6.advertise':
+    case 'dhcp6.reply':
+      // a proxy ADVERTISE (stateless: no address) names the boot file like a proxy offer
+      return { ...base, type: ev.type === 'dhcp6.reply' || ev.proxy || !ev.ip6 ? 'dhcp.ack' : 'dhcp.offer', file: ev.file, url: ev.url, role: ev.role } as DhcpReplyEvent;
+    default:
+      return { ...base, type: 'dhcp.inform' };
   }
 }
