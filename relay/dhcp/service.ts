@@ -6,7 +6,7 @@
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
 import type { RemoteInfo } from 'node:dgram';
-import type { BootConfig } from '../boot/config';
+import type { BootPlan } from '../boot/plan';
 import type { LanConfig } from '../net/lan';
 import type { DhcpConfig } from './config';
 import type { Logger } from 'pino';
@@ -21,11 +21,13 @@ import type { PacketTrace } from '../trace';
 import { LanSocketPair } from '../net/lan';
 import { LeaseStore, type LeaseInfo } from './leases';
 import { BootHistory, decide, type Decision, type Dest } from './policy';
+import { StageTimer, timerFromEnv } from './timing';
 
 export interface DhcpServiceOptions {
   lan: LanConfig;
   dhcp: DhcpConfig;
-  boot: BootConfig;
+  /** what to boot: loaders, the client's profile, netboot-once */
+  plan: Pick<BootPlan, 'loaders' | 'profileName' | 'shouldBoot' | 'rearm'>;
   httpPort: number;
   tftpEnabled: boolean;
   stateDir: string;
@@ -34,8 +36,6 @@ export interface DhcpServiceOptions {
   emit: EmitFn;
   /** receive socket address; default 0.0.0.0 */
   listenAddress?: string;
-  /** netboot-once hook (agent: the tracker knows who booted) */
-  isBootedOnce?: (mac: string) => boolean;
   trace?: PacketTrace;
   /** client port replies go to (68); tests on loopback change it */
   clientPort?: number;
@@ -64,10 +64,11 @@ export class DhcpService {
   private proxyPair?: LanSocketPair;
   private store: LeaseStore;
   private history = new BootHistory();
-  private rearmed = new Set<string>();
-  private assign = new Map<string, string>();
   private readonly now: () => number;
   private running = false;
+  /** bench-only stage timings (BOOTRELAY_DHCP_TIMING); undefined normally */
+  private readonly timing = timerFromEnv();
+  private readonly tm?: StageTimer = this.timing?.timer;
 
   constructor(private readonly o: DhcpServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -78,8 +79,8 @@ export class DhcpService {
       leaseSeconds: o.dhcp.leaseSeconds,
       now: this.now,
       fsync: o.fsync,
+      timer: this.tm,
     });
-    for (const [mac, p] of Object.entries(o.boot.assign ?? {})) this.assign.set(mac.toLowerCase(), p);
     const m = o.metrics;
     m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
     m.declare('bootrelay_dhcp_sent_total', 'counter', 'DHCP replies sent, by message type');
@@ -135,6 +136,13 @@ export class DhcpService {
     await Promise.all([this.dhcpPair?.stop(), this.proxyPair?.stop()]);
     this.dhcpPair = this.proxyPair = undefined;
     await this.store.close();
+    if (this.timing) {
+      try {
+        this.timing.timer.writeTo(this.timing.file);
+      } catch (err) {
+        this.o.log.warn({ err, file: this.timing.file }, 'dhcp timing not written');
+      }
+    }
   }
 
   leases(): LeaseInfo[] {
@@ -145,14 +153,9 @@ export class DhcpService {
     return this.store.macForIp(ip);
   }
 
-  /** relayctl assign: remembered for events (the profile itself is served over HTTP). */
-  setAssign(mac: string, profile: string): void {
-    this.assign.set(mac.toLowerCase(), profile);
-  }
-
-  /** Netboot-once: boot this client once more, even though it booted already. */
+  /** Netboot-once: boot this client once more, even though it booted already (and from its first loader). */
   rearm(mac: string): void {
-    this.rearmed.add(mac.toLowerCase());
+    this.o.plan.rearm(mac.toLowerCase());
     this.history.clear(mac.toLowerCase());
   }
 
@@ -170,6 +173,8 @@ export class DhcpService {
       metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'bad-port' });
       return;
     }
+    const tm = this.tm;
+    const t0 = tm ? StageTimer.now() : 0;
     let msg: DhcpMessage;
     try {
       msg = decodeDhcp(buf);
@@ -179,16 +184,19 @@ export class DhcpService {
       if (log.isLevelEnabled('debug')) log.debug({ from: `${rinfo.address}:${rinfo.port}`, reason, err: (e as Error).message }, 'dhcp datagram dropped');
       return;
     }
+    if (tm) tm.add('decode', StageTimer.now() - t0);
     try {
-      this.handle(msg, buf, rinfo, via);
+      this.handle(msg, buf, rinfo, via, t0);
     } catch (e) {
       metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
       log.error({ err: e, mac: msg.mac, xid: hex32(msg.xid) }, 'dhcp handler failed');
     }
   }
 
-  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy'): void {
+  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy', t0: number): void {
     const { metrics, log, emit } = this.o;
+    const tm = this.tm;
+    let t = tm ? StageTimer.now() : 0;
     const type = messageType(msg);
     metrics.inc('bootrelay_dhcp_received_total', { type: type === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[type] ?? String(type)) });
     const serverPort = via === 'proxy' ? this.proxyPort : this.port;
@@ -200,17 +208,22 @@ export class DhcpService {
       src: { address: rinfo.address, port: rinfo.port },
       lan: this.o.lan,
       dhcp: this.o.dhcp,
-      loaders: this.o.boot.loaders,
+      loaders: this.o.plan.loaders,
       httpPort: this.o.httpPort,
       tftpEnabled: this.o.tftpEnabled,
       leases: this.store,
       history: this.history,
       now: this.now(),
-      bootedOnce: (mac) => !this.rearmed.has(mac) && (this.o.isBootedOnce?.(mac) ?? false),
+      bootedOnce: (mac) => !this.o.plan.shouldBoot(mac),
       clientPort: this.o.clientPort,
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
     });
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('policy', t1 - t);
+      t = t1;
+    }
     const base: DhcpBase = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
     for (const s of d.side) emit({ ...base, ...s });
     if (d.kind === 'ignore') {
@@ -219,7 +232,7 @@ export class DhcpService {
       return;
     }
     const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
-    const profile = this.assign.get(msg.mac);
+    const profile = this.o.plan.profileName(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
@@ -230,11 +243,12 @@ export class DhcpService {
       log.info({ ...base, ip: d.ip }, d.kind === 'release' ? 'released' : 'declined');
       return;
     }
+    if (tm) tm.add('events-in', StageTimer.now() - t);
     if (d.kind !== 'reply') return;
     const reply = d;
     const send = () => {
       try {
-        this.send(reply, msg, via, base, profile);
+        this.send(reply, msg, via, base, profile, t0);
       } catch (e) {
         // after the commit this runs in a promise callback: never let it reject unhandled
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
@@ -242,27 +256,47 @@ export class DhcpService {
       }
     };
     if (d.commit) {
-      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(send, (err) => {
+      const tc = tm ? StageTimer.now() : 0;
+      const committed = tm
+        ? () => {
+            tm.add('commit-wait', StageTimer.now() - tc);
+            send();
+          }
+        : send;
+      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(committed, (err) => {
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });
         log.error({ err, ...base }, 'lease not saved: no ACK sent');
       });
     } else send();
   }
 
-  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined): void {
+  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined, t0: number): void {
     const { metrics, log, emit } = this.o;
     const pair = via === 'proxy' ? this.proxyPair : this.dhcpPair;
     if (!pair) return;
+    const tm = this.tm;
+    let t = tm ? StageTimer.now() : 0;
     const buf = encodeDhcp(d.reply);
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('encode', t1 - t);
+      t = t1;
+    }
     const to: Dest = d.to;
     pair.send(buf, to.port, to.address);
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('send', t1 - t);
+      tm.add(d.event === 'dhcp.ack' ? 'total-ack' : d.event === 'dhcp.offer' ? 'total-offer' : 'total-other', t1 - t0);
+      t = t1;
+    }
     const rtype = messageType(d.reply);
     metrics.inc('bootrelay_dhcp_sent_total', { type: rtype === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[rtype] ?? String(rtype)) });
     this.o.trace?.record({ mac: req.mac, dir: 'out', clientIp: to.address, clientPort: to.port, serverIp: this.o.lan.address, serverPort: pair.port, payload: buf });
-    if (d.boot?.role === 'loader' && (d.event === 'dhcp.ack' || d.event.startsWith('proxy.'))) this.rearmed.delete(req.mac);
     if (d.event === 'dhcp.inform') return; // the received event said it all
     emit({ type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, detail: d.note });
     if (log.isLevelEnabled('debug') || (d.boot && d.event !== 'dhcp.offer' && d.event !== 'proxy.offer')) log.info({ ...base, ip: d.ip, file: d.boot?.file, to: `${to.address}:${to.port}` }, `${d.event} sent`);
+    if (tm) tm.add('events-out', StageTimer.now() - t);
   }
 }
 

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DhcpConfig } from '../../../../agent/config/types';
+import { BootPlan } from '../../../../relay/boot/plan';
 import { silentLogger } from '../../../../agent/log';
 import { decodePcap } from '../../../../proto/pcap';
 import type { RelayEvent } from '../../../../proto/events';
@@ -35,10 +36,11 @@ async function setup(over: Partial<DhcpConfig> = {}) {
   const events: RelayEvent[] = [];
   const metrics = new Metrics();
   const trace = new PacketTrace();
+  const plan = new BootPlan({ boot: { loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi'] }, defaultProfile: 'x', profiles: {}, assign: {} }, netbootOnce: over.netbootOnce });
   const svc = new DhcpService({
     lan: { interface: 'lo', address: '127.0.0.1', prefix: 8 },
     dhcp: dhcpCfg({ range: ['127.0.0.100', '127.0.0.150'], ...over }),
-    boot: { loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi'] }, defaultProfile: 'x', profiles: {}, assign: {} },
+    plan,
     httpPort: 8080,
     tftpEnabled: true,
     stateDir,
@@ -56,7 +58,7 @@ async function setup(over: Partial<DhcpConfig> = {}) {
     client.close();
     rmSync(stateDir, { recursive: true, force: true });
   });
-  return { svc, client, replies, events, metrics, trace, stateDir };
+  return { svc, plan, client, replies, events, metrics, trace, stateDir };
 }
 
 function req(type: number, mac: string, opts: Array<[number, Buffer | string]> = [], xid = 0xabcd): Buffer {
@@ -138,9 +140,8 @@ describe('DhcpService on loopback', () => {
   });
 
   it('netboot-once: no boot file once booted, until rearmed', async () => {
-    const booted = new Set(['52:54:00:00:00:05']);
-    const { svc, client, replies } = await setup({ netbootOnce: true });
-    (svc as unknown as { o: { isBootedOnce: (m: string) => boolean } }).o.isBootedOnce = (m) => booted.has(m);
+    const { svc, plan, client, replies } = await setup({ netbootOnce: true });
+    plan.noteBooted('52:54:00:00:00:05');
     send(client, req(MessageType.DISCOVER, '52:54:00:00:00:05', BIOS, 1), svc.port);
     const a = await waitFor(() => replies.find((r) => r.msg.xid === 1), 5000, 'offer 1');
     expect(a.msg.file).toBe('');
