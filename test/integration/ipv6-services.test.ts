@@ -2,7 +2,7 @@
  * TFTP and HTTP over IPv6 beside IPv4 (loopback ::1 and 127.0.0.1, same port):
  * tftp-hpa -6 and curl -6 as the clients; a script asked for over IPv6 names IPv6 URLs.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -70,7 +70,7 @@ describeSkipIf(reason)('TFTP and HTTP on IPv6 too', () => {
       metrics: new Metrics(),
       emit: (e) => events.push(e as RelayEvent),
       macForIp,
-      resolveProfile: () => ({ name: 'd', profile: { kernel: 'd/vmlinuz', initrd: ['d/initrd.img'], cmdline: 'quiet' } }),
+      plan: { profileFor: () => ({ name: 'd', profile: { kernel: 'd/vmlinuz', initrd: ['d/initrd.img'], cmdline: 'quiet' } }) },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
     });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ClientTracker, type ClientState } from '../../../../agent/clients/tracker';
 import type { BootConfig } from '../../../../agent/config/types';
 import type { RelayEventType } from '../../../../proto/events';
+import { BootPlan } from '../../../../relay/boot/plan';
 import { scripted, type EventFields } from '../../../helpers/events';
 
 const BOOT: BootConfig = {
@@ -16,7 +17,7 @@ const IP6 = 'fd99:60::1000';
 
 function setup() {
   let now = Date.parse('2026-01-01T00:00:00Z');
-  const t = new ClientTracker({ boot: BOOT, now: () => now });
+  const t = new ClientTracker({ plan: new BootPlan({ boot: BOOT }), now: () => now });
   const states: ClientState[] = [];
   t.on('client', (s) => states.push(s));
   const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => {
