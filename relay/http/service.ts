@@ -519,7 +519,8 @@ export class HttpService {
   private baseUrl(req: http.IncomingMessage): string {
     if (this.o.publicUrl) return this.o.publicUrl.replace(/\/+$/, '');
     const host = req.headers.host;
-    if (host && /^[A-Za-z0-9.\-:[\]]+$/.test(host)) return `http://${host}`;
+    // a bare IPv6 address (no brackets) cannot name a port: use the address we were reached on
+    if (host && /^[A-Za-z0-9.\-:[\]]+$/.test(host) && (host.startsWith('[') || (host.match(/:/g)?.length ?? 0) < 2)) return `http://${host}`;
     // no Host header: the address the client reached us on (so an IPv6 client gets IPv6 URLs)
     const local = cleanIp(req.socket.localAddress).split('%')[0] || this.o.address;
     const a = local.includes(':') ? `[${local}]` : local;

@@ -51,6 +51,14 @@ export interface LabOptions {
   configure?: (cfg: Record<string, any>) => void;
   /** print agent events as they happen */
   onLine?: (l: AgentLine) => void;
+  /**
+   * Who sends the LAN's IPv6 RAs: dnsmasq ra-only (default: SLAAC, no flags), or radvd
+   * with the M flag ('managed': addresses by DHCPv6) or the O flag ('other': stateless
+   * DHCPv6), as OpenWrt's odhcpd does when bootrelay serves DHCPv6.
+   */
+  ra?: 'dnsmasq' | 'managed' | 'other';
+  /** extra QEMU arguments for every VM (e.g. OVMF's fw_cfg switches) */
+  qemuArgs?: string[];
 }
 
 export interface BootResult {
@@ -192,11 +200,22 @@ export class BootLab {
     up.stderr?.pipe(upLog);
 
     const ra = join(this.opts.work, 'ra.conf');
-    writeFileSync(
-      ra,
-      ['interface=lan', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'enable-ra', 'dhcp-range=::,constructor:lan,ra-only', `pid-file=${join(this.opts.work, 'ra.pid')}`].join('\n') + '\n',
-    );
-    n.spawn(this.nsRelay, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${ra}`]);
+    if (this.opts.ra === 'managed' || this.opts.ra === 'other') {
+      const m = this.opts.ra === 'managed' ? 'on' : 'off';
+      writeFileSync(
+        ra,
+        `interface lan {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 10;\n  AdvManagedFlag ${m};\n  AdvOtherConfigFlag on;\n  prefix fd99:1::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n`,
+      );
+      // radvd wants a router: forwarding on (inside the relay namespace only)
+      spawnSync('ip', ['netns', 'exec', this.nsRelay, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+      n.spawn(this.nsRelay, 'radvd', ['-n', '-C', ra, '-p', join(this.opts.work, 'radvd.pid'), '-m', 'stderr']);
+    } else {
+      writeFileSync(
+        ra,
+        ['interface=lan', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'enable-ra', 'dhcp-range=::,constructor:lan,ra-only', `pid-file=${join(this.opts.work, 'ra.pid')}`].join('\n') + '\n',
+      );
+      n.spawn(this.nsRelay, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${ra}`]);
+    }
 
     // keep the LAN's DHCP/TFTP exchange for post-mortems (work/lan.pcap; TFTP data cut short)
     if (spawnSync('sh', ['-c', 'command -v tcpdump'], { stdio: 'ignore' }).status === 0) {
@@ -257,7 +276,7 @@ export class BootLab {
         ? ['-machine', 'pc,graphics=off', '-boot', 'n', ...netdev, '-device', `e1000,netdev=n0,mac=${mac},bootindex=1`]
         : ['-machine', 'q35,graphics=off', '-bios', '/usr/share/ovmf/OVMF.fd', ...netdev, '-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1,romfile=`];
     const t0 = Date.now();
-    const qemu = n.spawn(this.nsSw, 'qemu-system-x86_64', [...common, ...fw]);
+    const qemu = n.spawn(this.nsSw, 'qemu-system-x86_64', [...common, ...fw, ...(this.opts.qemuArgs ?? [])]);
     let qerr = '';
     qemu.stderr?.on('data', (d) => (qerr += d));
     const serialText = () => readFileSync(serial, 'latin1').replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '').replace(/\r/g, '');
