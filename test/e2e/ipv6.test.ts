@@ -115,4 +115,20 @@ describeSkipIf(reason)('e2e: PXE boot over IPv6 only (OVMF PXEv6, iPXE DHCPv6, Q
     expect(clients.find((c) => c.mac === mac)).toMatchObject({ phase: 'booted', ip6: expect.stringMatching(/^fd99:1::/) });
     console.log(`[e2e-ipv6] OVMF PXEv6 → booted in ${r.seconds.toFixed(1)} s`);
   }, 320_000);
+
+  it('OVMF HTTP Boot over IPv6 (HTTPClient) gets the loader by URL from the relay and boots', async () => {
+    const mac = '52:54:00:99:06:02';
+    // no PXE boot options at all: the firmware goes to HTTP Boot (IPv4 first, unanswered here, then IPv6)
+    const r = await lab.boot('uefi', mac, 400_000, ['-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n', '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n']);
+    timings.uefiHttp6 = r.seconds;
+    const ev = lab.events(mac);
+    expect(r.ok, `${r.reason}\n${r.serialTail}\n${JSON.stringify(ev.map((e) => [e.type, e.file ?? e.url ?? '', e.ip ?? e.ip6 ?? '']))}`).toBe(true);
+    expectInOrder(ev, [
+      ['HTTP Boot SOLICIT', (e) => e.type === 'dhcp6.solicit' && e.firmware === 'uefi-http'],
+      ['REPLY with the loader URL', (e) => e.type === 'dhcp6.reply' && e.url === `http://[${LAN6}]/files/ipxe/snponly.efi`],
+      ['loader over HTTP/IPv6', (e) => e.type === 'http.done' && /snponly\.efi/.test(String(e.file)) && String(e.ip).includes(':')],
+      ['booted', is('client.booted')],
+    ]);
+    console.log(`[e2e-ipv6] OVMF HTTP Boot over IPv6 → booted in ${r.seconds.toFixed(1)} s`);
+  }, 420_000);
 });

@@ -261,7 +261,7 @@ export class BootLab {
   }
 
   /** Boots one QEMU VM on the LAN segment and waits for it to report booted. */
-  async boot(kind: 'bios' | 'uefi', mac: string, timeoutMs = 180_000): Promise<BootResult> {
+  async boot(kind: 'bios' | 'uefi', mac: string, timeoutMs = 180_000, qemuArgs: string[] = this.opts.qemuArgs ?? []): Promise<BootResult> {
     const tap = `tap${this.vmCount++}`;
     const n = this.net;
     n.ip(this.nsSw, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
@@ -276,7 +276,7 @@ export class BootLab {
         ? ['-machine', 'pc,graphics=off', '-boot', 'n', ...netdev, '-device', `e1000,netdev=n0,mac=${mac},bootindex=1`]
         : ['-machine', 'q35,graphics=off', '-bios', '/usr/share/ovmf/OVMF.fd', ...netdev, '-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1,romfile=`];
     const t0 = Date.now();
-    const qemu = n.spawn(this.nsSw, 'qemu-system-x86_64', [...common, ...fw, ...(this.opts.qemuArgs ?? [])]);
+    const qemu = n.spawn(this.nsSw, 'qemu-system-x86_64', [...common, ...fw, ...qemuArgs]);
     let qerr = '';
     qemu.stderr?.on('data', (d) => (qerr += d));
     const serialText = () => readFileSync(serial, 'latin1').replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '').replace(/\r/g, '');
