@@ -59,6 +59,8 @@ export interface LabOptions {
   ra?: 'dnsmasq' | 'managed' | 'other';
   /** extra QEMU arguments for every VM (e.g. OVMF's fw_cfg switches) */
   qemuArgs?: string[];
+  /** proxy mode: the LAN's own dnsmasq also hands out IPv6 addresses (DHCPv6, fd99:1::2000–2fff) from fd99:1::2 */
+  dhcp6Neighbour?: boolean;
 }
 
 export interface BootResult {
@@ -176,6 +178,10 @@ export class BootLab {
       n.veth(nsDhcp, 'eth0', this.nsSw, 'dhcpport');
       n.ip(this.nsSw, 'link', 'set', 'dhcpport', 'master', 'br0');
       n.addr(nsDhcp, 'eth0', `${DHCP_IP}/24`);
+      if (this.opts.dhcp6Neighbour) {
+        spawnSync('ip', ['netns', 'exec', nsDhcp, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+        n.ip(nsDhcp, 'addr', 'add', 'fd99:1::2/64', 'dev', 'eth0', 'nodad');
+      }
       const conf = join(this.opts.work, 'dnsmasq-stock.conf');
       writeFileSync(
         conf,
@@ -183,6 +189,7 @@ export class BootLab {
           'interface=eth0', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'no-ping', 'dhcp-authoritative',
           `dhcp-leasefile=${join(this.opts.work, 'dnsmasq-stock.leases')}`,
           'dhcp-range=10.99.1.100,10.99.1.199,255.255.255.0,10m', `dhcp-option=option:router,${RELAY_LAN_IP}`,
+          ...(this.opts.dhcp6Neighbour ? ['dhcp-range=fd99:1::2000,fd99:1::2fff,64,10m'] : []),
         ].join('\n') + '\n',
       );
       n.spawn(nsDhcp, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${conf}`]);
@@ -261,7 +268,7 @@ export class BootLab {
   }
 
   /** Boots one QEMU VM on the LAN segment and waits for it to report booted. */
-  async boot(kind: 'bios' | 'uefi', mac: string, timeoutMs = 180_000, qemuArgs: string[] = this.opts.qemuArgs ?? []): Promise<BootResult> {
+  async boot(kind: 'bios' | 'uefi', mac: string, timeoutMs = 180_000, qemuArgs: string[] = this.opts.qemuArgs ?? [], until?: () => boolean): Promise<BootResult> {
     const tap = `tap${this.vmCount++}`;
     const n = this.net;
     n.ip(this.nsSw, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
@@ -285,6 +292,7 @@ export class BootLab {
       await waitFor(
         () => {
           if (this.events(mac).some((e) => e.type === 'client.booted')) return true;
+          if (until?.()) return true;
           if (qemu.exitCode !== null && !this.events(mac).some((e) => e.type === 'client.booted')) {
             // the guest powers off right after reporting; give the log a moment
             if (Date.now() - t0 > 1000 && qemu.exitCode !== null) {
