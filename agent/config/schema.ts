@@ -204,6 +204,33 @@ class Ctx {
 
 // ---------------------------------------------------------------- sections
 
+/** The running parts a reload can restart, in the order they are restarted. */
+export const SERVICES = ['cache', 'http', 'tftp', 'dhcp', 'dhcp6', 'control', 'mqtt'] as const;
+export type Service = (typeof SERVICES)[number];
+
+/**
+ * What a changed section requires to restart on reload (SIGHUP), kept beside the schema as
+ * zigbee2mqtt keeps "requires restart" (agent/reload.ts reads it). DHCP names the HTTP port and
+ * whether TFTP is on in its replies; `log`: pino children do not follow their parent's level,
+ * so every service with its own logger gets a new one by restarting. `boot` needs no more than
+ * DHCP (the boot plan is updated in place; DHCP restarts to start its loader history afresh).
+ */
+export const RESTARTS: Record<keyof Config, readonly Service[]> = {
+  agentId: ['mqtt'],
+  stateDir: ['dhcp', 'dhcp6', 'mqtt'],
+  lan: ['http', 'tftp', 'dhcp', 'dhcp6'],
+  dhcp: ['dhcp'],
+  dhcp6: ['dhcp6'],
+  tftp: ['tftp', 'dhcp', 'dhcp6'],
+  http: ['http', 'dhcp', 'dhcp6'],
+  upstream: ['cache'],
+  cache: ['cache'],
+  boot: ['dhcp', 'dhcp6'],
+  mqtt: ['mqtt'],
+  control: ['control'],
+  log: ['http', 'tftp', 'dhcp', 'dhcp6', 'mqtt'],
+};
+
 const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'dhcp6', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;
 
 function parseLan(c: Ctx, v: unknown): LanConfig | undefined {

@@ -19,7 +19,7 @@ function setup() {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const t = new ClientTracker({ plan: new BootPlan({ boot: BOOT }), now: () => now });
   const states: ClientState[] = [];
-  t.on('client', (s) => states.push(s));
+  t.on('client', (u) => states.push(u.state));
   const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => {
     now += 100;
     return t.apply(scripted(type, { mac: MAC, ...f }));
