@@ -23,6 +23,38 @@ export interface DhcpConfig {
   ipxeNoProxyDhcp: boolean;
   /** After a client reported booted, offer it no loader again until re-armed. Default false. */
   netbootOnce: boolean;
+  /** Extra options for every client (dnsmasq's dhcp-option). Default none. */
+  options?: DhcpOptionsConfig;
+  /** Only MACs named in dhcp.static, boot.assign or a boot.match mac rule get a boot file. Default false. */
+  knownClientsOnly?: boolean;
+  /** Subnets behind DHCP relay agents (giaddr inside `network`), each with its own range. */
+  relaySubnets?: RelaySubnetConfig[];
+}
+
+/** dnsmasq-style extra options (each sent when the client's parameter request list asks for it, or when it sends none). */
+export interface DhcpOptionsConfig {
+  /** option 42 (RFC 2132 §8.3) */
+  ntp?: string[];
+  /** option 15 (RFC 2132 §3.17) */
+  domain?: string;
+  /** option 26 (RFC 2132 §5.1) */
+  mtu?: number;
+  /** option 119 (RFC 3397) */
+  searchList?: string[];
+  /** option 121 (RFC 3442): destination CIDR → gateway */
+  classlessRoutes?: Array<{ network: string; gateway: string }>;
+  /** option 43 (RFC 2132 §8.4) as hex; PXE boot replies set their own 43 instead */
+  vendorEncapsulated?: string;
+}
+
+export interface RelaySubnetConfig {
+  /** CIDR, e.g. 10.99.60.0/24: requests with a giaddr inside it are served from `range` */
+  network: string;
+  range: [string, string];
+  /** option 3 for this subnet (default: the giaddr) */
+  router?: string;
+  /** option 6 for this subnet (default: dhcp.dns) */
+  dns?: string[];
 }
 
 export interface TftpConfig {
@@ -66,6 +98,33 @@ export interface ProfileConfig {
   script?: string;
   /** optional sha256 per path (hex) for integrity checks */
   sha256?: Record<string, string>;
+  /** extra DHCP options for clients booting this profile (over dhcp.options) */
+  dhcpOptions?: DhcpOptionsConfig;
+  /** a PXE boot menu for BIOS PXE ROMs (option 43 sub-options 6, 8, 9, 10) */
+  pxeMenu?: PxeMenuConfig;
+}
+
+export interface PxeMenuConfig {
+  prompt: string;
+  /** seconds (0–255; 255 waits for a key) */
+  timeout: number;
+  /** in order; `loader` boots that path over TFTP, `"local"` hands back to the BIOS */
+  items: Array<{ label: string; loader: string | 'local' }>;
+}
+
+/** A rule choosing a profile (the first whose every given field matches wins; before defaultProfile). */
+export interface MatchRuleConfig {
+  profile: string;
+  /** MAC pattern: hex digits with `*` for any byte or `?` for a digit (52:54:00:*:*:*) */
+  mac?: string;
+  /** option 60 glob (PXEClient:Arch:00007*) */
+  vendorClass?: string;
+  /** option 77 glob (iPXE) */
+  userClass?: string;
+  /** option 93 code */
+  arch?: number;
+  /** option 97 GUID (case-insensitive) */
+  uuid?: string;
 }
 
 export interface BootConfig {
@@ -75,6 +134,8 @@ export interface BootConfig {
   profiles: Record<string, ProfileConfig>;
   /** mac → profile */
   assign: Record<string, string>;
+  /** rules tried in order after assign, before defaultProfile */
+  match?: MatchRuleConfig[];
 }
 
 export interface MqttConfig {

@@ -15,13 +15,23 @@ import { intToIp, ipToInt } from '../../proto/dhcp/options';
 
 export interface Lease {
   mac: string;
+  /** option 61 as hex, when the client sent one: then the lease is the identifier's, not the MAC's (RFC 2131 §4.2, RFC 6842) */
+  id?: string;
   ip: string;
   /** ms since the epoch */
   expiresAt: number;
   hostname?: string;
+  /** option 81's domain name (RFC 4702) */
+  fqdn?: string;
   uuid?: string;
   static: boolean;
 }
+
+/** The key a lease is held under: the client identifier when sent, else the MAC. */
+export function leaseKey(mac: string, id?: string): string {
+  return id ? `id:${id}` : mac;
+}
+const keyOf = (l: Lease): string => leaseKey(l.mac, l.id);
 
 export interface LeaseInfo {
   mac: string;
@@ -29,6 +39,9 @@ export interface LeaseInfo {
   /** ISO-8601 */
   expiresAt: string;
   hostname?: string;
+  fqdn?: string;
+  /** option 61 (hex) the lease is keyed by */
+  clientId?: string;
   static: boolean;
   uuid?: string;
   active: boolean;
@@ -50,8 +63,8 @@ export interface LeaseStoreOptions {
 }
 
 type Rec =
-  | { op: 'commit'; mac: string; ip: string; exp: number; h?: string; u?: string }
-  | { op: 'release'; mac: string; ip: string }
+  | { op: 'commit'; mac: string; ip: string; exp: number; h?: string; u?: string; i?: string; f?: string }
+  | { op: 'release'; mac: string; ip: string; i?: string }
   | { op: 'decline'; ip: string; until: number };
 
 export const LEASE_FILE = 'leases.jsonl';
@@ -131,9 +144,9 @@ export class LeaseStore {
       return;
     }
     if (r.op === 'commit' && typeof r.mac === 'string' && typeof r.ip === 'string') {
-      this.setLease({ mac: r.mac, ip: r.ip, expiresAt: r.exp, hostname: r.h, uuid: r.u, static: this.staticByMac.get(r.mac) === r.ip });
+      this.setLease({ mac: r.mac, id: r.i, ip: r.ip, expiresAt: r.exp, hostname: r.h, fqdn: r.f, uuid: r.u, static: this.staticByMac.get(r.mac) === r.ip });
     } else if (r.op === 'release' && typeof r.mac === 'string') {
-      const l = this.byMac.get(r.mac);
+      const l = this.byMac.get(leaseKey(r.mac, r.i));
       if (l && l.ip === r.ip) l.expiresAt = Math.min(l.expiresAt, 0);
     } else if (r.op === 'decline' && typeof r.ip === 'string') {
       this.declined.set(r.ip, r.until);
@@ -143,16 +156,16 @@ export class LeaseStore {
   }
 
   private setLease(l: Lease): void {
-    const old = this.byMac.get(l.mac);
+    const old = this.byMac.get(keyOf(l));
     if (old && this.byIp.get(old.ip) === old) this.byIp.delete(old.ip);
     const other = this.byIp.get(l.ip);
-    if (other && other.mac !== l.mac && this.byMac.get(other.mac) === other) this.byMac.delete(other.mac);
-    this.byMac.set(l.mac, l);
+    if (other && keyOf(other) !== keyOf(l) && this.byMac.get(keyOf(other)) === other) this.byMac.delete(keyOf(other));
+    this.byMac.set(keyOf(l), l);
     this.byIp.set(l.ip, l);
   }
 
   private dropLease(l: Lease): void {
-    if (this.byMac.get(l.mac) === l) this.byMac.delete(l.mac);
+    if (this.byMac.get(keyOf(l)) === l) this.byMac.delete(keyOf(l));
     if (this.byIp.get(l.ip) === l) this.byIp.delete(l.ip);
   }
 
@@ -196,13 +209,16 @@ export class LeaseStore {
     const r: Rec = { op: 'commit', mac: l.mac, ip: l.ip, exp: l.expiresAt };
     if (l.hostname) r.h = l.hostname;
     if (l.uuid) r.u = l.uuid;
+    if (l.id) r.i = l.id;
+    if (l.fqdn) r.f = l.fqdn;
     return r;
   }
 
   // ------------------------------------------------------------------ queries
 
-  get(mac: string): Lease | undefined {
-    return this.byMac.get(mac);
+  /** The lease of a client: by its identifier (option 61, hex) when it sends one, else by MAC. */
+  get(mac: string, id?: string): Lease | undefined {
+    return this.byMac.get(leaseKey(mac, id));
   }
 
   /** The client holding `ip` now (active lease), if any. */
@@ -225,8 +241,9 @@ export class LeaseStore {
     return n >= this.start && n <= this.end;
   }
 
-  /** May `mac` hold `ip` now? (static for it, or in the pool and free or already its own) */
-  canAssign(mac: string, ip: string): boolean {
+  /** May `mac` (with client identifier `id`) hold `ip` now? (static for it, or in the pool and free or already its own) */
+  canAssign(mac: string, ip: string, id?: string): boolean {
+    const k = leaseKey(mac, id);
     const st = this.staticByMac.get(mac);
     if (st) return st === ip;
     if (!this.inRange(ip) || this.staticIps.has(ip)) return false;
@@ -234,9 +251,9 @@ export class LeaseStore {
     const d = this.declined.get(ip);
     if (d !== undefined && d > now) return false;
     const l = this.byIp.get(ip);
-    if (l && l.mac !== mac && l.expiresAt > now) return false;
+    if (l && keyOf(l) !== k && l.expiresAt > now) return false;
     const h = this.holds.get(ip);
-    if (h && h.mac !== mac && h.until > now) return false;
+    if (h && h.mac !== k && h.until > now) return false;
     return true;
   }
 
@@ -245,19 +262,21 @@ export class LeaseStore {
    * static > the client's current/last lease > the requested address > a
    * never-used address > the longest-expired one. undefined: pool exhausted.
    */
-  offer(mac: string, requested?: string): string | undefined {
+  offer(mac: string, requested?: string, id?: string): string | undefined {
     const now = this.now();
+    const k = leaseKey(mac, id);
+    // holds are keyed like leases (the `mac` field holds the lease key)
     const hold = (ip: string) => {
-      this.holds.set(ip, { mac, until: now + (this.opts.offerHoldSeconds ?? 30) * 1000 });
+      this.holds.set(ip, { mac: k, until: now + (this.opts.offerHoldSeconds ?? 30) * 1000 });
       return ip;
     };
     const st = this.staticByMac.get(mac);
     if (st) return st;
-    const mine = this.byMac.get(mac);
-    if (mine && this.canAssign(mac, mine.ip)) return hold(mine.ip);
-    if (requested && this.canAssign(mac, requested)) return hold(requested);
+    const mine = this.byMac.get(k);
+    if (mine && this.canAssign(mac, mine.ip, id)) return hold(mine.ip);
+    if (requested && this.canAssign(mac, requested, id)) return hold(requested);
     for (const [ip, h] of this.holds) {
-      if (h.mac === mac && h.until > now && this.canAssign(mac, ip)) return hold(ip);
+      if (h.mac === k && h.until > now && this.canAssign(mac, ip, id)) return hold(ip);
     }
     // never-used addresses first, round robin from a cursor
     const size = this.end - this.start + 1;
@@ -265,40 +284,44 @@ export class LeaseStore {
       const n = this.cursor + k > this.end ? this.cursor + k - size : this.cursor + k;
       const ip = intToIp(n);
       if (this.byIp.has(ip) || this.staticIps.has(ip)) continue;
-      if (!this.canAssign(mac, ip)) continue;
+      if (!this.canAssign(mac, ip, id)) continue;
       this.cursor = n + 1 > this.end ? this.start : n + 1;
       return hold(ip);
     }
     // then the longest-expired lease
     let best: Lease | undefined;
     for (const l of this.byIp.values()) {
-      if (l.expiresAt <= now && this.canAssign(mac, l.ip) && (!best || l.expiresAt < best.expiresAt)) best = l;
+      if (l.expiresAt <= now && this.canAssign(mac, l.ip, id) && (!best || l.expiresAt < best.expiresAt)) best = l;
     }
     return best ? hold(best.ip) : undefined;
   }
 
   /** The address just offered to (held for) `mac`; with `orLease`, else its static or current lease's. */
-  offeredTo(mac: string, orLease = true): string | undefined {
+  offeredTo(mac: string, orLease = true, id?: string): string | undefined {
     const now = this.now();
-    for (const [ip, h] of this.holds) if (h.mac === mac && h.until > now) return ip;
+    const k = leaseKey(mac, id);
+    for (const [ip, h] of this.holds) if (h.mac === k && h.until > now) return ip;
     if (!orLease) return undefined;
-    return this.staticByMac.get(mac) ?? this.byMac.get(mac)?.ip;
+    return this.staticByMac.get(mac) ?? this.byMac.get(k)?.ip;
   }
 
   /** Drops the OFFER hold of `mac` (it chose another server). */
-  unhold(mac: string): void {
-    for (const [ip, h] of this.holds) if (h.mac === mac) this.holds.delete(ip);
+  unhold(mac: string, id?: string): void {
+    const k = leaseKey(mac, id);
+    for (const [ip, h] of this.holds) if (h.mac === k) this.holds.delete(ip);
   }
 
   // ---------------------------------------------------------------- mutations
 
   /** Binds `ip` to `mac`; resolves once durable (group commit). */
-  commit(mac: string, ip: string, extra: { hostname?: string; uuid?: string; leaseSeconds?: number } = {}): Promise<Lease> {
+  commit(mac: string, ip: string, extra: { hostname?: string; fqdn?: string; uuid?: string; id?: string; leaseSeconds?: number } = {}): Promise<Lease> {
     const l: Lease = {
       mac,
+      ...(extra.id ? { id: extra.id } : {}),
       ip,
       expiresAt: this.now() + (extra.leaseSeconds ?? this.opts.leaseSeconds) * 1000,
       hostname: extra.hostname,
+      ...(extra.fqdn ? { fqdn: extra.fqdn } : {}),
       uuid: extra.uuid,
       static: this.staticByMac.get(mac) === ip,
     };
@@ -308,19 +331,19 @@ export class LeaseStore {
   }
 
   /** DHCPRELEASE (RFC 2131 §4.4.6): the address goes back to the pool. */
-  release(mac: string, ip: string): Promise<void> {
-    const l = this.byMac.get(mac);
+  release(mac: string, ip: string, id?: string): Promise<void> {
+    const l = this.byMac.get(leaseKey(mac, id));
     if (!l || l.ip !== ip) return Promise.resolve();
     l.expiresAt = Math.min(l.expiresAt, this.now());
-    return this.write({ op: 'release', mac, ip });
+    return this.write(id ? { op: 'release', mac, ip, i: id } : { op: 'release', mac, ip });
   }
 
   /** DHCPDECLINE (RFC 2131 §4.4.3): the address is in use by someone else; keep it out for a while. */
-  decline(mac: string, ip: string): Promise<void> {
+  decline(mac: string, ip: string, id?: string): Promise<void> {
     const until = this.now() + (this.opts.declineSeconds ?? 600) * 1000;
     this.declined.set(ip, until);
     const l = this.byIp.get(ip);
-    if (l && l.mac === mac) this.dropLease(l);
+    if (l && keyOf(l) === leaseKey(mac, id)) this.dropLease(l);
     this.holds.delete(ip);
     return this.write({ op: 'decline', ip, until });
   }
@@ -329,7 +352,17 @@ export class LeaseStore {
     const now = this.now();
     const out: LeaseInfo[] = [];
     for (const l of this.byMac.values()) {
-      out.push({ mac: l.mac, ip: l.ip, expiresAt: new Date(l.expiresAt).toISOString(), hostname: l.hostname, static: l.static, uuid: l.uuid, active: l.expiresAt > now });
+      out.push({
+        mac: l.mac,
+        ip: l.ip,
+        expiresAt: new Date(l.expiresAt).toISOString(),
+        hostname: l.hostname,
+        ...(l.fqdn ? { fqdn: l.fqdn } : {}),
+        ...(l.id ? { clientId: l.id } : {}),
+        static: l.static,
+        uuid: l.uuid,
+        active: l.expiresAt > now,
+      });
     }
     return out;
   }

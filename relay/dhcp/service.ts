@@ -12,13 +12,15 @@ import { DecodeError } from '../../proto/errors';
 import type { EmitFn, RelayEventType } from '../../proto/events';
 import { hex32 } from '../../proto/mac';
 import { MESSAGE_TYPE_NAMES, Opt } from '../../proto/dhcp/options';
-import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../../proto/dhcp/packet';
+import { decodeDhcp, messageType, type DhcpMessage } from '../../proto/dhcp/packet';
+import { encodeReply } from '../../proto/dhcp/reply';
 import { classifyClient } from '../../proto/dhcp/pxe';
 import type { Metrics } from '../metrics';
 import type { PacketTrace } from '../trace';
 import { LanSocketPair } from '../net/lan';
 import { LeaseStore, type LeaseInfo } from './leases';
-import { BootHistory, decide, type Decision, type Dest } from './policy';
+import { BootHistory, decide, type Decision, type Dest, type RelaySubnet } from './policy';
+import { join } from 'node:path';
 
 export interface DhcpServiceOptions {
   lan: LanConfig;
@@ -44,7 +46,12 @@ export interface DhcpServiceOptions {
   now?: () => number;
   /** fsync the lease journal (default true) */
   fsync?: boolean;
+  /** a boot file's size when known (cache), for option 13 (RFC 2132 §3.7) */
+  bootFileSize?: (path: string) => number | undefined;
 }
+
+/** Profiles remembered per MAC (what a match rule chose, for /boot.ipxe); bounded. */
+const PROFILE_MEMORY = 4096;
 
 const RECEIVED_EVENT: Record<number, RelayEventType> = {
   1: 'dhcp.discover',
@@ -63,6 +70,8 @@ export class DhcpService {
   private assign = new Map<string, string>();
   private readonly now: () => number;
   private running = false;
+  private subnets: RelaySubnet[] = [];
+  private chosen = new Map<string, string>();
 
   constructor(private readonly o: DhcpServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -74,6 +83,12 @@ export class DhcpService {
       now: this.now,
       fsync: o.fsync,
     });
+    for (const sub of o.dhcp.relaySubnets ?? []) {
+      const [net, prefix] = sub.network.split('/');
+      const dir = o.dhcp.mode === 'server' ? join(o.stateDir, `subnet-${net}-${prefix}`) : undefined;
+      const leases = new LeaseStore({ stateDir: dir, range: sub.range, static: o.dhcp.static, leaseSeconds: o.dhcp.leaseSeconds, now: this.now, fsync: o.fsync });
+      this.subnets.push({ cfg: sub, net: net!, prefix: Number(prefix), leases });
+    }
     for (const [mac, p] of Object.entries(o.boot.assign ?? {})) this.assign.set(mac.toLowerCase(), p);
     const m = o.metrics;
     m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
@@ -97,6 +112,7 @@ export class DhcpService {
     const { dhcp, lan, log } = this.o;
     if (dhcp.mode === 'off' || this.running) return;
     await this.store.load();
+    for (const sub of this.subnets) await sub.leases.load();
     const onError = (err: Error) => log.warn({ err }, 'dhcp socket error');
     this.dhcpPair = new LanSocketPair({
       lanAddress: lan.address,
@@ -130,14 +146,20 @@ export class DhcpService {
     await Promise.all([this.dhcpPair?.stop(), this.proxyPair?.stop()]);
     this.dhcpPair = this.proxyPair = undefined;
     await this.store.close();
+    for (const sub of this.subnets) await sub.leases.close();
   }
 
   leases(): LeaseInfo[] {
-    return this.store.list();
+    return [...this.store.list(), ...this.subnets.flatMap((s) => s.leases.list())];
   }
 
   macForIp(ip: string): string | undefined {
-    return this.store.macForIp(ip);
+    return this.store.macForIp(ip) ?? this.subnets.map((s) => s.leases.macForIp(ip)).find((m) => m !== undefined);
+  }
+
+  /** The profile DHCP chose for a client (assign, boot.match rule or default), as last seen. */
+  profileFor(mac: string): string | undefined {
+    return this.chosen.get(mac.toLowerCase());
   }
 
   /** relayctl assign: remembered for events (the profile itself is served over HTTP). */
@@ -202,6 +224,10 @@ export class DhcpService {
       history: this.history,
       now: this.now(),
       bootedOnce: (mac) => !this.rearmed.has(mac) && (this.o.isBootedOnce?.(mac) ?? false),
+      boot: this.o.boot,
+      assigned: (mac) => this.assign.get(mac),
+      relaySubnets: this.subnets,
+      bootFileSize: this.o.bootFileSize,
       clientPort: this.o.clientPort,
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
@@ -214,13 +240,19 @@ export class DhcpService {
       return;
     }
     const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
-    const profile = this.assign.get(msg.mac);
+    const profile = (d.kind === 'reply' ? d.profile : undefined) ?? this.assign.get(msg.mac);
+    if (d.kind === 'reply' && d.profile && this.chosen.get(msg.mac) !== d.profile) {
+      this.chosen.delete(msg.mac);
+      this.chosen.set(msg.mac, d.profile);
+      if (this.chosen.size > PROFILE_MEMORY) this.chosen.delete(this.chosen.keys().next().value!);
+    }
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
     }
     if (d.kind === 'release' || d.kind === 'decline') {
-      const p = d.kind === 'release' ? this.store.release(msg.mac, d.ip) : this.store.decline(msg.mac, d.ip);
+      const st = d.leases ?? this.store;
+      const p = d.kind === 'release' ? st.release(msg.mac, d.ip, d.id) : st.decline(msg.mac, d.ip, d.id);
       p.catch((err) => log.error({ err, ...base }, `lease ${d.kind} not saved`));
       log.info({ ...base, ip: d.ip }, d.kind === 'release' ? 'released' : 'declined');
       return;
@@ -237,7 +269,8 @@ export class DhcpService {
       }
     };
     if (d.commit) {
-      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(send, (err) => {
+      const c = d.commit;
+      (c.leases ?? this.store).commit(msg.mac, c.ip, { hostname: c.hostname, fqdn: c.fqdn, uuid: c.uuid, id: c.id }).then(send, (err) => {
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });
         log.error({ err, ...base }, 'lease not saved: no ACK sent');
       });
@@ -248,7 +281,9 @@ export class DhcpService {
     const { metrics, log, emit } = this.o;
     const pair = via === 'proxy' ? this.proxyPair : this.dhcpPair;
     if (!pair) return;
-    const buf = encodeDhcp(d.reply);
+    // within the client's option 57 / 576 bytes: overload into file/sname, then trim (RFC 2131 §2, RFC 2132 §9.3, §9.10)
+    const { buf, dropped } = encodeReply(d.reply, req);
+    if (dropped.length && log.isLevelEnabled('debug')) log.debug({ ...base, dropped }, 'options left out: no room in the client\'s maximum message size');
     const to: Dest = d.to;
     pair.send(buf, to.port, to.address);
     const rtype = messageType(d.reply);
