@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE ?= node
 
-.PHONY: all build typecheck test test-unit test-e2e demo image bench deps clean
+.PHONY: all build typecheck test test-unit test-e2e demo image bench deps sysdeps clean
 
 all: build
 
@@ -11,6 +11,11 @@ node_modules/.package-lock.json: package-lock.json
 	@touch $@
 
 deps: node_modules/.package-lock.json
+
+## the Debian packages the tests and the demo use: installs what is missing (as root on Debian),
+## otherwise names it and fails. SKIP_DEPS=1 runs with what is there.
+sysdeps:
+	@bash scripts/install-deps.sh
 
 ## dist/bootrelay.js and dist/relayctl.js: single files, no node_modules beside them
 build: deps
@@ -24,17 +29,17 @@ image: build
 	bash image/build-ipk.sh
 
 ## everything: type check, unit, integration (loopback, namespaces, real clients) and the QEMU e2e boot
-test: build image typecheck
+test: sysdeps build image typecheck
 	$(NODE) scripts/test.mjs
 
 test-unit: deps
 	npx vitest run test/unit
 
-test-e2e: build image
+test-e2e: sysdeps build image
 	npx vitest run test/e2e
 
 ## boots a VM through the relay on this machine and shows its progress (root)
-demo: build
+demo: sysdeps build
 	$(NODE) scripts/run-ts.mjs scripts/demo.ts $(FW)
 
 bench: build

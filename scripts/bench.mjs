@@ -17,7 +17,7 @@ for (const f of files) {
     const p = spawn(process.execPath, ['scripts/run-ts.mjs', `bench/${f}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout.on('data', (d) => (process.stdout.write(d), out.write(d)));
     p.stderr.on('data', (d) => (process.stderr.write(d), out.write(d)));
-    p.on('exit', (c) => resolve(c ?? 1));
+    p.on('close', (c) => resolve(c ?? 1)); // after the pipes: `out` has every line before it is ended
   });
   out.end();
   if (code !== 0) {

@@ -2,7 +2,7 @@
  * `make demo`: builds the lab (upstream, router, LAN), starts the agent, boots
  * one UEFI virtual machine through it and shows each step as it happens, then
  * tears everything down. Needs root (network namespaces) and the Debian
- * packages that .ci/run installs.
+ * packages scripts/install-deps.sh installs (`make demo` runs it first).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

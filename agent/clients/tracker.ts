@@ -11,7 +11,24 @@
  * failures at once.
  */
 import { EventEmitter } from 'node:events';
-import { CLIENT_PHASES, type ArchKey, type ClientPhase, type EmitFn, type FileRole, type Firmware, type RelayEvent } from '../../proto/events';
+import {
+  CLIENT_PHASES,
+  eventProfile,
+  isDhcpEvent,
+  isDhcpReply,
+  type ArchKey,
+  type ClientPhase,
+  type DhcpReceivedEvent,
+  type DhcpReplyEvent,
+  type EmitFn,
+  type FailKind,
+  type FileRole,
+  type Firmware,
+  type HttpErrorEvent,
+  type RelayEvent,
+  type TftpErrorEvent,
+  type TransferEvent,
+} from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
 import type { BootConfig, ProfileConfig } from '../config/types';
 
@@ -87,7 +104,7 @@ interface Internal {
   lastEmit: number;
   pending: boolean;
   history: HistoryItem[];
-  failKind?: string;
+  failKind?: FailKind;
 }
 
 const ORDER = new Map<ClientPhase, number>(CLIENT_PHASES.map((p, i) => [p, i]));
@@ -134,6 +151,41 @@ function fmtDuration(ms: number): string {
   if (s < 120) return `${Math.round(s)} s`;
   if (s < 7200) return `${Math.round(s / 60)} min`;
   return `${(s / 3600).toFixed(1)} h`;
+}
+
+/**
+ * What a failed transfer means for the client, in words; undefined when the client stopped it
+ * itself (a PXE ROM's tsize probe sends ERROR 8 after the OACK; iPXE closes a TFTP transfer it
+ * does not want), which is normal.
+ */
+export function transferFailure(ev: TftpErrorEvent | HttpErrorEvent, file: string, role: FileRole, mac: string): string | undefined {
+  const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
+  if (ev.type === 'tftp.error') {
+    switch (ev.reason) {
+      case 'aborted':
+        return undefined;
+      case 'not-found':
+        return `upstream 404 for ${file}`;
+      case 'refused':
+        return `TFTP request for ${what} refused: ${ev.error}`;
+      case 'timeout':
+        return `the TFTP transfer of ${what} timed out: ${ev.error}`;
+      case 'upstream-error':
+        return `TFTP transfer of ${what} failed: ${ev.error}`;
+    }
+  }
+  switch (ev.reason) {
+    case 'no-profile':
+      return `no boot profile for ${mac}: set boot.defaultProfile or use relayctl assign`;
+    case 'not-found':
+      return `upstream 404 for ${file}`;
+    case 'refused':
+    case 'upstream-error':
+      return ev.status !== undefined ? `upstream ${ev.status} for ${file}` : `HTTP transfer of ${what} failed: ${ev.error}`;
+    case 'aborted':
+      // an HTTP client that hangs up mid-file did not get it (firmware gives up; iPXE retries as a new request)
+      return `HTTP transfer of ${what} failed: ${ev.error}`;
+  }
 }
 
 export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
@@ -234,7 +286,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   }
 
   private profileName(mac: string, ev?: RelayEvent): string | null {
-    if (typeof ev?.profile === 'string' && ev.profile) return ev.profile;
+    const named = ev && eventProfile(ev);
+    if (named) return named;
     return this.assigned.get(mac) ?? this.boot.assign[mac] ?? this.boot.defaultProfile ?? null;
   }
 
@@ -273,7 +326,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (!mac && typeof ev.ip === 'string') mac = this.macForIp(ev.ip);
     if (!mac) return undefined;
     const type = ev.type;
-    const fw = ev.firmware;
+    const dhcp = isDhcpEvent(ev) ? ev : undefined;
+    const fw = dhcp?.firmware;
+    const evArch = dhcp?.arch;
 
     let c = this.clients.get(mac);
     const created = !c;
@@ -287,7 +342,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         type === 'client.booted' ||
         type === 'client.failed' ||
         type === 'dhcp.no-loader' ||
-        (isDhcp && fw === undefined && ev.arch !== undefined && ev.arch !== 'unknown');
+        type === 'dhcp.unknown-client' ||
+        (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
       c = this.create(mac, ev, t);
     }
@@ -296,11 +352,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     this.remember(c, ev, t);
 
     if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
-    if (ev.arch && ev.arch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = ev.arch;
-    if (typeof ev.profile === 'string' && ev.profile) s.profile = ev.profile;
+    if (evArch && evArch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = evArch;
+    const named = eventProfile(ev);
+    if (named) s.profile = named;
 
     let progressOnly = false;
-    switch (type) {
+    switch (ev.type) {
       case 'dhcp.discover':
       case 'dhcp.request':
       case 'proxy.offer':
@@ -315,8 +372,11 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         this.fail(c, t, `no loader configured for arch ${arch}`, 'no-loader');
         break;
       }
+      case 'dhcp.unknown-client':
+        this.fail(c, t, 'not a known client: dhcp.knownClientsOnly is on and this MAC is not in dhcp.static, boot.assign or a boot.match mac rule', 'unknown-client');
+        break;
       case 'dhcp.pool-exhausted':
-        this.fail(c, t, `the DHCP pool is exhausted (range ${this.rangeText(ev)}): no address left for this client`, 'pool');
+        this.fail(c, t, `the DHCP pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
         break;
       case 'tftp.start':
       case 'http.start':
@@ -341,7 +401,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         s.error = null;
         break;
       case 'client.failed':
-        if (s.phase !== 'failed') this.fail(c, t, String(ev.error ?? ev.reason ?? 'failed'), 'reported', false);
+        if (s.phase !== 'failed') this.fail(c, t, ev.error || 'failed', 'reported', false);
         break;
       default:
         break;
@@ -373,6 +433,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   }
 
   private create(mac: string, ev: RelayEvent, t: number): Internal {
+    const d = isDhcpEvent(ev) ? ev : undefined;
     if (this.clients.size >= this.maxClients) {
       let oldest: Internal | undefined;
       for (const c of this.clients.values()) if (!oldest || c.s.updatedAt < oldest.s.updatedAt) oldest = c;
@@ -383,8 +444,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       s: {
         mac,
         ip: null,
-        arch: ev.arch && ev.arch !== 'unknown' ? ev.arch : null,
-        firmware: ev.firmware ?? null,
+        arch: d?.arch && d.arch !== 'unknown' ? d.arch : null,
+        firmware: d?.firmware ?? null,
         profile: this.profileName(mac, ev),
         phase: 'dhcp',
         file: null,
@@ -407,6 +468,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
 
   /** A new boot of a known client: everything but the identity starts again. */
   private restart(c: Internal, ev: RelayEvent, t: number): void {
+    const d = isDhcpEvent(ev) ? ev : undefined;
     const iso = new Date(t).toISOString();
     const s = c.s;
     s.phase = 'dhcp';
@@ -420,8 +482,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     delete s.rate;
     delete s.failedPhase;
     delete s.bootFile;
-    s.firmware = ev.firmware ?? s.firmware;
-    if (ev.arch && ev.arch !== 'unknown') s.arch = ev.arch;
+    s.firmware = d?.firmware ?? s.firmware;
+    if (d?.arch && d.arch !== 'unknown') s.arch = d.arch;
     s.profile = this.profileName(s.mac, ev);
     c.awaiting = undefined;
     c.transfers.clear();
@@ -431,8 +493,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
 
   private remember(c: Internal, ev: RelayEvent, t: number): void {
     if (ev.type.endsWith('.progress')) return;
-    const detail = [ev.reason, ev.error, ev.firmware, ev.arch].filter((x) => typeof x === 'string' && x).join(', ');
-    c.history.push({ at: t, type: ev.type, ...(typeof ev.file === 'string' ? { file: ev.file } : {}), ...(detail ? { detail } : {}) });
+    const f = ev as Partial<Record<'reason' | 'error' | 'detail' | 'firmware' | 'arch' | 'file', unknown>>;
+    const detail = [f.reason, f.error, f.detail, f.firmware, f.arch].filter((x) => typeof x === 'string' && x).join(', ');
+    c.history.push({ at: t, type: ev.type, ...(typeof f.file === 'string' ? { file: f.file } : {}), ...(detail ? { detail } : {}) });
     if (c.history.length > HISTORY) c.history.splice(0, c.history.length - HISTORY);
   }
 
@@ -464,7 +527,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return false;
   }
 
-  private fail(c: Internal, t: number, error: string, kind: string, announce = true): void {
+  private fail(c: Internal, t: number, error: string, kind: FailKind, announce = true): void {
     const s = c.s;
     if (s.phase !== 'failed') s.failedPhase = s.phase;
     c.failKind = kind;
@@ -481,7 +544,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private onDhcp(c: Internal, ev: RelayEvent, t: number): void {
+  private onDhcp(c: Internal, ev: DhcpReceivedEvent | DhcpReplyEvent, t: number): void {
     const s = c.s;
     const fw = ev.firmware;
     const type = ev.type;
@@ -503,7 +566,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
     if (s.firmware === null && fw) s.firmware = fw;
 
-    const file = cleanFile(ev.file);
+    const reply = isDhcpReply(ev) ? ev : undefined;
+    const file = cleanFile(reply?.file);
+    const url = reply?.url ?? reply?.file;
     if (type === 'dhcp.offer' || type === 'dhcp.ack' || type === 'proxy.offer' || type === 'proxy.ack') {
       if (file) {
         const wrong = this.wrongArch(c, file);
@@ -517,7 +582,6 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       if (s.phase === 'dhcp') this.advance(c, 'bound', t);
       if (file && s.phase !== 'failed') {
         s.bootFile = file;
-        const url = typeof ev.url === 'string' ? ev.url : ev.file;
         const isUrl = typeof url === 'string' && /^https?:\/\//i.test(url);
         const kind = file === '/boot.ipxe' ? 'script' : isUrl ? 'http' : 'tftp';
         if (!(kind === 'script' && ORDER.get(s.phase)! > ORDER.get('ipxe')!)) c.awaiting = { at: t, file, kind };
@@ -533,9 +597,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return `a ${ARCH_NAMES[arch] ?? arch} client was offered the ${archs.join('/')} loader ${file}, which it cannot run`;
   }
 
-  private onStart(c: Internal, ev: RelayEvent, t: number): void {
+  private onStart(c: Internal, ev: TransferEvent, t: number): void {
     const s = c.s;
-    const file = cleanFile(ev.file ?? ev.path);
+    const file = cleanFile(ev.file);
     if (!file) return;
     const role = this.classify(file, c, ev.role);
     const proto = ev.type.startsWith('tftp') ? 'tftp' : 'http';
@@ -568,14 +632,14 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private onProgress(c: Internal, ev: RelayEvent, t: number): boolean {
+  private onProgress(c: Internal, ev: Extract<TransferEvent, { type: 'tftp.progress' | 'http.progress' }>, t: number): boolean {
     const s = c.s;
-    const file = cleanFile(ev.file ?? ev.path);
+    const file = cleanFile(ev.file);
     if (!file) return false;
     let tr = c.transfers.get(file);
     if (!tr) {
       // a progress without a start (agent restarted mid-transfer): adopt it
-      this.onStart(c, { ...ev, type: ev.type.startsWith('tftp') ? 'tftp.start' : 'http.start' }, t);
+      this.onStart(c, ev, t);
       tr = c.transfers.get(file);
       if (!tr) return false;
     }
@@ -595,9 +659,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return false;
   }
 
-  private onDone(c: Internal, ev: RelayEvent, t: number): void {
+  private onDone(c: Internal, ev: Extract<TransferEvent, { type: 'tftp.done' | 'http.done' }>, t: number): void {
     const s = c.s;
-    const file = cleanFile(ev.file ?? ev.path);
+    const file = cleanFile(ev.file);
     if (!file) return;
     const tr = c.transfers.get(file);
     c.transfers.delete(file);
@@ -622,33 +686,17 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private onError(c: Internal, ev: RelayEvent, t: number): void {
+  private onError(c: Internal, ev: TftpErrorEvent | HttpErrorEvent, t: number): void {
     c.awaiting = undefined; // the client did ask
-    const file = cleanFile(ev.file ?? ev.path);
-    if (file) c.transfers.delete(file);
+    const file = cleanFile(ev.file);
     if (!file) return;
+    c.transfers.delete(file);
     const role = this.classify(file, c, ev.role);
-    const reason = String(ev.reason ?? '');
-    const err = String(ev.error ?? ev.reason ?? 'error');
-    const status = typeof ev.status === 'number' ? ev.status : undefined;
-    // a client that stops a transfer itself (PXE ROMs' tsize probe: ERROR 8 after OACK; iPXE closing) is normal
-    if (/abort|cancel|client|option|closed|disconnect|tsize|stopped/i.test(reason) || ev.code === 8 || ev.tftpCode === 8) return;
+    const msg = transferFailure(ev, file, role, c.s.mac);
+    if (msg === undefined) return; // the client stopped the transfer itself
     if (role === 'other') return; // iPXE probing autoexec.ipxe and the like
     if (c.s.phase === 'booted') return;
-    const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
-    let msg: string;
-    if (file === '/boot.ipxe' && /no profile/i.test(err)) msg = `no boot profile for ${c.s.mac}: set boot.defaultProfile or use relayctl assign`;
-    else if (status === 404 || /\b404\b|ENOENT|not[- ]found/i.test(`${err} ${reason}`)) msg = `upstream 404 for ${file}`;
-    else if (status !== undefined && status >= 400) msg = `upstream ${status} for ${file}`;
-    else if (/path|escape|refused/i.test(`${reason} ${err}`)) msg = `${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} request for ${what} refused: ${err}`;
-    else if (/timeout|timed out|silent|no ack/i.test(`${reason} ${err}`)) msg = `the ${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} transfer of ${what} timed out: ${err}`;
-    else msg = `${ev.type.startsWith('tftp') ? 'TFTP' : 'HTTP'} transfer of ${what} failed: ${err}`;
     this.fail(c, t, msg, 'transfer');
-  }
-
-  private rangeText(ev: RelayEvent): string {
-    const r = ev.range;
-    return Array.isArray(r) ? r.join('–') : typeof r === 'string' ? r : 'dhcp.range';
   }
 
   // ------------------------------------------------------------ time
@@ -796,6 +844,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         return [`It was offered ${s.bootFile ?? 'a loader'} by URL but never fetched it: check that the relay's HTTP port is reachable from the LAN and that the firmware supports HTTP Boot.`];
       case 'no-request-script':
         return ["iPXE got the /boot.ipxe URL but never fetched it: check that the relay's HTTP port is reachable from the LAN (firewall) and that iPXE has an address on the LAN."];
+      case 'unknown-client':
+        return [`Name ${s.mac} in boot.assign or dhcp.static (or a boot.match rule with its MAC), or turn dhcp.knownClientsOnly off.`];
       case 'no-loader':
         return [`Add a loader for this architecture to boot.loaders in the config (e.g. "${s.arch ?? 'uefi-x64'}": "ipxe/…efi").`];
       case 'wrong-arch':

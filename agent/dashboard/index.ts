@@ -210,7 +210,7 @@ const APP_JS = String.raw`
       if (!events.length) ev.appendChild(el('div', 'empty', 'no events yet'));
       for (var i = events.length - 1; i >= 0 && i >= events.length - 100; i--) {
         var e = events[i];
-        var line = [e.ts ? e.ts.slice(11, 23) : '', e._agent && e._agent !== LOCAL ? e._agent : '', e.type, e.mac || '', e.file || '', e.error || e.reason || '']
+        var line = [e.ts ? e.ts.slice(11, 23) : '', e._agent && e._agent !== LOCAL ? e._agent : '', e.type, e.mac || '', e.file || '', e.error || e.detail || e.reason || '']
           .filter(Boolean).join('  ');
         ev.appendChild(el('div', /fail|error|nak/.test(e.type || '') ? 'err' : null, line));
       }

@@ -7,7 +7,7 @@
  * puts `current()` into `…/status`, and on `down` tells the cache to serve what it has.
  */
 import { EventEmitter } from 'node:events';
-import type { EmitFn } from '../../proto/events';
+import type { EmitFn, UplinkDownEvent, UplinkUpEvent } from '../../proto/events';
 import type { Logger } from '../log';
 import { readUplinkStatus, type Exec, type ReadUplinkOptions, type UplinkStatus } from './status';
 
@@ -34,12 +34,10 @@ export function isUplinkTransition(prev: UplinkStatus | undefined, next: UplinkS
 export function uplinkEvent(
   prev: UplinkStatus | undefined,
   next: UplinkStatus,
-): { type: 'uplink.up' | 'uplink.down'; interface?: string; ssid?: string; address?: string; reason?: string } | undefined {
+): Omit<UplinkUpEvent | UplinkDownEvent, 'ts'> | undefined {
   if (prev && prev.up === next.up) return undefined;
   if (!prev && next.up) return undefined; // starting with a working uplink is not news
-  const ev: { type: 'uplink.up' | 'uplink.down'; interface?: string; ssid?: string; address?: string; reason?: string } = {
-    type: next.up ? 'uplink.up' : 'uplink.down',
-  };
+  const ev: Omit<UplinkDownEvent, 'ts' | 'type'> & { type: 'uplink.up' | 'uplink.down' } = { type: next.up ? 'uplink.up' : 'uplink.down' };
   if (next.interface) ev.interface = next.interface;
   if (next.ssid) ev.ssid = next.ssid;
   if (next.address) ev.address = next.address;

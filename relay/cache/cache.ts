@@ -15,8 +15,9 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
-import type { BootConfig, CacheConfig, UpstreamConfig } from '../../agent/config/types';
-import type { Logger } from '../../agent/log';
+import type { BootConfig } from '../boot/config';
+import type { CacheConfig, UpstreamConfig } from './config';
+import type { Logger } from 'pino';
 import { RelayError, UpstreamError } from '../../proto/errors';
 import type { EmitFn } from '../../proto/events';
 import { normalizeBootPath } from '../../proto/path';
@@ -286,7 +287,7 @@ export class FileCache implements FileSource {
           this.removeEntry(e);
           changed = true;
         }
-        this.o.emit({ type: 'cache.error', file: e.path, reason: `verify: ${reason}` });
+        this.o.emit({ type: 'cache.error', file: e.path, reason: 'verify', error: reason });
         this.o.metrics.inc('bootrelay_cache_errors_total', { reason: 'verify' });
       }
     }
@@ -519,7 +520,7 @@ export class FileCache implements FileSource {
       await this.index.save();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cache index save failed');
-      this.o.emit({ type: 'cache.error', reason: 'index save failed', error: (err as Error).message });
+      this.o.emit({ type: 'cache.error', reason: 'index-save', error: (err as Error).message });
       this.o.metrics.inc('bootrelay_cache_errors_total', { reason: 'index' });
     }
   }
@@ -648,7 +649,7 @@ export class FileCache implements FileSource {
     } else if (kind === 'stale') {
       this.counters.stale++;
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'stale' });
-      this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, reason });
+      this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, detail: reason ?? 'stale' });
     }
     const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed });
     this.wire(stream, opts);
@@ -731,7 +732,9 @@ export class FileCache implements FileSource {
   private async openBypass(path: string, opts: OpenOptions): Promise<OpenedFile> {
     const start = opts.start ?? 0;
     const headers: Record<string, string> = {};
-    if (start > 0 || opts.end !== undefined) headers.range = `bytes=${start}-${opts.end ?? ''}`;
+    // an end before the start is no Range to send upstream: ask from the start, and checkRange refuses it (416) as on a hit
+    const end = opts.end !== undefined && opts.end >= start ? opts.end : '';
+    if (start > 0 || end !== '') headers.range = `bytes=${start}-${end}`;
     let res: UpstreamResponse;
     try {
       res = await this.upstream.request(path, { headers, signal: opts.signal });

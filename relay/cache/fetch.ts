@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import type { UpstreamConfig } from '../../agent/config/types';
+import type { UpstreamConfig } from './config';
 import { UpstreamError } from '../../proto/errors';
 
 export interface UpstreamResponse {

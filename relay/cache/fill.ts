@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { IncomingMessage } from 'node:http';
-import type { Logger } from '../../agent/log';
+import type { Logger } from 'pino';
 import { RelayError, UpstreamError } from '../../proto/errors';
 import { headerOne, isUplinkFault, parseContentRange, type Upstream, type UpstreamResponse } from './fetch';
 

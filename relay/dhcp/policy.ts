@@ -6,8 +6,10 @@
  * decision reads and updates (holds for OFFERs, fallback bookkeeping); nothing
  * here does I/O, so it is table-tested directly.
  */
-import type { ArchKey, RelayEventType } from '../../proto/events';
-import type { BootConfig, DhcpConfig, LanConfig, MatchRuleConfig, ProfileConfig, RelaySubnetConfig } from '../../agent/config/types';
+import type { ArchKey, DhcpIgnoreReason, DhcpLoaderFallbackEvent, DhcpNoLoaderEvent, DhcpPoolExhaustedEvent, DhcpReplyEvent, DhcpUnknownClientEvent } from '../../proto/events';
+import type { LanConfig } from '../net/lan';
+import type { BootConfig, MatchRuleConfig, ProfileConfig } from '../boot/config';
+import type { DhcpConfig, RelaySubnetConfig } from './config';
 import { extraOptions, mergeExtra } from '../../proto/dhcp/extra';
 import { ipToInt, MessageType, Opt } from '../../proto/dhcp/options';
 import { messageType, type DhcpMessage } from '../../proto/dhcp/packet';
@@ -31,35 +33,21 @@ import type { LeaseStore } from './leases';
 
 export const LOADER_FALLBACK_WINDOW_MS = 60_000;
 
-export type IgnoreReason =
-  | 'not-request' // a BOOTREPLY
-  | 'bootp' // no option 53
-  | 'outside-lan' // giaddr/ciaddr outside lan.address/prefix
-  | 'other-server' // REQUEST naming another server (RFC 2131 §4.3.2)
-  | 'pool-exhausted'
-  | 'not-pxe' // proxy mode: not a PXE client
-  | 'no-loader' // proxy mode: nothing to boot for this client
-  | 'booted-once' // proxy mode: netboot-once and it already booted
-  | 'proxy-not-discover' // proxy mode, port 67: only DISCOVERs are answered
-  | 'unknown-type'
-  | 'no-requested-ip'
-  | 'not-our-lease'
-  | 'unknown-client' // dhcp.knownClientsOnly (proxy mode: nothing to offer)
-  | 'no-mac'; // hlen 0: nothing to key a lease or a boot on
+export type IgnoreReason = DhcpIgnoreReason;
 
-export interface SideEvent {
-  type: RelayEventType;
-  reason?: string;
-  file?: string;
-  [k: string]: unknown;
-}
+/** An event a decision adds beside its reply; the service fills in mac, xid, arch and firmware. */
+export type SideEvent =
+  | Pick<DhcpNoLoaderEvent, 'type' | 'detail'>
+  | Pick<DhcpPoolExhaustedEvent, 'type' | 'range'>
+  | Pick<DhcpLoaderFallbackEvent, 'type' | 'detail' | 'file' | 'from'>
+  | Pick<DhcpUnknownClientEvent, 'type' | 'detail'>;
 
 export interface Dest {
   address: string;
   port: number;
 }
 
-export type ReplyEvent = 'dhcp.offer' | 'dhcp.ack' | 'dhcp.nak' | 'proxy.offer' | 'proxy.ack' | 'dhcp.inform';
+export type ReplyEvent = DhcpReplyEvent['type'] | 'dhcp.inform';
 
 export type Decision =
   | {
@@ -309,7 +297,7 @@ function bootFor(msg: DhcpMessage, cls: ClientClass, ctx: PolicyContext, isDisco
   if (!cls.isPxe && !cls.isIpxe && !cls.isHttpClient) return { side };
   if (ctx.dhcp.knownClientsOnly && !choice?.known) {
     if (isDiscover)
-      side.push({ type: 'dhcp.ignored', reason: 'unknown-client', detail: `${cls.mac} is not in dhcp.static, boot.assign or a boot.match mac rule, and dhcp.knownClientsOnly is on` });
+      side.push({ type: 'dhcp.unknown-client', detail: `${cls.mac} is not in dhcp.static, boot.assign or a boot.match mac rule, and dhcp.knownClientsOnly is on` });
     return { side, skipped: 'unknown-client' };
   }
   if (ctx.dhcp.netbootOnce && ctx.bootedOnce?.(cls.mac)) return { side, skipped: 'booted-once' };
@@ -329,9 +317,9 @@ function bootFor(msg: DhcpMessage, cls: ClientClass, ctx: PolicyContext, isDisco
           const list = loadersFor(ctx.loaders, cls.arch);
           side.push({
             type: 'dhcp.loader-fallback',
-            reason: `new DISCOVER ${Math.round((ctx.now - h.ackedAt) / 1000)} s after an ACK naming ${list[h.index]}`,
-            file: list[index],
-            from: list[h.index],
+            detail: `new DISCOVER ${Math.round((ctx.now - h.ackedAt) / 1000)} s after an ACK naming ${list[h.index]}`,
+            file: list[index]!,
+            from: list[h.index]!,
           });
         } else index = h.index;
         ctx.history.set(cls.mac, cls.uuid, { index, xid: msg.xid, ackedAt: h.ackedAt, arch: cls.arch });
@@ -344,7 +332,7 @@ function bootFor(msg: DhcpMessage, cls: ClientClass, ctx: PolicyContext, isDisco
     index,
   );
   if (r.missing) {
-    if (isDiscover) side.push({ type: 'dhcp.no-loader', reason: r.missing });
+    if (isDiscover) side.push({ type: 'dhcp.no-loader', detail: r.missing });
     return { side, skipped: 'no-loader' };
   }
   let boot = r.boot;
@@ -468,7 +456,7 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
   switch (type) {
     case MessageType.DISCOVER: {
       const ip = leases.offer(mac, requested, id);
-      if (!ip) return ignore('pool-exhausted', undefined, [{ type: 'dhcp.pool-exhausted', reason: `no free address in ${(nw.subnet?.cfg.range ?? ctx.dhcp.range).join('-')}` }]);
+      if (!ip) return ignore('pool-exhausted', undefined, [{ type: 'dhcp.pool-exhausted', range: [...(nw.subnet?.cfg.range ?? ctx.dhcp.range)] }]);
       const b = bootFor(msg, cls, ctx, true, choice);
       const reply = buildOffer(msg, { yiaddr: ip, server, boot: b.boot });
       return { kind: 'reply', event: 'dhcp.offer', reply, to: destFor(msg, ctx), ip, boot: b.boot, profile, side: b.side };

@@ -6,10 +6,12 @@
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
 import type { RemoteInfo } from 'node:dgram';
-import type { BootConfig, DhcpConfig, LanConfig } from '../../agent/config/types';
-import type { Logger } from '../../agent/log';
+import type { BootConfig } from '../boot/config';
+import type { LanConfig } from '../net/lan';
+import type { DhcpConfig } from './config';
+import type { Logger } from 'pino';
 import { DecodeError } from '../../proto/errors';
-import type { EmitFn, RelayEventType } from '../../proto/events';
+import type { DhcpReceivedEvent, EmitFn } from '../../proto/events';
 import { hex32 } from '../../proto/mac';
 import { MESSAGE_TYPE_NAMES, Opt } from '../../proto/dhcp/options';
 import { decodeDhcp, messageType, type DhcpMessage } from '../../proto/dhcp/packet';
@@ -53,7 +55,10 @@ export interface DhcpServiceOptions {
 /** Profiles remembered per MAC (what a match rule chose, for /boot.ipxe); bounded. */
 const PROFILE_MEMORY = 4096;
 
-const RECEIVED_EVENT: Record<number, RelayEventType> = {
+/** What every DHCP event of one datagram carries. */
+type DhcpBase = Pick<DhcpReceivedEvent, 'mac' | 'xid' | 'arch' | 'firmware'> & { mac: string };
+
+const RECEIVED_EVENT: Record<number, DhcpReceivedEvent['type']> = {
   1: 'dhcp.discover',
   3: 'dhcp.request',
   4: 'dhcp.decline',
@@ -232,9 +237,9 @@ export class DhcpService {
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
     });
-    const base = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
-    for (const s of d.side) emit({ ...base, ...s });
+    const base: DhcpBase = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
     if (d.kind === 'ignore') {
+      for (const s of d.side) emit({ ...base, ...s });
       metrics.inc('bootrelay_dhcp_ignored_total', { reason: d.reason });
       if (log.isLevelEnabled('debug')) log.debug({ ...base, reason: d.reason, detail: d.detail, reasons: cls.reasons }, 'ignored');
       return;
@@ -250,6 +255,8 @@ export class DhcpService {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
     }
+    // after the datagram's own event: a DISCOVER starts a boot afresh, so what it led to comes next
+    for (const s of d.side) emit({ ...base, ...s });
     if (d.kind === 'release' || d.kind === 'decline') {
       const st = d.leases ?? this.store;
       const p = d.kind === 'release' ? st.release(msg.mac, d.ip, d.id) : st.decline(msg.mac, d.ip, d.id);
@@ -277,7 +284,7 @@ export class DhcpService {
     } else send();
   }
 
-  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: Record<string, unknown>, profile: string | undefined): void {
+  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined): void {
     const { metrics, log, emit } = this.o;
     const pair = via === 'proxy' ? this.proxyPair : this.dhcpPair;
     if (!pair) return;
@@ -291,8 +298,7 @@ export class DhcpService {
     this.o.trace?.record({ mac: req.mac, dir: 'out', clientIp: to.address, clientPort: to.port, serverIp: this.o.lan.address, serverPort: pair.port, payload: buf });
     if (d.boot?.role === 'loader' && (d.event === 'dhcp.ack' || d.event.startsWith('proxy.'))) this.rearmed.delete(req.mac);
     if (d.event === 'dhcp.inform') return; // the received event said it all
-    const ev = { type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, reason: d.note };
-    emit(ev);
+    emit({ type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, detail: d.note });
     if (log.isLevelEnabled('debug') || (d.boot && d.event !== 'dhcp.offer' && d.event !== 'proxy.offer')) log.info({ ...base, ip: d.ip, file: d.boot?.file, to: `${to.address}:${to.port}` }, `${d.event} sent`);
   }
 }

@@ -17,7 +17,7 @@
  * in a cmdline; text that is only shown gets `$ {`).
  */
 import { posix } from 'node:path';
-import type { ProfileConfig } from '../../agent/config/types';
+import type { ProfileConfig } from '../boot/config';
 import { encodePath } from '../cache/fetch';
 
 export interface BootScriptInput {

@@ -17,8 +17,8 @@ import { pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import type { ProfileConfig } from '../../agent/config/types';
-import type { Logger } from '../../agent/log';
+import type { ProfileConfig } from '../boot/config';
+import type { Logger } from 'pino';
 import type { EmitFn } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
@@ -422,7 +422,9 @@ export class HttpService {
         res.destroy();
         const msg = (err as Error).message;
         this.log.warn({ mac, ip, file, bytes, err: msg }, 'transfer failed');
-        this.o.emit({ type: 'http.error', mac, ip, file, bytes, totalBytes: size, error: msg });
+        // the client closing the connection aborts the source (ac); anything else failed on our side
+        const reason = ac.signal.aborted || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' ? 'aborted' : 'upstream-error';
+        this.o.emit({ type: 'http.error', mac, ip, file, bytes, totalBytes: size, reason, error: msg });
       } else {
         this.o.emit({ type: 'http.done', mac, ip, file, bytes, totalBytes: size, ms: Date.now() - t0 });
       }
@@ -451,7 +453,8 @@ export class HttpService {
         if (e.code === 'ABORT_ERR') return;
     }
     if (status >= 500) this.log.warn({ mac, ip, file: path, err: e.message }, 'open failed');
-    if (status !== 416) this.o.emit({ type: 'http.error', mac, ip, file: path, error: e.message ?? String(err), status });
+    const reason = status === 404 ? 'not-found' : status === 403 ? 'refused' : 'upstream-error';
+    if (status !== 416) this.o.emit({ type: 'http.error', mac, ip, file: path, reason, error: e.message ?? String(err), status });
     if (res.headersSent || res.destroyed) return;
     this.text(res, status, (status === 404 ? 'not found' : status === 416 ? 'range not satisfiable' : status === 502 ? 'upstream failed' : 'error') + '\n', extra);
   }
@@ -474,7 +477,7 @@ export class HttpService {
     const type = 'text/plain; charset=utf-8';
     if (!r) {
       this.log.warn({ mac, ip }, 'no profile for client');
-      this.o.emit({ type: 'http.error', mac, ip, file: '/boot.ipxe', error: 'no profile' });
+      this.o.emit({ type: 'http.error', mac, ip, file: '/boot.ipxe', reason: 'no-profile', error: 'no profile' });
       return this.send(res, 200, renderFailScript(`no boot profile for ${mac ?? ip}`), type, req.method === 'HEAD');
     }
     if (r.profile.script) {

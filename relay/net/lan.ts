@@ -8,6 +8,13 @@
  */
 import dgram, { type RemoteInfo, type Socket } from 'node:dgram';
 
+/** The LAN side (config section `lan`): the services listen on this address. */
+export interface LanConfig {
+  interface: string;
+  address: string;
+  prefix: number;
+}
+
 export type LanMessageHandler = (msg: Buffer, rinfo: RemoteInfo) => void;
 
 export interface LanSocketOptions {

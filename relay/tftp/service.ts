@@ -10,10 +10,10 @@
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
-import type { TftpConfig } from '../../agent/config/types';
-import type { Logger } from '../../agent/log';
+import type { TftpConfig } from './config';
+import type { Logger } from 'pino';
 import { PathError, UpstreamError } from '../../proto/errors';
-import type { EmitFn } from '../../proto/events';
+import type { EmitFn, TftpFailure } from '../../proto/events';
 import { normalizeBootPath } from '../../proto/path';
 import { negotiate, type Negotiated } from '../../proto/tftp/negotiate';
 import { decodeTftp, encodeData, encodeError, encodeTftp, TftpErr, type TftpPacket, type TftpRequest } from '../../proto/tftp/packet';
@@ -45,7 +45,7 @@ export const TFTP_METRICS = {
 } as const;
 
 /** How a transfer ended (label `result` of bootrelay_tftp_transfers_total). */
-export type TransferResult = 'ok' | 'ok-unconfirmed' | 'not-found' | 'upstream-error' | 'timeout' | 'aborted' | 'tsize-probe' | 'stopped' | 'refused';
+export type TransferResult = 'ok' | 'ok-unconfirmed' | 'tsize-probe' | 'stopped' | TftpFailure;
 
 interface Peer {
   ip: string;
@@ -665,7 +665,7 @@ class Transfer {
     if (result === 'ok' || result === 'ok-unconfirmed') {
       const ms = Date.now() - this.t0;
       this.log.info({ bytes, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits }, 'transfer done');
-      const last = this.unconfirmed && s ? { bytes: bytes + s.unackedBytes, confirmed: false } : {};
+      const last = this.unconfirmed && s ? { bytes: bytes + s.unackedBytes, confirmed: false as const } : {};
       deps.emit({ type: 'tftp.done', ...base, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits ?? 0, ...last });
     } else {
       deps.emit({ type: 'tftp.error', ...base, error: error ?? result, reason: result, ...(code !== undefined ? { code } : {}) });

@@ -4,17 +4,20 @@
  * upstream over its uplink. Asserted from the relay's own log, the upstream's
  * access log and the MQTT broker on the uplink side.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { waitFor } from '../helpers/netns';
 import { BootLab, labWorkDir, UP_IP, labSkipReason } from './lab';
 import { agentBundle, expectInOrder, is, isScript } from './steps';
+import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
 const reason = labSkipReason();
+const mqttReason = missingCmds('mosquitto', 'mosquitto_sub');
+const nftReason = missingCmds('nft');
 
-describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
+describeSkipIf(reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
   let lab: BootLab;
   let work: string;
   let mqttSub: ChildProcess | undefined;
@@ -25,7 +28,7 @@ describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
     work = labWorkDir('e2e');
     const agent = agentBundle(work);
     console.log(`[e2e] agent from ${agent.from}`);
-    const withMqtt = hasCmd('mosquitto') && hasCmd('mosquitto_sub');
+    const withMqtt = !mqttReason;
     const startBroker = async (l: BootLab) => {
       // the remote broker lives on the uplink side, like the operator's dashboard
       const conf = join(work, 'mosquitto.conf');
@@ -106,16 +109,17 @@ describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
   });
 
   it('answers nothing on the uplink side', async () => {
+    // No firewall: the agent's 0.0.0.0:67 socket sees the broadcast (Node cannot tell the
+    // interface), but replies leave only through the LAN-bound socket: no lease on the uplink.
+    const bare = await lab.uplinkDhcpProbe();
+    expect(bare.gotLease, bare.output).toBe(false);
+  }, 40_000);
+
+  itSkipIf(nftReason)('with the firewall rules the OpenWrt package installs, the uplink\'s DHCP requests never reach the agent', async () => {
+    // DHCP, TFTP, 4011 accepted from the lan zone only
     const link = spawnSync('ip', ['-n', lab.nsWanc, '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' });
     const wanMac = (JSON.parse(link.stdout)[0] as { address: string }).address;
     const dhcpEvents = () => lab.events(wanMac).filter((e) => /^dhcp\./.test(String(e.type))).length;
-    // 1. No firewall: the agent's 0.0.0.0:67 socket sees the broadcast (Node cannot tell the
-    //    interface), but replies leave only through the LAN-bound socket: no lease on the uplink.
-    const bare = await lab.uplinkDhcpProbe();
-    expect(bare.gotLease, bare.output).toBe(false);
-    // 2. With the rules the OpenWrt package installs (DHCP, TFTP, 4011 accepted from the lan zone
-    //    only): the uplink's requests never even reach the agent.
-    if (!hasCmd('nft')) return console.warn('[e2e] nft missing: firewall half of the uplink check skipped');
     const nft = ['table inet bootrelay {', '  chain input {', '    type filter hook input priority 0; policy accept;', '    iifname "wan" udp dport { 67, 69, 4011 } drop', '  }', '}', ''].join('\n');
     const r = await lab.net.exec(lab.nsRelay, 'nft', ['-f', '-'], { input: nft });
     expect(r.code, r.stderr).toBe(0);
@@ -125,11 +129,8 @@ describe.skipIf(!!reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
     expect(dhcpEvents()).toBe(before);
   }, 40_000);
 
-  it('published each client to the remote broker: retained state booted, events in order', async () => {
-    if (!mqttSub) {
-      console.warn('[e2e] mosquitto not installed: MQTT check skipped');
-      return;
-    }
+  itSkipIf(mqttReason)('published each client to the remote broker: retained state booted, events in order', async () => {
+    expect(mqttSub, 'the broker and subscriber were started').toBeDefined();
     const mac = '52:54:00:99:0e:02';
     const lines = mqttOut.split('\n').filter(Boolean);
     const states = lines.filter((l) => l.startsWith(`bootrelay/lab-relay/clients/${mac} `)).map((l) => JSON.parse(l.slice(l.indexOf(' ') + 1)));

@@ -14,7 +14,7 @@
  * LAN port is therefore shaped to 16 Mbit/s (tc tbf, a slow Wi-Fi LAN): the
  * kernel takes ~4 s and the bar gets a dozen intermediate values.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { CLIENT_PHASES } from '../../proto/events';
@@ -22,6 +22,7 @@ import { PipeBrowser, chromiumSkipReason, type CdpPage } from '../helpers/cdp';
 import { hasCmd, waitFor } from '../helpers/netns';
 import { BootLab, labSkipReason, labWorkDir, RELAY_LAN_IP, type BootResult } from './lab';
 import { agentBundle } from './steps';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = labSkipReason() ?? chromiumSkipReason() ?? (hasCmd('tc') ? undefined : 'missing tc (iproute2)');
 if (reason) console.warn(`[e2e-dashboard] skipped: ${reason}`);
@@ -71,7 +72,7 @@ function phaseRuns(samples: Sample[]): string[] {
   return out;
 }
 
-describe.skipIf(!!reason)('e2e: the dashboard in headless Chromium during a real boot (QEMU, TCG)', () => {
+describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real boot (QEMU, TCG)', () => {
   let lab: BootLab;
   let browser: PipeBrowser | undefined;
   let page: CdpPage;

@@ -20,13 +20,14 @@
  * rule in the relay's namespace refuses the agent's connections (TCP reset, exactly
  * what a dead broker looks like); it is removed once the subscriber is proven live.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { it, expect, beforeAll, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasCmd, waitFor } from '../helpers/netns';
 import { BootLab, labWorkDir, labSkipReason, UP_IP, RELAY_LAN_IP, type AgentLine } from './lab';
 import { agentBundle } from './steps';
+import { describeSkipIf } from '../helpers/skip';
 
 const BASE = 'bootrelay/lab-relay';
 const reason =
@@ -52,7 +53,7 @@ interface Sub {
   name: string;
 }
 
-describe.skipIf(!!reason)('e2e: MQTT through a broker outage and an agent crash (QEMU, Mosquitto)', () => {
+describeSkipIf(reason)('e2e: MQTT through a broker outage and an agent crash (QEMU, Mosquitto)', () => {
   let lab: BootLab;
   let work: string;
   let broker: ChildProcess | undefined;

@@ -3,13 +3,14 @@
  * addresses only, knowing nothing of PXE). The relay never assigns an address;
  * it adds the boot information (on 67, and on 4011 where the firmware asks).
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { it, expect, beforeAll, afterAll } from 'vitest';
 import { BootLab, labWorkDir, labSkipReason } from './lab';
 import { agentBundle, expectInOrder, is, isScript } from './steps';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = labSkipReason();
 
-describe.skipIf(!!reason)('e2e: proxyDHCP beside a PXE-unaware DHCP server (QEMU, TCG)', () => {
+describeSkipIf(reason)('e2e: proxyDHCP beside a PXE-unaware DHCP server (QEMU, TCG)', () => {
   let lab: BootLab;
   const timings: Record<string, number> = {};
 

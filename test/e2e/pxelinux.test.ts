@@ -11,11 +11,12 @@
  *
  * Needs Debian's `pxelinux` and `syslinux-common` packages.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { it, expect, beforeAll, afterAll } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BootLab, labWorkDir, labSkipReason, RELAY_LAN_IP, type AgentLine } from './lab';
 import { agentBundle, expectInOrder, is } from './steps';
+import { describeSkipIf } from '../helpers/skip';
 
 const PXELINUX_0 = '/usr/lib/PXELINUX/pxelinux.0';
 const LDLINUX = '/usr/lib/syslinux/modules/bios/ldlinux.c32';
@@ -47,7 +48,7 @@ const isCfg = (e: AgentLine) => String(e.file ?? '').startsWith(CFG);
 const cfgName = (e: AgentLine) => String(e.file).slice(CFG.length);
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-describe.skipIf(!!reason)('e2e: PXELINUX chained from iPXE, config over the relay (QEMU, TCG)', () => {
+describeSkipIf(reason)('e2e: PXELINUX chained from iPXE, config over the relay (QEMU, TCG)', () => {
   let lab: BootLab;
   let work: string;
   const timings: Record<string, number> = {};

@@ -1,13 +1,15 @@
 /**
  * A FileSource over a local directory, for tests: fs streams, Range through
- * start/end, size from stat. `slow` makes the stream yield the file in small
+ * start/end, size from stat; paths, ranges and errors as the cache has them
+ * (test/integration/file-source.test.ts holds both to one contract). `slow` makes the stream yield the file in small
  * pieces with a pause between them, like a file still arriving from upstream.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { PathError, UpstreamError } from '../../proto/errors';
+import { UpstreamError } from '../../proto/errors';
+import { RangeNotSatisfiableError } from '../../relay/cache/cache';
 import { normalizeBootPath } from '../../proto/path';
 import type { FileSource, OpenOptions, OpenedFile } from '../../relay/source';
 
@@ -29,8 +31,8 @@ export class DirSource implements FileSource {
     private opts: DirSourceOptions = {},
   ) {}
 
-  async open(path: string, opts: OpenOptions = {}): Promise<OpenedFile> {
-    if (normalizeBootPath(path) !== path) throw new PathError(`not normalised: ${path}`);
+  async open(rawPath: string, opts: OpenOptions = {}): Promise<OpenedFile> {
+    const path = normalizeBootPath(rawPath);
     this.opened.push({ path, opts });
     const file = join(this.dir, path);
     let size: number;
@@ -42,6 +44,7 @@ export class DirSource implements FileSource {
       throw new UpstreamError(`not found: ${path}`, 404, `file://${file}`);
     }
     const start = opts.start ?? 0;
+    if ((start > 0 && start >= size) || (opts.end !== undefined && opts.end < start)) throw new RangeNotSatisfiableError(size);
     const end = Math.min(opts.end ?? size - 1, size - 1);
     let stream: Readable = end < start ? Readable.from([]) : createReadStream(file, { start, end, signal: opts.signal });
     if (this.opts.slow) stream = slowly(stream, this.opts.slow.chunkBytes, this.opts.slow.delayMs);

@@ -175,7 +175,7 @@ export class Mosquitto {
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const p = this.proc;
     if (!p || !this.running) return;
-    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    const exited = new Promise<void>((r) => p.once('close', () => r())); // after stderr is drained: `log` is whole
     p.kill(signal);
     const t = setTimeout(() => p.kill('SIGKILL'), 5000);
     await exited;

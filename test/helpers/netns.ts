@@ -16,7 +16,7 @@ export function hasCmd(cmd: string): boolean {
 export function skipReason(...cmds: string[]): string | undefined {
   if (!isRoot) return 'needs root (network namespaces)';
   const missing = cmds.filter((c) => !hasCmd(c));
-  if (missing.length) return `missing tools: ${missing.join(', ')} (run .ci/run or apt-get install them)`;
+  if (missing.length) return `missing tools: ${missing.join(', ')} (scripts/install-deps.sh installs them)`;
   return undefined;
 }
 
@@ -98,13 +98,24 @@ export class NetLab {
     return p;
   }
 
+  /**
+   * Signals a process and resolves on its `close` (its pipes drained), so what
+   * the caller collected from stdout/stderr is whole. A grandchild that keeps
+   * the pipes open does not hold this up for more than a moment after the exit.
+   */
   async kill(p: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', waitMs = 5000): Promise<void> {
-    if (p.exitCode !== null || p.signalCode !== null) return;
-    const done = new Promise<void>((r) => p.once('exit', () => r()));
-    p.kill(signal);
-    const t = setTimeout(() => p.kill('SIGKILL'), waitMs);
+    const exited = p.exitCode !== null || p.signalCode !== null;
+    if (exited && [p.stdout, p.stderr].every((s) => !s || s.closed)) return;
+    const done = new Promise<void>((r) => p.once('close', () => r()));
+    let drain: NodeJS.Timeout | undefined;
+    const letGo = () => (drain = setTimeout(() => [p.stdin, p.stdout, p.stderr].forEach((s) => s?.destroy()), 2000));
+    if (exited) letGo();
+    else p.once('exit', letGo);
+    const t = exited ? undefined : setTimeout(() => p.kill('SIGKILL'), waitMs);
+    if (!exited) p.kill(signal);
     await done;
     clearTimeout(t);
+    clearTimeout(drain);
   }
 
   async cleanup(): Promise<void> {

@@ -11,16 +11,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hasCmd, NetLab, skipReason, waitFor } from '../helpers/netns';
 import { onJsonLines } from '../helpers/jsonl';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
 const root = join(__dirname, '../..');
 const MAC = '52:54:00:99:50:01';
 const RELAY = '10.99.50.1';
 
-describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE)', () => {
+describeSkipIf(reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE)', () => {
   const work = mkdtempSync(join(tmpdir(), 'brans-'));
   const AGENT = join(work, 'bootrelay.js');
   const CTL = join(work, 'relayctl.js');
@@ -85,7 +86,7 @@ describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and i
     agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
     onJsonLines(agent.stdout!, (obj) => obj && lines.push(obj));
     agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
-    agentExit = new Promise((r) => agent.on('exit', (code) => r(code)));
+    agentExit = new Promise((r) => agent.on('close', (code) => r(code)));
     await waitFor(() => {
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentErr}`);
       return lines.some((l) => l.msg === 'bootrelay started');
@@ -121,7 +122,7 @@ describe.skipIf(!!reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and i
     const watch = lab.spawn(nsC, process.execPath, [CTL, '--socket', sock, 'watch', '--until', 'booted', '--mac', MAC, '--timeout', '30']);
     let watchOut = '';
     watch.stdout!.on('data', (d) => (watchOut += d));
-    const watchExit = new Promise<number | null>((r) => watch.on('exit', (c) => r(c)));
+    const watchExit = new Promise<number | null>((r) => watch.on('close', (c) => r(c)));
     const r = await udhcpc('-V', 'PXEClient:Arch:00000:UNDI:002001', '-x', '0x4d:69505845');
     expect(r.stdout, r.stderr).toMatch(new RegExp(`boot_file=http://10\\.99\\.50\\.1/boot\\.ipxe\\?mac=${MAC}`));
     expect(client()!.phase).toBe('ipxe');

@@ -12,11 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { waitFor } from '../helpers/netns';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { TestUpstream } from '../helpers/upstream';
 import mqtt from 'mqtt';
 import { onJsonLines } from '../helpers/jsonl';
+import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'bragent-'));
@@ -56,7 +57,7 @@ function startAgent(config: string, env?: NodeJS.ProcessEnv): Running {
   let err = '';
   onJsonLines(proc.stdout!, (obj, raw) => lines.push(obj ?? { raw }));
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => (procs.delete(proc), r(code))));
+  const exited = new Promise<number | null>((r) => proc.on('close', (code) => (procs.delete(proc), r(code))));
   return { proc, lines, stderr: () => err, exited };
 }
 
@@ -76,7 +77,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
     let stderr = '';
     p.stdout!.on('data', (d) => (stdout += d));
     p.stderr!.on('data', (d) => (stderr += d));
-    p.on('exit', (code) => (clearTimeout(timer), procs.delete(p), resolve({ code, stdout, stderr })));
+    p.on('close', (code) => (clearTimeout(timer), procs.delete(p), resolve({ code, stdout, stderr })));
   });
 }
 
@@ -214,7 +215,7 @@ describe('bootrelay (bundled agent)', () => {
       expect(existsSync(join(baseCfg.stateDir, 'booted.json'))).toBe(false);
     });
 
-    it.skipIf(!hasCmd('tftp'))('serves the loader over TFTP to tftp-hpa through the cache', async () => {
+    itSkipIf(missingCmds('tftp'))('serves the loader over TFTP to tftp-hpa through the cache', async () => {
       const dest = join(work, 'undionly.kpxe');
       const r = await run('tftp', ['-m', 'binary', '127.0.0.1', String(tftpPort), '-c', 'get', 'ipxe/undionly.kpxe', dest]);
       expect(r.code, r.stderr).toBe(0);
@@ -354,7 +355,7 @@ describe('bootrelay (bundled agent)', () => {
     }
   });
 
-  describe.skipIf(!!mosquittoSkipReason())('with MQTT', () => {
+  describeSkipIf(mosquittoSkipReason())('with MQTT', () => {
     let broker: Mosquitto;
     let a: Running;
     let sub: mqtt.MqttClient;

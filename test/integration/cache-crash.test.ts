@@ -12,10 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { build } from 'esbuild';
-import { FileCache } from '../../relay/cache/cache';
-import { Metrics } from '../../relay/metrics';
-import { silentLogger } from '../../agent/log';
 import { TestUpstream } from '../helpers/upstream';
+import { testCache } from '../helpers/cache';
 import { waitFor } from '../helpers/netns';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -88,13 +86,7 @@ describe('FileCache after kill -9 mid-fill', () => {
     expect((await fsp.readdir(partialDir)).length).toBe(1); // the crash left it behind
 
     up.rate = 0;
-    const cache = new FileCache({
-      upstream: { url: up.url, headers: {}, timeoutMs: 5000 },
-      cache: { dir, maxBytes: 1e9, ttlSeconds: 3600, negativeTtlSeconds: 60 },
-      log: silentLogger,
-      metrics: new Metrics(),
-      emit: () => {},
-    });
+    const cache = testCache(up.url, dir);
     await cache.init();
     try {
       expect(cache.list().map((e) => [e.path, e.pinned])).toEqual([['small/a', true]]);

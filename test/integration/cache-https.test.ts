@@ -1,5 +1,5 @@
 /** An https upstream: certificates are checked; caFile trusts a private CA. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -10,7 +10,7 @@ import { FileCache } from '../../relay/cache/cache';
 import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
 import { TestUpstream } from '../helpers/upstream';
-import { hasCmd } from '../helpers/netns';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 async function readAll(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -34,7 +34,7 @@ function makeCache(caFile?: string): FileCache {
   return c;
 }
 
-describe.skipIf(hasCmd('openssl') ? undefined : 'openssl not installed')('FileCache over https', () => {
+describeSkipIf(missingCmds('openssl'))('FileCache over https', () => {
   beforeAll(async () => {
     work = fs.mkdtempSync(join(os.tmpdir(), 'br-https-'));
     const r = spawnSync('openssl', [

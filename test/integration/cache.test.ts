@@ -14,6 +14,7 @@ import { silentLogger } from '../../agent/log';
 import type { RelayEvent } from '../../proto/events';
 import { TestUpstream } from '../helpers/upstream';
 import { isRoot, waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -381,7 +382,7 @@ describe('FileCache', () => {
 });
 
 const tmpfsSkip = !isRoot ? 'needs root to mount a tmpfs' : undefined;
-describe.skipIf(tmpfsSkip)('FileCache on a full disk', () => {
+describeSkipIf(tmpfsSkip)('FileCache on a full disk', () => {
   let mnt: string;
   beforeAll(() => {
     mnt = fs.mkdtempSync(join(os.tmpdir(), 'br-tmpfs-'));

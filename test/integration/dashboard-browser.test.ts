@@ -8,7 +8,7 @@
  *    two MqttPublishers (two relays) publish; the DOM must show both, grouped.
  * Screenshots go to artifacts/ (gitignored).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -21,6 +21,7 @@ import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? mosquittoSkipReason() : `missing ${CHROMIUM} (apt-get install chromium)`;
@@ -135,7 +136,7 @@ const CLIENT = {
 };
 const FAILED = { ...CLIENT, mac: '52:54:00:00:00:08', ip: '10.99.0.108', phase: 'failed', failedPhase: 'loader', error: 'TFTP timeout on ipxe/snponly.efi', file: 'ipxe/snponly.efi', bytes: 0, totalBytes: 1000, phases: { dhcp: { startedAt: iso(5000), endedAt: iso(4000) }, bound: { startedAt: iso(4000), endedAt: iso(3900) }, loader: { startedAt: iso(3900), endedAt: iso(100) } } };
 
-describe.skipIf(skip)('dashboard in headless Chromium', () => {
+describeSkipIf(skip)('dashboard in headless Chromium', () => {
   let browser: Browser;
   let server: Server;
   let wss: WebSocketServer;

@@ -15,6 +15,7 @@ import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 interface Handlers {
   connect?: () => void;
@@ -147,7 +148,7 @@ describe('dashboard MQTT-over-WebSocket client (codec)', () => {
 
 const skip = mosquittoSkipReason();
 
-describe.skipIf(skip)('dashboard MQTT-over-WebSocket client with a real Mosquitto', () => {
+describeSkipIf(skip)('dashboard MQTT-over-WebSocket client with a real Mosquitto', () => {
   let broker: Mosquitto;
   let dir: string;
   beforeAll(async () => {

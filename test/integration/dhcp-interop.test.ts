@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import type { RelayEvent } from '../../proto/events';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('dhclient', 'udhcpc', 'dnsmasq', 'perfdhcp');
 const lab = new NetLab(`brd${process.pid}`);
@@ -141,7 +142,7 @@ async function probe(ns: string, args: Record<string, unknown>): Promise<Array<R
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-describe.skipIf(reason)(`DHCP interop in network namespaces${reason ? ` (skipped: ${reason})` : ''}`, () => {
+describeSkipIf(reason)('DHCP interop in network namespaces', () => {
   let runner: Runner;
   const stateDir = join(tmp, 'state');
 

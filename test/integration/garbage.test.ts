@@ -13,13 +13,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MessageType, Opt, OptionMap } from '../../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, type DhcpMessage } from '../../proto/dhcp/packet';
 import { encodeTftp } from '../../proto/tftp/packet';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import { dhcpDatagrams } from '../unit/proto/dhcp/udp-frames';
 import { onJsonLines } from '../helpers/jsonl';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
 const root = join(__dirname, '../..');
@@ -329,7 +330,7 @@ function metricSums(text: string): Record<string, number> {
   return out;
 }
 
-describe.skipIf(!!reason)('the agent under garbage (namespace LAN, seeded)', () => {
+describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => {
   const work = mkdtempSync(join(tmpdir(), 'brgb-'));
   const AGENT = join(work, 'bootrelay.js');
   const lab = new NetLab(`brg${process.pid % 10000}`);

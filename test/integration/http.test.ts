@@ -18,6 +18,7 @@ import type { ProfileConfig } from '../../agent/config/types';
 import type { FileSource, OpenedFile, OpenOptions } from '../../relay/source';
 import { TestUpstream } from '../helpers/upstream';
 import { hasCmd, isRoot, waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -70,7 +71,7 @@ const opened: OpenedFile[] = [];
 
 const skip = hasCmd('curl') ? undefined : 'curl not installed';
 
-describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
+describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
   beforeAll(async () => {
     up = new TestUpstream();
     await up.start();
@@ -213,6 +214,19 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     expect(b.status).toBe(502);
   });
 
+  it('says why a transfer failed in a closed reason the tracker switches on', async () => {
+    const n = events.length;
+    await get(svc.port, '/files/nope/reason');
+    await up.addFile('err/reason', 'x');
+    up.fail500.add('err/reason');
+    await get(svc.port, '/files/err/reason');
+    const errs = events.slice(n).filter((e) => e.type === 'http.error');
+    expect(errs.map((e) => [e.file, e.reason, e.status])).toEqual([
+      ['nope/reason', 'not-found', 404],
+      ['err/reason', 'upstream-error', 502],
+    ]);
+  });
+
   it('gives 20 concurrent curl clients of a cold file one upstream fetch and their first bytes long before the fill ends', async () => {
     const body = await up.addFile('cold/initrd.img', randomBytes(1_500_000));
     up.rate = 600_000; // 2.5 s fill
@@ -274,6 +288,7 @@ describe.skipIf(skip)('HttpService over a real FileCache and upstream', () => {
     });
     const f = opened[n]!;
     await waitFor(() => (f.stream as Readable).destroyed, 3000, 'source destroyed');
+    await waitFor(() => events.find((e) => e.type === 'http.error' && e.file === 'abort/big' && e.reason === 'aborted'), 3000, 'http.error aborted');
   });
 
   it('serves /boot.ipxe for the client profile, an upstream script for a script profile, and a fail script otherwise', async () => {
@@ -518,7 +533,7 @@ describe('HttpService /api/events with a slow client', () => {
   });
 });
 
-describe.skipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
+describeSkipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('HttpService when the cache disk is full', () => {
   let mnt: string;
   let upF: TestUpstream;
   let c: FileCache;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCmd } from '../helpers/netns';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
@@ -227,7 +227,7 @@ function shellScripts(): string[] {
   return out.sort();
 }
 
-describe.skipIf(!hasCmd('shellcheck'))('shell scripts in image/ (shellcheck)', () => {
+describeSkipIf(missingCmds('shellcheck'))('shell scripts in image/ (shellcheck)', () => {
   const scripts = shellScripts();
 
   it('finds them all', () => {

@@ -2,7 +2,7 @@
  * MqttPublisher against a REAL Mosquitto on loopback (test/helpers/mosquitto.ts),
  * observed by a real MQTT.js subscriber on `<prefix>/#`.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,13 +14,14 @@ import { MqttPublisher, MQTT_METRICS, type MqttPublisherOptions } from '../../ag
 import { JOURNAL_METRICS } from '../../agent/publish/journal';
 import type { MqttConfig } from '../../agent/config/types';
 import type { RelayEvent } from '../../proto/events';
+import { scripted } from '../helpers/events';
 import { Metrics } from '../../relay/metrics';
 import { silentLogger } from '../../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const skip = mosquittoSkipReason();
-if (skip) console.warn(`mqtt integration tests skipped: ${skip}`);
 
 interface Msg {
   topic: string;
@@ -59,7 +60,7 @@ function cfg(url: string, over: Partial<MqttConfig> = {}): MqttConfig {
 }
 
 function ev(i: number, mac = '52:54:00:00:00:01'): RelayEvent {
-  return { ts: new Date().toISOString(), type: 'tftp.start', mac, file: `f${i}`, i } as RelayEvent;
+  return { ts: new Date().toISOString(), type: 'tftp.start', mac, file: `f${i}`, i } as unknown as RelayEvent;
 }
 
 function client(mac: string, phase: string, bytes = 0) {
@@ -82,7 +83,7 @@ function order(events: Array<Record<string, unknown>>): number[] {
 
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, k) => a + k);
 
-describe.skipIf(skip)('MqttPublisher with a real Mosquitto', () => {
+describeSkipIf(skip)('MqttPublisher with a real Mosquitto', () => {
   let broker: Mosquitto;
   const dirs: string[] = [];
   const pubs: MqttPublisher[] = [];
@@ -156,7 +157,7 @@ describe.skipIf(skip)('MqttPublisher with a real Mosquitto', () => {
     expect(late.on(`${base}/events`)).toHaveLength(0);
 
     // progress events stay out of …/events by default
-    p.publishEvent({ ts: new Date().toISOString(), type: 'tftp.progress', mac: '52:54:00:00:00:01', bytes: 5 });
+    p.publishEvent(scripted('tftp.progress', { mac: '52:54:00:00:00:01', bytes: 5 }));
     p.publishEvent(ev(99));
     await waitFor(() => order(s.events(`${base}/events`)).includes(99), 5000, 'event 99');
     expect(s.events(`${base}/events`).some((e) => e.type === 'tftp.progress')).toBe(false);
@@ -195,7 +196,7 @@ p.start().then(() => {
     const rl = createInterface({ input: child.stdout! });
     await new Promise<void>((res, rej) => {
       rl.on('line', (l) => l === 'connected' && res());
-      child.once('exit', () => rej(new Error('runner exited')));
+      child.once('close', () => rej(new Error('runner exited')));
     });
     await waitFor(() => (s.last(`${base}/status`) as { online?: boolean })?.online === true, 5000, 'online status');
     child.kill('SIGKILL');

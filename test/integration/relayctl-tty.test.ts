@@ -10,15 +10,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Bus } from '../../agent/bus';
 import { ClientTracker } from '../../agent/clients/tracker';
 import { parseConfig } from '../../agent/config/load';
 import { createHandlers, createWatch, type CommandDeps } from '../../agent/control/commands';
 import { ControlServer } from '../../agent/control/server';
 import { silentLogger } from '../../agent/log';
-import { makeEvent, type RelayEvent } from '../../proto/events';
-import { hasCmd, waitFor } from '../helpers/netns';
+import type { RelayEventType } from '../../proto/events';
+import { scripted, type EventFields } from '../helpers/events';
+import { waitFor } from '../helpers/netns';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'brtty-'));
@@ -34,7 +36,7 @@ function tmux(...args: string[]): string {
 
 const screen = () => tmux('capture-pane', '-p', '-t', 'w');
 
-describe.skipIf(!hasCmd('tmux'))('relayctl watch on a terminal (tmux)', () => {
+describeSkipIf(missingCmds('tmux'))('relayctl watch on a terminal (tmux)', () => {
   let server: ControlServer;
   let bus: Bus;
   let tracker: ClientTracker;
@@ -89,7 +91,7 @@ describe.skipIf(!hasCmd('tmux'))('relayctl watch on a terminal (tmux)', () => {
     await waitFor(() => bus.listenerCount('client') > 0, 10_000, 'relayctl subscribed');
     await waitFor(() => screen().includes('waiting for clients'), 5000, 'waiting line');
 
-    const ev = (mac: string, type: RelayEvent['type'], f: Partial<RelayEvent> = {}) => bus.emit('relay', makeEvent({ type, mac, ...f }));
+    const ev = <T extends RelayEventType>(mac: string, type: T, f: EventFields<T> = {}) => bus.emit('relay', scripted(type, { mac, ...f }));
     for (const mac of [MAC_A, MAC_B]) {
       ev(mac, 'dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
       ev(mac, 'dhcp.ack', { firmware: 'ipxe', arch: 'bios', ip: mac === MAC_A ? '10.99.0.101' : '10.99.0.102' });

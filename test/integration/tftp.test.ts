@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TftpConfig } from '../../agent/config/types';
 import { silentLogger } from '../../agent/log';
-import type { RelayEvent } from '../../proto/events';
+import type { RelayEvent, RelayEventType } from '../../proto/events';
+import { ofType } from '../helpers/events';
 import { makeEvent } from '../../proto/events';
 import { decodeTftp, encodeTftp, TftpErr, type TftpPacket } from '../../proto/tftp/packet';
 import { Metrics } from '../../relay/metrics';
@@ -24,6 +25,7 @@ import { DirSource } from '../helpers/dir-source';
 import type { FileSource } from '../../relay/source';
 import { Readable } from 'node:stream';
 import { hasCmd, waitFor } from '../helpers/netns';
+import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
 const MAC = '52:54:00:aa:bb:01';
 
@@ -180,7 +182,7 @@ afterAll(() => {
   rmSync(out, { recursive: true, force: true });
 });
 
-const byType = (s: Server, type: string) => s.events.filter((e) => e.type === type);
+const byType = <T extends RelayEventType>(s: Server, type: T) => ofType(s.events, type);
 
 describe('TftpService with real clients', () => {
   let s: Server;
@@ -196,7 +198,7 @@ describe('TftpService with real clients', () => {
     expect(s.svc.port).toBeGreaterThan(0);
   });
 
-  it.skipIf(!hasCmd('tftp'))('serves tftp-hpa in binary mode (plain RFC 1350, 512-byte blocks)', async () => {
+  itSkipIf(missingCmds('tftp'))('serves tftp-hpa in binary mode (plain RFC 1350, 512-byte blocks)', async () => {
     for (const name of ['small.bin', 'e512.bin', 'empty.bin']) {
       const dest = join(out, `hpa-${name}`);
       const r = await run('tftp', ['-m', 'binary', '127.0.0.1', String(s.svc.port), '-c', 'get', name, dest]);
@@ -207,14 +209,14 @@ describe('TftpService with real clients', () => {
     expect(done.at(-1)).toMatchObject({ mac: MAC, ip: '127.0.0.1', bytes: 10_000, blksize: 512, windowsize: 1, retransmits: 0 });
   });
 
-  it.skipIf(!hasCmd('tftp'))('serves tftp-hpa in netascii mode (LF → CR LF on the wire, back to LF at the client)', async () => {
+  itSkipIf(missingCmds('tftp'))('serves tftp-hpa in netascii mode (LF → CR LF on the wire, back to LF at the client)', async () => {
     const dest = join(out, 'hpa-text.txt');
     const r = await run('tftp', ['-m', 'netascii', '127.0.0.1', String(s.svc.port), '-c', 'get', 'text.txt', dest]);
     expect(r.stderr).toBe('');
     expect(readFileSync(dest).toString('latin1')).toBe(files['text.txt'].toString('latin1'));
   });
 
-  it.skipIf(!hasCmd('atftp'))('serves atftp a 20 MB file with blksize 1468, tsize and windowsize 8', async () => {
+  itSkipIf(missingCmds('atftp'))('serves atftp a 20 MB file with blksize 1468, tsize and windowsize 8', async () => {
     const dest = join(out, 'atftp-big.bin');
     const before = byType(s, 'tftp.start').length;
     const r = await run('atftp', ['--option', 'blksize 1468', '--option', 'tsize 0', '--option', 'windowsize 8', '-g', '-r', 'big.bin', '-l', dest, '127.0.0.1', String(s.svc.port)]);
@@ -229,7 +231,7 @@ describe('TftpService with real clients', () => {
     expect(prog.length).toBeLessThanOrEqual(Math.ceil((done!.ms as number) / 250) + 1);
   });
 
-  it.skipIf(!hasCmd('atftp'))('serves atftp with no options, and with blksize on a file that ends on a block boundary', async () => {
+  itSkipIf(missingCmds('atftp'))('serves atftp with no options, and with blksize on a file that ends on a block boundary', async () => {
     const d1 = join(out, 'atftp-small.bin');
     expect((await run('atftp', ['-g', '-r', 'small.bin', '-l', d1, '127.0.0.1', String(s.svc.port)])).code).toBe(0);
     expect(shaFile(d1)).toBe(sha(files['small.bin']));
@@ -239,7 +241,7 @@ describe('TftpService with real clients', () => {
   });
 
   // (not empty.bin: curl 7.88 fails an empty file with "getpeername() failed" against tftpd-hpa too)
-  it.skipIf(!hasCmd('curl'))('serves curl with --tftp-blksize 1468, names with a leading / and spaces', async () => {
+  itSkipIf(missingCmds('curl'))('serves curl with --tftp-blksize 1468, names with a leading / and spaces', async () => {
     for (const [name, url] of [
       ['small.bin', 'small.bin'],
       ['exact.bin', 'exact.bin'],
@@ -256,7 +258,7 @@ describe('TftpService with real clients', () => {
     expect(shaFile(dest)).toBe(sha(files['small.bin']));
   });
 
-  it.skipIf(!hasCmd('curl'))('answers a missing file with ERROR 1 (curl exit 68) and a tftp.error event', async () => {
+  itSkipIf(missingCmds('curl'))('answers a missing file with ERROR 1 (curl exit 68) and a tftp.error event', async () => {
     const r = await run('curl', ['-sS', `tftp://127.0.0.1:${s.svc.port}/nope/missing.efi`, '-o', join(out, 'x')]);
     expect(r.code).toBe(68); // CURLE_TFTP_NOTFOUND
     const ev = await waitFor(() => byType(s, 'tftp.error').find((e) => e.file === 'nope/missing.efi'), 3000, 'tftp.error');
@@ -603,14 +605,14 @@ describe('TftpService serving a file while it still arrives', () => {
     await s.svc.stop();
   });
 
-  it.skipIf(!hasCmd('curl'))('streams a slow source to curl block by block', async () => {
+  itSkipIf(missingCmds('curl'))('streams a slow source to curl block by block', async () => {
     const dest = join(out, 'slow-mid.bin');
     const r = await run('curl', ['-sS', '--tftp-blksize', '1468', `tftp://127.0.0.1:${s.svc.port}/mid.bin`, '-o', dest]);
     expect(r.code, r.stderr).toBe(0);
     expect(shaFile(dest)).toBe(sha(files['mid.bin']));
   });
 
-  it.skipIf(!hasCmd('atftp'))('streams a slow source to atftp with windowsize 16', async () => {
+  itSkipIf(missingCmds('atftp'))('streams a slow source to atftp with windowsize 16', async () => {
     const dest = join(out, 'slow-atftp.bin');
     const r = await run('atftp', ['--option', 'blksize 1468', '--option', 'windowsize 16', '-g', '-r', 'mid.bin', '-l', dest, '127.0.0.1', String(s.svc.port)]);
     expect(r.code, r.stderr).toBe(0);
@@ -669,7 +671,7 @@ describe('TftpService when the source fails mid-stream', () => {
 });
 
 describe('TftpService with sources of any stream shape', () => {
-  it.skipIf(!hasCmd('curl'))('serves an object-mode stream of odd chunk sizes with no known size (tsize left out)', async () => {
+  itSkipIf(missingCmds('curl'))('serves an object-mode stream of odd chunk sizes with no known size (tsize left out)', async () => {
     const data = randomBytes(50_000);
     const chunks: Buffer[] = [];
     const sizes = [1, 1467, 1468, 1469, 7, 3000, 65_536];
@@ -726,7 +728,7 @@ function sendFromPort0(payload: Buffer, dstPort: number): Promise<void> {
 
 const rawReason = process.getuid?.() !== 0 ? 'needs root for a raw socket' : !hasCmd('python3') ? 'needs python3' : undefined;
 
-describe.skipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-socket client)', () => {
+describeSkipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-socket client)', () => {
   let s: Server;
   const errors: unknown[] = [];
   const onErr = (e: unknown) => errors.push(e);
@@ -767,7 +769,7 @@ describe.skipIf(rawReason)('TftpService and datagrams from source port 0 (a raw-
 });
 
 describe('TftpService cutting blocks from a stream', () => {
-  it.skipIf(!hasCmd('curl'))('copies each byte into blocks once: no re-concatenation of whole chunks at chunk boundaries', async () => {
+  itSkipIf(missingCmds('curl'))('copies each byte into blocks once: no re-concatenation of whole chunks at chunk boundaries', async () => {
     const s = makeServer(dir);
     await s.svc.start();
     const spy = vi.spyOn(Buffer, 'concat');

@@ -27,8 +27,9 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hasCmd, NetLab, skipReason, waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('curl', 'atftp', 'tc', 'ss', 'mount', 'umount');
 const root = join(__dirname, '../..');
@@ -70,7 +71,7 @@ interface Fetched {
   stderr: string;
 }
 
-describe.skipIf(!!reason)('uplink faults: the real agent between a faulty upstream on a Wi-Fi-like link and LAN clients', () => {
+describeSkipIf(reason)('uplink faults: the real agent between a faulty upstream on a Wi-Fi-like link and LAN clients', () => {
   const work = mkdtempSync(join(tmpdir(), 'brf-'));
   const lab = new NetLab(`brf${process.pid % 10000}`);
   const www = join(work, 'www');
@@ -593,7 +594,7 @@ class UpstreamCtl {
       onFail = rej;
     });
     p.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    p.on('exit', (code) => {
+    p.on('close', (code) => {
       const e = new Error(`upstream exited ${code}: ${this.err.slice(-1000)}`);
       onFail(e);
       for (const w of this.pending.values()) w.reject(e);

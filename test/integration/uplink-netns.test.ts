@@ -2,13 +2,14 @@
  * The uplink as the agent sees it off OpenWrt: the interface that routes to the
  * upstream (not the default route), read with the real `ip` in a namespace.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { it, expect, beforeAll, afterAll } from 'vitest';
 import { NetLab, skipReason } from '../helpers/netns';
 import { defaultExec, readUplinkStatus, type Exec } from '../../agent/uplink/status';
+import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('ip');
 
-describe.skipIf(!!reason)('uplink status from ip in a namespace', () => {
+describeSkipIf(reason)('uplink status from ip in a namespace', () => {
   const lab = new NetLab(`bru${process.pid % 10000}`);
   let ns: string;
   let exec: Exec;

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Bus } from '../../../agent/bus';
 import { makeEvent, type RelayEvent } from '../../../proto/events';
+import { scripted } from '../../helpers/events';
 
 function memLogger() {
   const lines: Array<Record<string, unknown>> = [];
@@ -59,10 +60,10 @@ describe('Bus', () => {
     const seen: string[] = [];
     bus.on('relay', (e) => seen.push(`log ${e.type}`));
     bus.on('relay', (e) => {
-      if (e.type === 'tftp.error') bus.emit('relay', makeEvent({ type: 'client.failed', mac: e.mac }));
+      if (e.type === 'tftp.error') bus.emit('relay', scripted('client.failed', { mac: e.mac }));
     });
     bus.on('relay', (e) => seen.push(`ws ${e.type}`));
-    bus.emit('relay', makeEvent({ type: 'tftp.error', mac: '52:54:00:00:00:01' }));
+    bus.emit('relay', scripted('tftp.error', { mac: '52:54:00:00:00:01' }));
     expect(seen).toEqual(['log tftp.error', 'ws tftp.error', 'log client.failed', 'ws client.failed']);
     // and the bus is usable afterwards
     bus.emit('relay', makeEvent({ type: 'uplink.up' }));

@@ -12,7 +12,7 @@ import {
   type ExecResult,
   type UplinkStatus,
 } from '../../../agent/uplink/status';
-import { hasCmd } from '../../helpers/netns';
+import { itSkipIf, missingCmds } from '../../helpers/skip';
 
 const fx = (name: string): string => readFileSync(join(__dirname, '../../fixtures/uplink', name), 'utf8');
 const now = () => new Date('2026-01-01T00:00:00Z');
@@ -188,7 +188,7 @@ describe('readUplinkStatus', () => {
     expect(st).toMatchObject({ up: false, source: 'none', reason: 'ip route failed: ENOENT' });
   });
 
-  it.skipIf(!hasCmd('ip'))('reads this machine with the real ip command', async () => {
+  itSkipIf(missingCmds('ip'))('reads this machine with the real ip command', async () => {
     const st = await readUplinkStatus(defaultExec, { prefer: 'ip' });
     expect(st.source).toBe('ip');
     expect(typeof st.up).toBe('boolean');

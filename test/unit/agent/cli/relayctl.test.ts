@@ -9,7 +9,8 @@ import { parseConfig } from '../../../../agent/config/load';
 import { createHandlers, createWatch, type CommandDeps } from '../../../../agent/control/commands';
 import { ControlServer } from '../../../../agent/control/server';
 import { silentLogger } from '../../../../agent/log';
-import { makeEvent, type RelayEvent } from '../../../../proto/events';
+import type { RelayEventType } from '../../../../proto/events';
+import { scripted, type EventFields } from '../../../helpers/events';
 import { PacketTrace } from '../../../../relay/trace';
 import { waitFor } from '../../../helpers/netns';
 
@@ -83,7 +84,7 @@ beforeEach(async () => {
 afterEach(() => server.stop());
 
 const run = (args: string[], x = io()) => runRelayctl(['--socket', sock, ...args], x).then((code) => ({ code, out: x.out(), err: x.err() }));
-const ev = (type: RelayEvent['type'], f: Partial<RelayEvent> = {}) => bus.emit('relay', makeEvent({ type, mac: '52:54:00:00:00:01', ...f }));
+const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => bus.emit('relay', scripted(type, { mac: '52:54:00:00:00:01', ...f }));
 
 function bootToBooted(): void {
   ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });

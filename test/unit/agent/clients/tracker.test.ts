@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { cleanFile, ClientTracker, type ClientState } from '../../../../agent/clients/tracker';
+import { cleanFile, ClientTracker, transferFailure, type ClientState } from '../../../../agent/clients/tracker';
 import type { BootConfig } from '../../../../agent/config/types';
-import { makeEvent, type RelayEvent } from '../../../../proto/events';
+import { makeEvent, type HttpFailure, type RelayEventType, type TftpFailure } from '../../../../proto/events';
+import { scripted, type EventFields } from '../../../helpers/events';
 
 const BOOT: BootConfig = {
   loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi', 'ipxe/ipxe.efi'] },
@@ -22,7 +23,7 @@ function setup(opts: Partial<ConstructorParameters<typeof ClientTracker>[0]> = {
   const failures: Array<Record<string, unknown>> = [];
   const t = new ClientTracker({ boot: BOOT, now: () => now, emit: (e) => failures.push(e), ...opts });
   t.on('client', (s) => emitted.push(s));
-  const ev = (type: RelayEvent['type'], f: Partial<RelayEvent> = {}) => t.apply(makeEvent({ type, mac: MAC, ...f }));
+  const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => t.apply(scripted(type, { mac: MAC, ...f }));
   return {
     t,
     emitted,
@@ -102,7 +103,7 @@ describe('ClientTracker', () => {
     advance(500);
     // the tsize probe: the firmware aborts the first transfer after the OACK
     ev('tftp.start', { file: 'ipxe/snponly.efi', ip: '10.99.0.101', totalBytes: 200_000 });
-    ev('tftp.error', { file: 'ipxe/snponly.efi', reason: 'client-abort', error: 'ERROR 8 after OACK' });
+    ev('tftp.error', { file: 'ipxe/snponly.efi', reason: 'aborted', error: 'client sent ERROR 8: tsize' });
     expect(t.get(MAC)!.phase).toBe('loader');
     // TFTP events may come by IP only
     t.apply(makeEvent({ type: 'tftp.start', ip: '10.99.0.101', file: '/ipxe/snponly.efi', totalBytes: 200_000 }));
@@ -157,7 +158,7 @@ describe('ClientTracker', () => {
     const { ev, t } = setup();
     ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
     ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'aborted', error: 'client sent ERROR 0' });
-    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'tsize-probe', error: 'tsize-probe' });
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'aborted', error: 'client sent ERROR 8: tsize' });
     expect(t.get(MAC)!.phase).toBe('dhcp');
     ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'not-found', error: 'upstream http://x/ipxe/undionly.kpxe: 404' });
     expect(t.get(MAC)!.error).toBe('upstream 404 for ipxe/undionly.kpxe');
@@ -170,7 +171,7 @@ describe('ClientTracker', () => {
   it('waits for every initrd before handoff, and hands off after the kernel when there is none', () => {
     const { t } = setup();
     const a = '52:54:00:00:00:02';
-    const e = (type: RelayEvent['type'], file: string) => t.apply(makeEvent({ type, mac: a, file }));
+    const e = (type: 'http.start' | 'http.done', file: string) => t.apply(makeEvent({ type, mac: a, file }));
     t.apply(makeEvent({ type: 'dhcp.discover', mac: a, firmware: 'ipxe' }));
     e('http.start', 'alp/vmlinuz');
     e('http.done', 'alp/vmlinuz');
@@ -216,7 +217,7 @@ describe('ClientTracker', () => {
     ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });
     ev('http.start', { file: '/boot.ipxe' });
     ev('http.start', { file: 'debian/vmlinuz' });
-    ev('http.error', { file: 'debian/vmlinuz', status: 404, error: 'upstream answered 404' });
+    ev('http.error', { file: 'debian/vmlinuz', reason: 'not-found', status: 404, error: 'upstream answered 404' });
     expect(t.get(MAC)).toMatchObject({ phase: 'failed', failedPhase: 'kernel', error: 'upstream 404 for debian/vmlinuz' });
     expect(t.explain(MAC).join('\n')).toMatch(/failed in phase kernel .*: upstream 404 for debian\/vmlinuz/);
   });
@@ -225,11 +226,43 @@ describe('ClientTracker', () => {
     const { ev, t } = setup();
     ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
     ev('tftp.start', { file: 'autoexec.ipxe' });
-    ev('tftp.error', { file: 'autoexec.ipxe', error: 'ENOENT: upstream 404' });
+    ev('tftp.error', { file: 'autoexec.ipxe', reason: 'not-found', error: 'file not found' });
     expect(t.get(MAC)!.phase).toBe('dhcp');
     ev('tftp.start', { file: 'ipxe/undionly.kpxe' });
-    ev('tftp.error', { file: 'ipxe/undionly.kpxe', error: 'not found', code: 1 });
+    ev('tftp.error', { file: 'ipxe/undionly.kpxe', reason: 'not-found', error: 'file not found', code: 1 });
     expect(t.get(MAC)!.error).toBe('upstream 404 for ipxe/undionly.kpxe');
+  });
+
+  it('names the DHCP range the policy reports when the pool is exhausted', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('dhcp.pool-exhausted', { firmware: 'bios', arch: 'bios', range: ['10.99.0.100', '10.99.0.102'] });
+    expect(t.get(MAC)!.error).toBe('the DHCP pool is exhausted (range 10.99.0.100–10.99.0.102): no address left for this client');
+  });
+
+  it('has a word for every transfer failure reason the services emit; only a client abort over TFTP is no failure', () => {
+    const tftp: Record<TftpFailure, string | undefined> = {
+      aborted: undefined,
+      'not-found': 'upstream 404 for ipxe/undionly.kpxe',
+      refused: 'TFTP request for ipxe/undionly.kpxe refused: e',
+      timeout: 'the TFTP transfer of ipxe/undionly.kpxe timed out: e',
+      'upstream-error': 'TFTP transfer of ipxe/undionly.kpxe failed: e',
+    };
+    for (const [reason, want] of Object.entries(tftp)) {
+      expect(transferFailure({ ts: '', type: 'tftp.error', file: 'ipxe/undionly.kpxe', reason: reason as TftpFailure, error: 'e' }, 'ipxe/undionly.kpxe', 'loader', MAC)).toBe(want);
+    }
+    const http: Record<HttpFailure, string> = {
+      aborted: 'HTTP transfer of debian/vmlinuz failed: e',
+      'not-found': 'upstream 404 for debian/vmlinuz',
+      refused: 'upstream 403 for debian/vmlinuz',
+      'upstream-error': 'upstream 502 for debian/vmlinuz',
+      'no-profile': `no boot profile for ${MAC}: set boot.defaultProfile or use relayctl assign`,
+    };
+    const status: Record<HttpFailure, number | undefined> = { aborted: undefined, 'not-found': 404, refused: 403, 'upstream-error': 502, 'no-profile': undefined };
+    for (const [reason, want] of Object.entries(http)) {
+      const r = reason as HttpFailure;
+      expect(transferFailure({ ts: '', type: 'http.error', file: 'debian/vmlinuz', reason: r, error: 'e', status: status[r] }, 'debian/vmlinuz', 'kernel', MAC)).toBe(want);
+    }
   });
 
   it('fails a UEFI x64 client that is offered the BIOS loader', () => {
@@ -245,6 +278,15 @@ describe('ClientTracker', () => {
     ev('dhcp.no-loader', { arch: 'uefi-arm64' });
     expect(t.get(MAC)).toMatchObject({ phase: 'failed', error: 'no loader configured for arch uefi-arm64' });
     expect(t.explain(MAC).join(' ')).toMatch(/boot\.loaders/);
+  });
+
+  it('says why a client gets no boot when dhcp.knownClientsOnly turns it away (events in the DHCP service\'s order)', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('dhcp.unknown-client', { firmware: 'bios', arch: 'bios', detail: 'not named' });
+    ev('dhcp.offer', { firmware: 'bios', arch: 'bios', ip: '10.99.0.100' });
+    expect(t.get(MAC)).toMatchObject({ phase: 'failed', error: expect.stringMatching(/knownClientsOnly/) });
+    expect(t.explain(MAC).join(' ')).toMatch(/boot\.assign or dhcp\.static/);
   });
 
   it('fails a transfer that makes no progress for 60 s, and recovers when it resumes', () => {

@@ -115,6 +115,7 @@ describe('LeaseStore', () => {
   it('keeps every lease it reported committed across kill -9', async () => {
     const dir = join(tmp, 'kill9');
     const child = spawn(process.execPath, [childJs, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const closed = new Promise((r) => child.once('close', r)); // after its stdout is drained
     const committed: Array<[string, string]> = [];
     let buf = '';
     await new Promise<void>((resolve, reject) => {
@@ -134,12 +135,12 @@ describe('LeaseStore', () => {
           }
         }
       });
-      child.on('exit', () => {
+      child.on('close', () => {
         clearTimeout(t);
         resolve();
       });
     });
-    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+    await closed;
     expect(child.signalCode).toBe('SIGKILL');
     expect(committed.length).toBeGreaterThanOrEqual(150);
     const r = new LeaseStore({ stateDir: dir, range: ['10.99.0.10', '10.99.3.250'], leaseSeconds: 3600 });

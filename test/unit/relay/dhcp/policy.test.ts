@@ -201,6 +201,8 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
     const d = run(msg(MessageType.DISCOVER, '52:54:00:00:01:09'));
     expect(d).toMatchObject({ kind: 'ignore', reason: 'pool-exhausted' });
     expect(d.side[0]?.type).toBe('dhcp.pool-exhausted');
+    // the range travels as a field of its own (the tracker names it in the client's error)
+    expect(d.side[0]).toEqual({ type: 'dhcp.pool-exhausted', range: dhcpCfg.range });
   });
 
   it('reuses expired leases and never gives one address to two clients', async () => {

@@ -15,6 +15,7 @@ import { Metrics } from '../../../../relay/metrics';
 import { PacketTrace } from '../../../../relay/trace';
 import { DhcpService } from '../../../../relay/dhcp/service';
 import { hasCmd, waitFor } from '../../../helpers/netns';
+import { describeSkipIf } from '../../../helpers/skip';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -154,7 +155,7 @@ describe('DhcpService on loopback', () => {
 
 const rawReason = process.getuid?.() !== 0 ? 'needs root for a raw socket' : !hasCmd('python3') ? 'needs python3' : undefined;
 
-describe.skipIf(rawReason)('DhcpService and datagrams from source port 0', () => {
+describeSkipIf(rawReason)('DhcpService and datagrams from source port 0', () => {
   it('drops a proxy REQUEST from port 0 as bad-port (no reply can go there), not as an internal failure', async () => {
     const { svc, metrics } = await setup({ mode: 'proxy' });
     const p = req(MessageType.REQUEST, '52:54:00:12:34:99', BIOS);
