@@ -223,7 +223,8 @@ export class Agent {
 
   private resolveProfile(mac: string | undefined) {
     const b = this.cfg.boot;
-    const wanted = mac && (this.assigned.get(mac) ?? b.assign[mac]);
+    // relayctl assign > boot.assign > the boot.match rule DHCP matched for this client (> defaultProfile)
+    const wanted = mac && (this.assigned.get(mac) ?? b.assign[mac] ?? this.dhcp?.profileFor(mac));
     const name = wanted && b.profiles[wanted] ? wanted : b.defaultProfile;
     const profile = b.profiles[name];
     return profile ? { name, profile } : undefined;

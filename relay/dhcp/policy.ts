@@ -59,8 +59,9 @@ export type Decision =
       boot?: BootChoice;
       /** commit this lease (durably) before the reply leaves */
       commit?: { ip: string; hostname?: string; fqdn?: string; uuid?: string; id?: string; leases?: LeaseStore };
-      /** the profile this client boots (assign, match rule or default) */
+      /** the profile this client boots (assign, match rule or default), and how it was chosen */
       profile?: string;
+      profileBy?: ProfileChoice['by'];
       /** why (NAKs) */
       note?: string;
       side: SideEvent[];
@@ -407,7 +408,7 @@ function decideProxy(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Poli
   const profile = choice?.name;
   if (!isDiscover) {
     const item = menuItemBoot(msg, choice, ctx);
-    if (item) return { kind: 'reply', event: 'proxy.ack', reply: buildProxyAck(msg, ctx.lan.address, item), to: { ...ctx.src }, boot: item, profile, side: [] };
+    if (item) return { kind: 'reply', event: 'proxy.ack', reply: buildProxyAck(msg, ctx.lan.address, item), to: { ...ctx.src }, boot: item, profile, profileBy: choice?.by, side: [] };
   }
   const b = bootFor(msg, cls, ctx, isDiscover, choice);
   if (!b.boot) return ignore(b.skipped ?? 'no-loader', undefined, b.side);
@@ -415,10 +416,10 @@ function decideProxy(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Poli
     // BIOS PXE gets the loader straight from the offer (discovery control 8); a UEFI
     // proxy offer carries no option 43, so EDK2 asks us again on 4011 (BINL).
     if (cls.firmware === 'bios' || cls.isIpxe) noteAck(ctx, msg, cls, b.boot);
-    return { kind: 'reply', event: 'proxy.offer', reply: buildProxyOffer(msg, ctx.lan.address, b.boot), to: destFor(msg, ctx), boot: b.boot, profile, side: b.side };
+    return { kind: 'reply', event: 'proxy.offer', reply: buildProxyOffer(msg, ctx.lan.address, b.boot), to: destFor(msg, ctx), boot: b.boot, profile, profileBy: choice?.by, side: b.side };
   }
   noteAck(ctx, msg, cls, b.boot);
-  return { kind: 'reply', event: 'proxy.ack', reply: buildProxyAck(msg, ctx.lan.address, b.boot), to: { ...ctx.src }, boot: b.boot, profile, side: b.side };
+  return { kind: 'reply', event: 'proxy.ack', reply: buildProxyAck(msg, ctx.lan.address, b.boot), to: { ...ctx.src }, boot: b.boot, profile, profileBy: choice?.by, side: b.side };
 }
 
 /** RFC 4702 §2.3: option 81's domain name (ASCII, or RFC 1035 wire format when the E bit is set). */
@@ -459,7 +460,7 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
       if (!ip) return ignore('pool-exhausted', undefined, [{ type: 'dhcp.pool-exhausted', range: [...(nw.subnet?.cfg.range ?? ctx.dhcp.range)] }]);
       const b = bootFor(msg, cls, ctx, true, choice);
       const reply = buildOffer(msg, { yiaddr: ip, server, boot: b.boot });
-      return { kind: 'reply', event: 'dhcp.offer', reply, to: destFor(msg, ctx), ip, boot: b.boot, profile, side: b.side };
+      return { kind: 'reply', event: 'dhcp.offer', reply, to: destFor(msg, ctx), ip, boot: b.boot, profile, profileBy: choice?.by, side: b.side };
     }
     case MessageType.REQUEST: {
       let ip: string | undefined;
@@ -487,7 +488,7 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
       } else {
         // a BIOS PXE ROM asking for the menu item it chose (boot server discovery, broadcast to 67)
         const item = menuItemBoot(msg, choice, ctx);
-        if (item) return { kind: 'reply', event: 'proxy.ack', reply: buildProxyAck(msg, lan.address, item), to: destFor(msg, ctx), boot: item, profile, side: [] };
+        if (item) return { kind: 'reply', event: 'proxy.ack', reply: buildProxyAck(msg, lan.address, item), to: destFor(msg, ctx), boot: item, profile, profileBy: choice?.by, side: [] };
         // RENEWING (unicast) / REBINDING (broadcast)
         ip = msg.ciaddr;
       }
@@ -495,7 +496,7 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
       const b = bootFor(msg, cls, ctx, false, choice);
       noteAck(ctx, msg, cls, b.boot);
       const reply = buildAck(msg, { yiaddr: ip, server, boot: b.boot });
-      return { kind: 'reply', event: 'dhcp.ack', reply, to: destFor(msg, ctx), ip, boot: b.boot, profile, commit: { ip, hostname, uuid: cls.uuid, ...(fqdn ? { fqdn } : {}), ...(id ? { id } : {}), ...(nw.subnet ? { leases } : {}) }, side: b.side };
+      return { kind: 'reply', event: 'dhcp.ack', reply, to: destFor(msg, ctx), ip, boot: b.boot, profile, profileBy: choice?.by, commit: { ip, hostname, uuid: cls.uuid, ...(fqdn ? { fqdn } : {}), ...(id ? { id } : {}), ...(nw.subnet ? { leases } : {}) }, side: b.side };
     }
     case MessageType.DECLINE: {
       if (serverId !== undefined && serverId !== lan.address) return ignore('other-server', `server id ${serverId}`);
@@ -514,7 +515,7 @@ function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: Pol
       // RFC 2131 §4.3.5: configuration only, no lease, no yiaddr
       const b = bootFor(msg, cls, ctx, false, choice);
       const reply = buildInformAck(msg, { server, boot: b.boot });
-      return { kind: 'reply', event: 'dhcp.inform', reply, to: destFor(msg, ctx), ip: msg.ciaddr, boot: b.boot, profile, side: b.side };
+      return { kind: 'reply', event: 'dhcp.inform', reply, to: destFor(msg, ctx), ip: msg.ciaddr, boot: b.boot, profile, profileBy: choice?.by, side: b.side };
     }
     default:
       return ignore('unknown-type', `type ${type}`);

@@ -162,7 +162,7 @@ export class DhcpService {
     return this.store.macForIp(ip) ?? this.subnets.map((s) => s.leases.macForIp(ip)).find((m) => m !== undefined);
   }
 
-  /** The profile DHCP chose for a client (assign, boot.match rule or default), as last seen. */
+  /** The profile a boot.match rule chose for a client at its last DHCP exchange. */
   profileFor(mac: string): string | undefined {
     return this.chosen.get(mac.toLowerCase());
   }
@@ -246,11 +246,13 @@ export class DhcpService {
     }
     const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
     const profile = (d.kind === 'reply' ? d.profile : undefined) ?? this.assign.get(msg.mac);
-    if (d.kind === 'reply' && d.profile && this.chosen.get(msg.mac) !== d.profile) {
+    // what a boot.match rule chose is remembered for /boot.ipxe (assign and default need no memory)
+    if (d.kind === 'reply' && d.profile && d.profileBy === 'match' && this.chosen.get(msg.mac) !== d.profile) {
       this.chosen.delete(msg.mac);
       this.chosen.set(msg.mac, d.profile);
       if (this.chosen.size > PROFILE_MEMORY) this.chosen.delete(this.chosen.keys().next().value!);
     }
+    else if (d.kind === 'reply' && d.profileBy && d.profileBy !== 'match') this.chosen.delete(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
