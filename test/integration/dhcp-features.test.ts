@@ -2,8 +2,11 @@
  * Issue 12's DHCP features against real clients in network namespaces:
  * ISC dhclient requesting extra options (NTP, domain, MTU, search list, classless routes)
  * from a reply too big for 576 bytes (option overload), ISC dhcrelay relaying a remote
- * subnet's client (giaddr, option 82), and a scripted relay agent checking the option 82
- * echo and the subnet's own range.
+ * subnet's client (giaddr, option 82), a scripted relay agent checking the option 82
+ * echo and the subnet's own range, and busybox udhcpc posing as PXE firmware for the match
+ * rules, known-clients-only and the BIOS PXE menu (its boot server discovery by our probe;
+ * a real BIOS PXE ROM is not driven here: QEMU's NIC ROMs are iPXE, which is handed the
+ * script, not a menu).
  *
  *   r (runner) lan 10.99.52.1/24 ── sw: br0 ── c (dhclient: c0)
  *                                           └─ g (relay agent: g0 10.99.52.2, g1 10.99.53.1) ── x (remote client: x0)
@@ -17,7 +20,7 @@ import { build } from 'esbuild';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import type { RelayEvent } from '../../proto/events';
 
-const reason = skipReason('dhclient', 'dhcrelay');
+const reason = skipReason('dhclient', 'dhcrelay', 'udhcpc');
 const lab = new NetLab(`brq${process.pid % 10000}`);
 const tmp = mkdtempSync(join(tmpdir(), 'brq-dhcp-'));
 const LAN = '10.99.52.1';
@@ -89,17 +92,51 @@ function cfg(stateDir: string) {
       leaseSeconds: 600,
       router: LAN,
       dns: [LAN],
-      static: {},
+      static: { '52:54:00:52:31:01': '10.99.52.31' },
       ipxeNoProxyDhcp: true,
       netbootOnce: false,
       options: { ntp: ['10.99.52.5', '10.99.52.6'], domain: 'boot.lab', mtu: 1400, searchList: SEARCH, classlessRoutes: ROUTES },
       relaySubnets: [{ network: '10.99.53.0/24', range: ['10.99.53.100', '10.99.53.149'], router: GW_REMOTE }],
+      knownClientsOnly: true,
     },
-    boot: { loaders: { bios: ['ipxe/undionly.kpxe'] }, defaultProfile: 'd', profiles: {}, assign: {} },
+    boot: {
+      loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi'] },
+      defaultProfile: 'd',
+      profiles: {
+        d: { kernel: 'd/vmlinuz' },
+        uefi: { kernel: 'u/vmlinuz', dhcpOptions: { domain: 'uefi.boot.lab' } },
+        menu: { kernel: 'm/vmlinuz', pxeMenu: { prompt: 'Press F8', timeout: 3, items: [{ label: 'iPXE', loader: 'ipxe/undionly.kpxe' }, { label: 'Memtest', loader: 'tools/memtest.0' }, { label: 'Disk', loader: 'local' }] } },
+      },
+      assign: {},
+      match: [
+        { profile: 'menu', mac: '52:54:00:52:2?:*' },
+        { profile: 'uefi', vendorClass: 'PXEClient:Arch:00007*' },
+      ],
+    },
     httpPort: 8080,
     tftpEnabled: true,
     stateDir,
   };
+}
+
+/** busybox udhcpc once (-q -n), its script printing the variables it was given. */
+async function udhcpc(mac: string, args: string[]): Promise<Record<string, string>> {
+  lab.ip(C, 'link', 'set', 'c0', 'down');
+  lab.ip(C, 'link', 'set', 'c0', 'address', mac);
+  lab.ip(C, 'addr', 'flush', 'dev', 'c0');
+  lab.ip(C, 'link', 'set', 'c0', 'up');
+  const out = join(tmp, `udhcpc-${mac.replace(/:/g, '')}.out`);
+  const script = join(tmp, 'udhcpc.sh');
+  writeFileSync(script, `#!/bin/sh\n[ "$1" = bound ] && env > ${out}\nexit 0\n`);
+  chmodSync(script, 0o755);
+  const r = await lab.exec(C, 'udhcpc', ['-i', 'c0', '-f', '-q', '-n', '-t', '5', '-T', '2', '-s', script, ...args], { timeoutMs: 20_000 });
+  if (!existsSync(out)) throw new Error(`udhcpc got no lease: ${r.stderr}`);
+  return Object.fromEntries(
+    readFileSync(out, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 }
 
 async function dhclient(ns: string, dev: string, name: string, conf: string, timeoutMs = 20_000) {
@@ -235,5 +272,42 @@ describe.skipIf(reason)(`DHCP features with real clients${reason ? ` (skipped: $
     const none = await probe(G, { mac: '52:54:00:53:00:03', type: 1, to: LAN, port: 67, fromPort: 67, bindAddress: GW_REMOTE, giaddr: '10.99.54.1', waitMs: 800 });
     expect(none).toEqual([]);
     expect(runner.events.slice(n).filter((e) => e.type === 'dhcp.offer')).toEqual([]);
+  });
+
+  it('known clients only: an unknown BIOS PXE client gets an address but no boot file, and the reason as an event', async () => {
+    const mac = '52:54:00:52:30:01';
+    const v = await udhcpc(mac, ['-V', 'PXEClient:Arch:00000:UNDI:002001', '-x', '0x5d:0000']);
+    expect(v.ip).toMatch(/^10\.99\.52\.1[0-4]\d$/);
+    expect(v.boot_file ?? '').toBe('');
+    expect(runner.events.find((e) => e.type === 'dhcp.unknown-client' && e.mac === mac)).toBeTruthy();
+  });
+
+  it('match rules: a vendor class rule picks the profile (and its options) for a known client', async () => {
+    const mac = '52:54:00:52:31:01';
+    // known by a static lease (dhcp.static); the profile comes from the vendor-class rule
+    const v = await udhcpc(mac, ['-V', 'PXEClient:Arch:00007:UNDI:003000', '-x', '0x5d:0007', '-O', 'domain']);
+    expect(v.boot_file).toBe('ipxe/snponly.efi');
+    expect(v.domain).toBe('uefi.boot.lab');
+    expect(runner.events.find((e) => e.type === 'dhcp.ack' && e.mac === mac)).toMatchObject({ profile: 'uefi' });
+  });
+
+  it('PXE menu: a BIOS PXE client matched to a menu profile gets option 43 with the menu; its discovery REQUEST gets the item', async () => {
+    const mac = '52:54:00:52:21:01'; // the mac rule makes it known and picks the menu profile
+    const v = await udhcpc(mac, ['-V', 'PXEClient:Arch:00000:UNDI:002001', '-x', '0x5d:0000', '-O', '43']);
+    const o43 = Buffer.from(v.opt43 ?? '', 'hex');
+    expect(o43.length, JSON.stringify(v)).toBeGreaterThan(0);
+    const { decodePxeOptions } = await import('../../proto/dhcp/pxe');
+    const p = decodePxeOptions(o43);
+    expect(p.menuPrompt).toEqual({ timeout: 3, prompt: 'Press F8' });
+    expect(p.bootMenu!.map((i) => i.description)).toEqual(['iPXE', 'Memtest', 'Disk']);
+    expect(p.discoveryControl).toBe(2);
+    // the ROM's boot server discovery for "Memtest": a REQUEST with PXE_BOOT_ITEM, broadcast to 67
+    lab.addr(C, 'c0', `${v.ip}/24`);
+    lab.ip(C, 'route', 'replace', '255.255.255.255/32', 'dev', 'c0');
+    const type = p.bootMenu![1]!.type;
+    const item = Buffer.from([71, 4, type >> 8, type & 255, 0, 0, 255]).toString('hex');
+    const acks = await probe(C, { mac, type: 3, to: '255.255.255.255', port: 67, fromPort: 68, waitMs: 1500, vendorClass: 'PXEClient:Arch:00000:UNDI:002001', arch: 0, ciaddr: v.ip, opts: { '43': item } });
+    expect(acks).toMatchObject([{ type: 'ACK', file: 'tools/memtest.0', siaddr: LAN }]);
+    expect(String(acks[0]!.opt43)).toContain(item.slice(0, 12));
   });
 });
