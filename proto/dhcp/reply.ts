@@ -350,5 +350,10 @@ export function encodeReply(reply: DhcpMessage, req: DhcpMessage): EncodeResult 
   const order = codes.map((c, i) => ({ c, k: rank.get(c) ?? 1000 + i })).sort((a, b) => a.k - b.k);
   const opts = new OptionMap();
   for (const { c } of order) opts.set(c, reply.options.get(c)!);
-  return encodeDhcpFit({ ...reply, options: opts }, { maxSize: maxReplySize(req) });
+  const ordered = { ...reply, options: opts };
+  const fit = encodeDhcpFit(ordered, { maxSize: maxReplySize(req) });
+  // echoes the client or its relay made huge (61, 82) can crowd out the message type itself:
+  // then the whole reply goes out over the limit rather than as no DHCP message at all
+  if (fit.dropped.includes(Opt.MessageType) || fit.dropped.includes(Opt.ServerIdentifier)) return { ...encodeDhcpFit(ordered), dropped: [] };
+  return fit;
 }

@@ -122,4 +122,13 @@ describe('encodeReply', () => {
       if (!(fit.overload & 1)) expect(back.file).toBe(m.file);
     }
   });
+
+  it('never leaves out the message type: a huge option 82 from the relay sends the reply over the limit instead', () => {
+    const rai = Buffer.alloc(255, 1);
+    const id = Buffer.alloc(255, 2);
+    const r = req([[Opt.ClientIdentifier, id], [Opt.RelayAgentInformation, rai]], { giaddr: '10.99.0.254' });
+    const back = decodeDhcp(encodeReply(buildOffer(r, { yiaddr: '10.99.0.100', server: server([]) }), r).buf);
+    expect(back.options.u8(Opt.MessageType)).toBe(MessageType.OFFER);
+    expect(back.options.get(Opt.RelayAgentInformation)).toEqual(rai);
+  });
 });
