@@ -11,13 +11,14 @@
  *   r (runner) lan 10.99.52.1/24 ── sw: br0 ── c (dhclient: c0)
  *                                           └─ g (relay agent: g0 10.99.52.2, g1 10.99.53.1) ── x (remote client: x0)
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 import type { RelayEvent } from '../../proto/events';
 
 const reason = skipReason('dhclient', 'dhcrelay', 'udhcpc');
@@ -178,7 +179,7 @@ async function probe(ns: string, args: Record<string, unknown>): Promise<Array<R
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-describe.skipIf(reason)(`DHCP features with real clients${reason ? ` (skipped: ${reason})` : ''}`, () => {
+describeSkipIf(reason)('DHCP features with real clients', () => {
   let runner: Runner;
 
   beforeAll(async () => {

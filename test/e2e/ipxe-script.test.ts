@@ -1,0 +1,70 @@
+/**
+ * Issue 12 item 4 on real firmware: SeaBIOS + its iPXE ROM runs the relay's generated
+ * script for a profile whose command line holds what iPXE's lexer would otherwise act
+ * on (a token starting with '#', bare '||', '&&', ';'), and whose two initrds share a
+ * basename, one with a space in its path. The kernel must get the command line as
+ * written (Linux prints it on the serial console) and report back through lab.report,
+ * which stands after those tokens.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BootLab, labSkipReason, labWorkDir, RELAY_LAN_IP } from './lab';
+import { agentBundle, expectInOrder, is } from './steps';
+import { describeSkipIf } from '../helpers/skip';
+
+const TRICKY = '#hash || && ; a=b;c';
+
+describeSkipIf(labSkipReason())('e2e: iPXE runs an escaped script (QEMU, TCG)', () => {
+  let lab: BootLab;
+  let work: string;
+  const timings: Record<string, number> = {};
+
+  beforeAll(async () => {
+    work = labWorkDir('e2e-ipxe-script');
+    const agent = agentBundle(work);
+    lab = new BootLab({
+      prefix: `brk${process.pid % 10000}`,
+      work,
+      agentJs: agent.js,
+      configure: (cfg) => {
+        // the same initrd again under the same basename, in a directory with a space
+        const dir = join(lab.www, 'extra dir');
+        mkdirSync(dir, { recursive: true });
+        copyFileSync(join(lab.www, 'debian', 'initrd.gz'), join(dir, 'initrd.gz'));
+        cfg.boot.profiles.lab = {
+          kernel: 'debian/vmlinuz',
+          initrd: ['debian/initrd.gz', 'extra dir/initrd.gz'],
+          // no "quiet": Linux prints its command line on the console
+          cmdline: `console=ttyS0 panic=1 ${TRICKY} lab.report=http://${RELAY_LAN_IP}/booted`,
+        };
+      },
+    });
+    timings.labUp = await lab.upOrCleanup();
+  }, 180_000);
+
+  afterAll(async () => {
+    if (!lab) return;
+    await lab.stopAndReport('e2e-ipxe-script', timings);
+    await lab.cleanup();
+  }, 60_000);
+
+  it('boots with the command line as written and both initrds fetched', async () => {
+    const mac = '52:54:00:99:4b:01';
+    const r = await lab.boot('bios', mac, 200_000);
+    timings.bios = r.seconds;
+    expect(r.ok, `${r.reason}\n${r.serialTail}`).toBe(true);
+    const serial = readFileSync(join(work, `serial-bios-${mac.replace(/:/g, '')}.log`), 'latin1');
+    const line = /Command line: (.*)/.exec(serial)?.[1]?.trim();
+    expect(line, serial.slice(-3000)).toBeDefined();
+    expect(line).toContain(`${TRICKY} lab.report=http://${RELAY_LAN_IP}/booted`);
+    expect(line).toContain('initrd=initrd.gz initrd=initrd-2.gz');
+    expectInOrder(lab.events(mac), [
+      ['script', is('http.done', /^\/boot\.ipxe$/)],
+      ['kernel', is('http.done', /^debian\/vmlinuz$/)],
+      ['initrd 1', is('http.done', /^debian\/initrd\.gz$/)],
+      ['initrd 2', is('http.done', /^extra dir\/initrd\.gz$/)],
+      ['booted', is('client.booted')],
+    ]);
+  }, 240_000);
+});
