@@ -16,7 +16,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { makeEvent, type ClientPhase, type EmitFn, type RelayEvent } from '../proto/events';
 import { VERSION } from '../proto/version';
-import { FileCache, profileSha256Lookup } from '../relay/cache/cache';
+import { BootPlan } from '../relay/boot/plan';
+import { FileCache } from '../relay/cache/cache';
 import { DhcpService } from '../relay/dhcp/service';
 import { HttpService } from '../relay/http/service';
 import { Metrics } from '../relay/metrics';
@@ -47,9 +48,6 @@ const USAGE = `usage: bootrelay --config FILE [--check]
 const REMOTE_COMMANDS = new Set(['status', 'clients', 'leases', 'profiles', 'assign', 'rearm', 'explain', 'cache.ls', 'cache.prefetch', 'cache.purge', 'cache.verify']);
 
 type Section = keyof Config;
-
-/** MACs remembered as booted once (dhcp.netbootOnce); the oldest are forgotten first. */
-const BOOTED_MAX = 1024;
 
 export class FatalError extends Error {
   constructor(
@@ -83,10 +81,9 @@ export class Agent {
   readonly trace = new PacketTrace();
   readonly bus: Bus;
   readonly tracker: ClientTracker;
+  /** who boots what: config plus relayctl assign and netboot-once state (<stateDir>/assign.json, booted.json) */
+  readonly plan: BootPlan;
   readonly startedAt = new Date().toISOString();
-  private readonly assigned = new Map<string, string>();
-  /** MACs that reported /booted (dhcp.netbootOnce), kept in <stateDir>/booted.json */
-  private readonly booted = new Set<string>();
   private cache?: FileCache;
   private source?: SwitchableSource;
   private http?: HttpService;
@@ -118,7 +115,13 @@ export class Agent {
         this.log.error({ err }, 'event dispatch failed');
       }
     };
-    this.tracker = new ClientTracker({ boot: cfg.boot, emit: this.emit });
+    this.plan = new BootPlan({ boot: cfg.boot, netbootOnce: cfg.dhcp.netbootOnce });
+    this.plan.on('runtime', (part) => {
+      const rt = this.plan.runtime();
+      if (part === 'assign') this.saveJson('assign.json', rt.assign);
+      else this.saveJson('booted.json', rt.booted);
+    });
+    this.tracker = new ClientTracker({ plan: this.plan, emit: this.emit });
 
     // every relay event is one log line: type, mac and its fields (the e2e test reads them)
     this.bus.on('relay', (e) => {
@@ -126,19 +129,14 @@ export class Agent {
       else this.eventLog.info(e, e.type);
     });
     this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
+    // netboot-once: the plan remembers who booted (only under dhcp.netbootOnce)
     this.bus.on('relay', (e) => {
-      // only netbootOnce needs it: /booted is open to the whole LAN, so without it every new
-      // MAC a client makes up would be one more flash write and one more entry kept forever
-      if (e.type === 'client.booted' && e.mac && this.cfg.dhcp.netbootOnce && !this.booted.has(e.mac)) {
-        this.booted.add(e.mac);
-        if (this.booted.size > BOOTED_MAX) this.booted.delete(this.booted.values().next().value!);
-        this.saveJson('booted.json', [...this.booted]);
-      }
+      if (e.type === 'client.booted') this.plan.noteBooted(e.mac);
     });
     // loader fallbacks (boot.loaders lists): DHCP learns when a client finished fetching its
     // loader, so a fresh firmware DISCOVER soon after means "that loader did not work here"
     this.bus.on('relay', (e) => {
-      if ((e.type === 'tftp.done' || e.type === 'http.done') && e.mac && e.file && this.isLoader(e.file)) this.dhcp?.noteLoaderFetched(e.mac);
+      if ((e.type === 'tftp.done' || e.type === 'http.done') && e.mac && this.plan.fileRole(e.file) === 'loader') this.dhcp?.noteLoaderFetched(e.mac);
     });
     // the tracker last: a client.failed it emits while applying an event goes out after that event
     this.bus.on('relay', (e) => this.tracker.apply(e));
@@ -221,30 +219,8 @@ export class Agent {
     };
   }
 
-  private resolveProfile(mac: string | undefined) {
-    const b = this.cfg.boot;
-    // relayctl assign > boot.assign > the boot.match rule DHCP matched for this client (> defaultProfile)
-    const wanted = mac && (this.assigned.get(mac) ?? b.assign[mac] ?? this.dhcp?.profileFor(mac));
-    const name = wanted && b.profiles[wanted] ? wanted : b.defaultProfile;
-    const profile = b.profiles[name];
-    return profile ? { name, profile } : undefined;
-  }
-
   private macForIp(ip: string): string | undefined {
     return this.dhcp?.macForIp(ip) ?? this.tracker.macForIp(ip);
-  }
-
-  private shaLookup?: { boot: Config['boot']; fn: (path: string) => string | undefined };
-
-  /** A profile's sha256 for a (normalised) path, for the cache's integrity check. */
-  private expectedSha256(path: string): string | undefined {
-    if (this.shaLookup?.boot !== this.cfg.boot) this.shaLookup = { boot: this.cfg.boot, fn: profileSha256Lookup(this.cfg.boot) };
-    return this.shaLookup.fn(path);
-  }
-
-  private isLoader(file: string): boolean {
-    const f = file.replace(/^\/+/, '');
-    return Object.values(this.cfg.boot.loaders).some((list) => list.includes(f));
   }
 
   private commandDeps(): CommandDeps {
@@ -263,16 +239,12 @@ export class Agent {
         rearm: (mac) => {
           if (!this.dhcp) throw new Error('DHCP is off: nothing to re-arm');
           this.dhcp.rearm(mac);
-          if (this.booted.delete(mac)) this.saveJson('booted.json', [...this.booted]);
         },
       },
       trace: this.trace,
-      assignments: () => Object.fromEntries([...this.assigned].filter(([, p]) => !!this.cfg.boot.profiles[p])),
+      assignments: () => this.plan.assignments(),
       assign: (mac, profile) => {
-        this.assigned.set(mac, profile);
-        this.dhcp?.setAssign(mac, profile);
-        this.tracker.assign(mac, profile);
-        this.saveJson('assign.json', Object.fromEntries(this.assigned));
+        this.plan.assign(mac, profile);
         this.log.info({ mac, profile }, 'profile assigned');
       },
       subscribe: (fn) => {
@@ -286,23 +258,12 @@ export class Agent {
     };
   }
 
-  /** relayctl assign survives restarts: <stateDir>/assign.json (mac → profile). */
+  /** relayctl assign and netboot-once survive restarts: <stateDir>/assign.json (mac → profile), booted.json. */
   private loadState(): void {
-    const assign = this.readJson('assign.json');
-    if (assign && typeof assign === 'object' && !Array.isArray(assign)) {
-      for (const [mac, profile] of Object.entries(assign as Record<string, unknown>)) {
-        if (typeof profile !== 'string' || !this.cfg.boot.profiles[profile]) {
-          this.log.warn({ mac, profile }, 'runtime assignment names no current profile: dropped');
-          continue;
-        }
-        this.assigned.set(mac, profile);
-        this.tracker.assign(mac, profile);
-      }
-    }
+    const dropped = this.plan.restore({ assign: this.readJson('assign.json'), booted: this.readJson('booted.json') });
+    for (const d of dropped) this.log.warn(d, 'runtime assignment names no current profile: dropped');
     const restored = this.tracker.restore(this.readJson('clients.json'));
     if (restored) this.log.info({ clients: restored }, 'client states restored');
-    const booted = this.readJson('booted.json');
-    if (Array.isArray(booted)) for (const m of booted) if (typeof m === 'string') this.booted.add(m);
   }
 
   private readJson(name: string): unknown {
@@ -361,7 +322,7 @@ export class Agent {
         log: this.component('cache', true),
         metrics: this.metrics,
         emit: this.emit,
-        expectedSha256: (p) => this.expectedSha256(p),
+        plan: this.plan,
       });
     } catch (err) {
       // the only file it reads at construction is upstream.caFile
@@ -391,7 +352,7 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       macForIp: (ip) => this.macForIp(ip),
-      resolveProfile: (mac) => this.resolveProfile(mac),
+      plan: this.plan,
       api: { status: () => this.status(), clients: () => this.tracker.list() },
       subscribe: (fn) => {
         // progress travels in the client states (throttled by the tracker); raw *.progress events would flood the page
@@ -422,6 +383,7 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       macForIp: (ip) => this.macForIp(ip),
+      plan: this.plan,
       trace: this.trace,
     });
     await this.bind('tftp', cfg.lan.address, cfg.tftp.port, () => tftp.start());
@@ -432,12 +394,10 @@ export class Agent {
     const cfg = this.cfg;
     if (cfg.dhcp.mode === 'off') return;
     ensureDir('the state directory', cfg.stateDir);
-    const runtime = [...this.assigned].filter(([, p]) => !!cfg.boot.profiles[p]);
-    const boot = { ...cfg.boot, assign: { ...cfg.boot.assign, ...Object.fromEntries(runtime) } };
     const dhcp = new DhcpService({
       lan: cfg.lan,
       dhcp: cfg.dhcp,
-      boot,
+      plan: this.plan,
       httpPort: this.http?.port ?? cfg.http.port,
       tftpEnabled: cfg.tftp !== false,
       stateDir: cfg.stateDir,
@@ -445,8 +405,8 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       trace: this.trace,
-      // not the tracker's phase: a new boot resets that at its first DISCOVER, before the REQUEST is decided
-      isBootedOnce: (mac) => this.booted.has(mac),
+      // option 13 (RFC 2132 §3.7): the loader's size when the cache knows it (EDK2 then skips its tsize probe)
+      bootFileSize: (path) => this.cache?.sizeOf(path),
     });
     await this.bind('dhcp', '0.0.0.0', cfg.dhcp.port, () => dhcp.start());
     this.dhcp = dhcp;
@@ -612,7 +572,11 @@ export class Agent {
       this.log.level = next.log.level;
       this.eventLog = this.component('events');
     }
-    if (changed.has('boot')) this.tracker.setBoot(next.boot);
+    // one plan for every service and the tracker: a profile the reload removed is gone for all of them alike
+    if (changed.has('boot') || changed.has('dhcp')) {
+      const dropped = this.plan.setConfig({ boot: next.boot, netbootOnce: next.dhcp.netbootOnce });
+      if (dropped.length) this.log.warn({ macs: dropped }, 'runtime assignments name a profile the reload removed: dropped');
+    }
     const restart = {
       cache: changed.has('upstream') || changed.has('cache'),
       http: changed.has('lan') || changed.has('http') || relog,

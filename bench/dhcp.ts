@@ -1,99 +1,133 @@
 /**
- * bench/dhcp: the agent (dist/bootrelay.js, DHCP server mode) against dnsmasq (no-ping),
- * same namespaces, same clients.
- *   - the highest DORA rate perfdhcp sustains with < 1 % drops (DISCOVER-OFFER and REQUEST-ACK)
- *   - DORA latency p50/p99 at a fixed rate, from a relay-style load client (this bundle, --client)
- * Our server fsyncs its lease journal once per batch before ACKing; dnsmasq does not fsync.
- * Runs as root inside namespaces `brdb<pid>-*` (10.99.60.0/24 only); bounded in count and time.
+ * bench/dhcp: how many DORA/s each DHCP server sustains and how long its answers take, with
+ * perfdhcp (Kea) as the load client acting as a relay agent:
+ *   - bootrelay: dist/bootrelay.js, server mode, every lease fdatasynced before its ACK;
+ *   - dnsmasq-openwrt: dnsmasq as OpenWrt runs it (lease file written on every change, the
+ *     ping check before an OFFER left on, authoritative);
+ *   - dnsmasq-noping: the same with `no-ping`.
+ * Knee: the highest offered rate with < 1 % loss on every exchange (DISCOVER-OFFER,
+ * REQUEST-ACK, renewal REQUEST-ACK), found by doubling then bisection between the last passing
+ * and the first failing rate (to PRECISION). Every trial starts its server afresh (new state).
+ * Workloads: `new` (fresh MACs from a 2^20 space into a /16 pool: every DORA allocates),
+ * `renew` (as `new`, plus as many renewals (REQUEST from ciaddr) per second as DORAs), and
+ * `alloc` (bootrelay only: the pool already full of expired leases of other clients, every new
+ * client takes the longest-expired one and releases it; on a /16 pool vs a /24 pool, which
+ * shows whether allocation scans the range). Repetitions alternate the servers and are reported
+ * as min–median–max. Latency: perfdhcp's per-exchange timestamps (-x t) at a fixed rate below
+ * every knee, p50/p99/max, with bootrelay's own stage timings (BOOTRELAY_DHCP_TIMING) beside.
+ * Runs as root inside namespaces `brdb<pid>-*` (10.99.0.0/16 only); bounded in count and time.
+ * Knobs: BENCH_DHCP_REPS (3), BENCH_DHCP_SECONDS (2, per trial), BENCH_DHCP_SCENARIOS
+ * ("new,renew,alloc"), BENCH_DHCP_LAT_RATE (half the lowest knee a server reached in the first
+ * repetition, 50…1000).
  * Run: node scripts/run-ts.mjs bench/dhcp.ts
  */
-import dgram from 'node:dgram';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
-import { decodeDhcp, encodeDhcp, messageType } from '../proto/dhcp/packet';
+import { intToIp, ipToInt } from '../proto/dhcp/options';
 import { skipReason, waitFor } from '../test/helpers/netns';
-import { BenchLab, helperMode, machineLine, startAgent, type Agent } from './_lib/common';
+import { BenchLab, fx, helperMode, machineLine, startAgent, table } from './_lib/common';
 
-const LAN = '10.99.60.1';
-const GIADDR = '10.99.60.3';
-const RATES = [250, 500, 1000, 2000, 4000, 8000];
-const PERF_SECONDS = 4;
-const PERF_CLIENTS = 100; // + LAT_CLIENTS: fits the 241-address pool
-const LAT_CLIENTS = 100;
-const LAT_RATE = 200;
-const LAT_MS = 3000;
+const LAN = '10.99.0.1';
+const CLIENT = '10.99.0.3';
+const POOL16: [string, string] = ['10.99.1.0', '10.99.255.254'];
+const POOL24: [string, string] = ['10.99.0.10', '10.99.0.250'];
+const REPS = Math.max(1, Number(process.env.BENCH_DHCP_REPS ?? 3));
+const SECONDS = Math.max(1, Number(process.env.BENCH_DHCP_SECONDS ?? 2));
+const SCENARIOS = (process.env.BENCH_DHCP_SCENARIOS ?? 'new,renew,alloc').split(',').filter(Boolean);
+const START_RATE = 500;
+const MAX_RATE = 32_000;
+const MIN_RATE = 25;
+const PRECISION = 0.07;
+const MAX_TRIALS = 10;
+const LAT_SECONDS = 3;
+const CLIENT_SPACE = 1 << 20;
 
-/** Relay-style DORA load client: open loop at `rate`, latency DISCOVER → ACK. */
-async function client(a: { server: string; rate: number; ms: number; clients: number }): Promise<void> {
-  const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-  await new Promise<void>((r) => s.bind(67, GIADDR, () => r()));
-  const started = new Map<number, number>();
-  const lat: number[] = [];
-  const mk = (type: number, xid: number, extra: (o: OptionMap) => void) => {
-    const i = xid % a.clients;
-    const chaddr = Buffer.alloc(16);
-    Buffer.from([0x02, 0xbe, 0x00, 0x00, (i >> 8) & 255, i & 255]).copy(chaddr);
-    const options = new OptionMap().setU8(Opt.MessageType, type);
-    extra(options);
-    return encodeDhcp({ op: 1, htype: 1, hlen: 6, hops: 1, xid, secs: 0, flags: 0, ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: GIADDR, chaddr, mac: '', sname: '', file: '', options });
-  };
-  s.on('message', (b) => {
-    let m;
-    try {
-      m = decodeDhcp(b);
-    } catch {
-      return;
-    }
-    const t0 = started.get(m.xid);
-    if (t0 === undefined) return;
-    const t = messageType(m);
-    if (t === MessageType.OFFER) {
-      const sid = m.options.ip(Opt.ServerIdentifier) ?? a.server;
-      s.send(mk(MessageType.REQUEST, m.xid, (o) => o.setIp(Opt.ServerIdentifier, sid).setIp(Opt.RequestedIpAddress, m.yiaddr)), 67, a.server);
-    } else if (t === MessageType.ACK) {
-      lat.push(performance.now() - t0);
-      started.delete(m.xid);
-    }
-  });
-  const total = Math.round((a.rate * a.ms) / 1000);
-  const t0 = performance.now();
-  let sent = 0;
-  await new Promise<void>((done) => {
-    const tick = setInterval(() => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) * a.rate) / 1000));
-      while (sent < due) {
-        const xid = 0x10000 + sent++;
-        started.set(xid, performance.now());
-        s.send(mk(MessageType.DISCOVER, xid, () => {}), 67, a.server);
-      }
-      if (sent >= total) {
-        clearInterval(tick);
-        done();
-      }
-    }, 5);
-  });
-  await new Promise((r) => setTimeout(r, 1000)); // late answers
-  s.close();
-  lat.sort((x, y) => x - y);
-  const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
-  process.stdout.write(JSON.stringify({ sent: total, done: lat.length, p50: q(0.5), p99: q(0.99) }) + '\n');
+type ServerName = 'bootrelay' | 'dnsmasq-openwrt' | 'dnsmasq-noping';
+const SERVERS: ServerName[] = ['bootrelay', 'dnsmasq-openwrt', 'dnsmasq-noping'];
+
+interface Exchange {
+  sent: number;
+  received: number;
+  drops: number;
 }
 
-interface PerfResult {
+interface Trial {
   rate: number;
-  achieved: number;
-  dropDO: number;
-  dropRA: number;
-  avgMs: number;
+  ok: boolean;
+  /** perfdhcp could not send at the rate asked (the client, not the server, was the limit) */
+  clientLimited: boolean;
+  ex: Record<string, Exchange>;
+  /** delays (ms) per exchange kind, with -x t */
+  delays: Record<string, number[]>;
 }
 
-function parsePerf(rate: number, out: string): PerfResult {
-  const drops = [...out.matchAll(/drops ratio: ([\d.]+|nan) ?%/g)].map((m) => (m[1] === 'nan' ? 100 : Number(m[1])));
-  const achieved = Number(/Rate: ([\d.]+) 4-way/.exec(out)?.[1] ?? 0);
-  const avg = [...out.matchAll(/avg delay: ([\d.]+) ms/g)].map((m) => Number(m[1]));
-  return { rate, achieved, dropDO: drops[0] ?? 100, dropRA: drops[1] ?? 100, avgMs: avg.reduce((x, y) => x + y, 0) };
+/** perfdhcp's final report: per-exchange counters and (with -x t) the timestamps of every successful exchange. */
+function parsePerf(rate: number, seconds: number, out: string): Trial {
+  const ex: Record<string, Exchange> = {};
+  const delays: Record<string, number[]> = {};
+  let stats: string | undefined;
+  let stamps: string | undefined;
+  for (const line of out.split('\n')) {
+    let m = /^\*\*\*Statistics for: (.+)\*\*\*$/.exec(line);
+    if (m) {
+      stats = m[1]!;
+      stamps = undefined;
+      ex[stats] = { sent: 0, received: 0, drops: 0 };
+      continue;
+    }
+    m = /^\*\*\*Timestamps for packets: (.+)\*\*\*$/.exec(line);
+    if (m) {
+      stamps = m[1]!;
+      stats = undefined;
+      delays[stamps] = [];
+      continue;
+    }
+    if (stats) {
+      m = /^(sent packets|received packets|drops): (\d+)/.exec(line);
+      if (m) ex[stats]![m[1] === 'sent packets' ? 'sent' : m[1] === 'drops' ? 'drops' : 'received'] = Number(m[2]);
+    } else if (stamps) {
+      m = /^sent \/ received: ([\d.]+) \/ ([\d.]+)/.exec(line);
+      if (m) delays[stamps]!.push((Number(m[2]) - Number(m[1])) * 1000);
+    }
+  }
+  const kinds = Object.keys(ex).filter((k) => k !== 'RELEASE'); // RELEASE has no answer
+  const lossOk = kinds.length > 0 && kinds.every((k) => ex[k]!.sent > 0 && ex[k]!.drops / ex[k]!.sent < 0.01);
+  const doSent = ex['DISCOVER-OFFER']?.sent ?? 0;
+  const clientLimited = doSent < 0.97 * rate * seconds;
+  return { rate, ok: lossOk && !clientLimited, clientLimited, ex, delays };
+}
+
+function q(xs: number[], p: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+}
+
+/** "min–median–max" of a few repetitions. */
+function spread(xs: number[], d = 0): string {
+  const v = xs.filter((x) => Number.isFinite(x));
+  if (!v.length) return '-';
+  const s = [...v].sort((a, b) => a - b);
+  const med = s[Math.floor((s.length - 1) / 2)]!;
+  const n = (x: number) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+  return s.length === 1 ? n(med) : `${n(s[0]!)}–${n(med)}–${n(s[s.length - 1]!)}`;
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+}
+
+interface Setup {
+  pool: [string, string];
+  /** journal lines: every pool address leased to another client and expired (alloc) */
+  preloadExpired?: boolean;
+}
+
+interface Search {
+  knee: number;
+  limited: boolean;
+  trials: Trial[];
 }
 
 async function main(): Promise<void> {
@@ -102,77 +136,252 @@ async function main(): Promise<void> {
     console.log(`bench dhcp skipped: ${why}`);
     return;
   }
-  const self = process.argv[1]!;
   console.log(machineLine());
+  const t0 = Date.now();
   const blab = new BenchLab(`brdb${process.pid}`);
   const lab = blab.net;
   const tmp = blab.tmp;
-  let agent: Agent | undefined;
-  const results: Record<string, { best?: PerfResult; runs: PerfResult[]; lat?: { sent: number; done: number; p50: number; p99: number } }> = {};
+  const R = lab.addNs('r');
+  const C = lab.addNs('c');
+  lab.veth(R, 'lan', C, 'c0');
+  lab.addr(R, 'lan', `${LAN}/16`);
+  lab.addr(C, 'c0', `${CLIENT}/16`);
+
+  /** Starts one server with fresh state; resolves to its stop(). */
+  async function start(server: ServerName, setup: Setup, timingFile?: string): Promise<() => Promise<void>> {
+    if (server === 'bootrelay') {
+      const stateFiles: Record<string, string> = {};
+      if (setup.preloadExpired) {
+        const [a, b] = setup.pool.map(ipToInt) as [number, number];
+        const exp = Date.now() - 600_000;
+        const lines: string[] = [];
+        for (let n = a; n <= b; n++) {
+          const i = n - a;
+          const mac = `02:ee:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+          lines.push(JSON.stringify({ op: 'commit', mac, ip: intToIp(n), exp: exp + (i % 1000) }));
+        }
+        lines.push(JSON.stringify({ op: 'clean' })); // a cleanly stopped server's journal
+        stateFiles['leases.jsonl'] = lines.join('\n') + '\n';
+      }
+      const agent = await startAgent(blab, {
+        ns: R,
+        dir: join(tmp, 'agent'),
+        lanIf: 'lan',
+        lanIp: LAN,
+        lanPrefix: 16,
+        upstreamUrl: 'http://127.0.0.1:9/',
+        dhcp: { mode: 'server', range: setup.pool, leaseSeconds: 3600, router: LAN, dns: [LAN] },
+        env: timingFile ? { BOOTRELAY_DHCP_TIMING: timingFile } : undefined,
+        stateFiles,
+      });
+      return () => agent.stop();
+    }
+    const conf = join(tmp, 'dnsmasq.conf');
+    const leases = join(tmp, 'dnsmasq.leases');
+    const pid = join(tmp, 'dnsmasq.pid');
+    rmSync(leases, { force: true });
+    rmSync(pid, { force: true });
+    // OpenWrt's init script: a lease file (/tmp/dhcp.leases there), authoritative, the ping check left on
+    writeFileSync(
+      conf,
+      [
+        'port=0',
+        'interface=lan',
+        'bind-interfaces',
+        `dhcp-range=${setup.pool[0]},${setup.pool[1]},255.255.0.0,1h`,
+        `dhcp-leasefile=${leases}`,
+        'dhcp-authoritative',
+        'dhcp-lease-max=150000',
+        'user=root',
+        'quiet-dhcp',
+        ...(server === 'dnsmasq-noping' ? ['no-ping'] : []),
+        '',
+      ].join('\n'),
+    );
+    const proc = lab.spawn(R, 'dnsmasq', ['-k', '-C', conf, `--pid-file=${pid}`]);
+    await waitFor(() => {
+      if (proc.exitCode !== null) throw new Error('dnsmasq exited');
+      return existsSync(pid);
+    }, 10_000, 'dnsmasq');
+    return () => lab.kill(proc);
+  }
+
+  function perfArgs(workload: string, rate: number, seconds: number, timestamps: boolean): string[] {
+    const a = ['-4', '-l', 'c0', '-r', String(rate), '-R', String(CLIENT_SPACE), '-p', String(seconds), '-W', '500000'];
+    if (workload === 'renew') a.push('-f', String(rate));
+    if (workload === 'alloc') a.push('-F', String(rate));
+    if (timestamps) a.push('-x', 't');
+    return [...a, LAN];
+  }
+
+  async function trial(server: ServerName, workload: string, setup: Setup, rate: number, seconds = SECONDS, timingFile?: string): Promise<Trial> {
+    const stop = await start(server, setup, timingFile);
+    try {
+      const r = await lab.exec(C, 'perfdhcp', perfArgs(workload, rate, seconds, !!timingFile || seconds === LAT_SECONDS), { timeoutMs: (seconds + 20) * 1000 });
+      return parsePerf(rate, seconds, r.stdout + r.stderr);
+    } finally {
+      await stop();
+    }
+  }
+
+  /** Doubling (or ×1.25 around a hint) to bracket the knee, then bisection to PRECISION. */
+  async function search(server: ServerName, workload: string, setup: Setup, hint?: number): Promise<Search> {
+    const trials: Trial[] = [];
+    let pass = 0;
+    let fail = Infinity;
+    let limited = false;
+    const step = hint ? 1.25 : 2;
+    let r = Math.round(hint ?? START_RATE);
+    while (trials.length < MAX_TRIALS) {
+      const t = await trial(server, workload, setup, r);
+      trials.push(t);
+      if (t.ok) pass = Math.max(pass, r);
+      else {
+        fail = Math.min(fail, r);
+        if (t.clientLimited) limited = true;
+      }
+      if (pass > 0 && fail < Infinity) break;
+      if (pass >= MAX_RATE) break;
+      if (fail < Infinity && r <= MIN_RATE) break;
+      // next to nothing answered within perfdhcp's drop time (1 s): straight to the lowest rate
+      const answered = (t.ex['DISCOVER-OFFER']?.received ?? 0) / Math.max(1, t.ex['DISCOVER-OFFER']?.sent ?? 0);
+      r = t.ok ? Math.min(MAX_RATE, Math.round(r * step)) : answered < 0.05 ? MIN_RATE : Math.max(MIN_RATE, Math.round(r / step));
+    }
+    while (pass > 0 && fail < Infinity && (fail - pass) / pass > PRECISION && trials.length < MAX_TRIALS) {
+      const mid = Math.round((pass + fail) / 2);
+      const t = await trial(server, workload, setup, mid);
+      trials.push(t);
+      if (t.ok) pass = mid;
+      else {
+        fail = mid;
+        limited = t.clientLimited;
+      }
+    }
+    return { knee: pass, limited: limited && fail - pass <= pass * PRECISION * 2, trials };
+  }
+
+  const rows: Array<{ scenario: string; server: string; setup: Setup }> = [];
+  for (const s of SCENARIOS) {
+    if (s === 'alloc') {
+      rows.push({ scenario: 'alloc', server: 'bootrelay /24', setup: { pool: POOL24, preloadExpired: true } });
+      rows.push({ scenario: 'alloc', server: 'bootrelay /16', setup: { pool: POOL16, preloadExpired: true } });
+    } else if (s === 'new' || s === 'renew') for (const srv of SERVERS) rows.push({ scenario: s, server: srv, setup: { pool: POOL16 } });
+    else throw new Error(`BENCH_DHCP_SCENARIOS: unknown scenario ${s} (new, renew, alloc)`);
+  }
+  const knees = new Map<string, Search[]>();
+  const key = (r: { scenario: string; server: string }) => `${r.scenario} ${r.server}`;
+  const timings: Array<Record<string, { p50: number; p99: number; max: number; n: number }>> = [];
+  const lat = new Map<ServerName, Array<Record<string, number[]>>>();
+  let latRate = Number(process.env.BENCH_DHCP_LAT_RATE ?? 0);
   try {
-    const R = lab.addNs('r');
-    const C = lab.addNs('c');
-    lab.veth(R, 'lan', C, 'c0');
-    lab.addr(R, 'lan', `${LAN}/24`);
-    lab.addr(C, 'c0', `${GIADDR}/24`);
-    for (const target of ['bootrelay', 'dnsmasq'] as const) {
-      let server: ChildProcess;
-      if (target === 'bootrelay') {
-        // the product: dist/bootrelay.js in the namespace, DHCP server mode, no MQTT
-        agent = await startAgent(blab, {
-          ns: R,
-          dir: join(tmp, 'agent'),
-          lanIf: 'lan',
-          lanIp: LAN,
-          upstreamUrl: 'http://127.0.0.1:9/',
-          dhcp: { mode: 'server', range: ['10.99.60.10', '10.99.60.250'], leaseSeconds: 3600, router: LAN, dns: [LAN] },
-        });
-        server = agent.proc;
-      } else {
-        const conf = join(tmp, 'dnsmasq.conf');
-        writeFileSync(conf, `port=0\ninterface=lan\nbind-interfaces\ndhcp-range=10.99.60.10,10.99.60.250,255.255.255.0,1h\ndhcp-leasefile=${join(tmp, 'dnsmasq.leases')}\nno-ping\ndhcp-authoritative\nuser=root\ndhcp-lease-max=1000\nquiet-dhcp\n`);
-        server = lab.spawn(R, 'dnsmasq', ['-k', '-C', conf, `--pid-file=${join(tmp, 'dnsmasq.pid')}`]);
-        await waitFor(() => existsSync(join(tmp, 'dnsmasq.pid')), 10_000, 'dnsmasq');
+    for (let rep = 0; rep < REPS; rep++) {
+      // alternate: each repetition runs every server once per scenario, the order rotated
+      for (const scenario of SCENARIOS) {
+        const here = rows.filter((r) => r.scenario === scenario);
+        const order = here.map((_, i) => here[(i + rep) % here.length]!);
+        for (const row of order) {
+          const prev = knees.get(key(row)) ?? [];
+          const hint = prev.length && prev[0]!.knee > 0 ? median(prev.map((p) => p.knee)) : undefined;
+          const s = await search(row.server.startsWith('bootrelay') ? 'bootrelay' : (row.server as ServerName), scenario, row.setup, hint);
+          prev.push(s);
+          knees.set(key(row), prev);
+          const tr = s.trials.map((t) => `${t.rate}${t.ok ? '✓' : t.clientLimited ? '✗c' : '✗'}`).join(' ');
+          console.log(`  rep ${rep + 1} ${scenario.padEnd(5)} ${row.server.padEnd(15)} knee ${s.knee}/s${s.limited ? ' (perfdhcp limit)' : ''}  [${tr}]`);
+        }
       }
-      const runs: PerfResult[] = [];
-      for (const rate of RATES) {
-        const r = await lab.exec(C, 'perfdhcp', ['-4', '-l', 'c0', '-r', String(rate), '-R', String(PERF_CLIENTS), '-p', String(PERF_SECONDS), '-W', '500000', LAN], { timeoutMs: (PERF_SECONDS + 10) * 1000 });
-        const p = parsePerf(rate, r.stdout + r.stderr);
-        runs.push(p);
-        if (p.dropDO >= 1 || p.dropRA >= 1) break;
+      // latency at a fixed rate under every knee: new clients plus as many renewals
+      if (!latRate) {
+        // half the lowest knee any server reached (new or renew: the latency run is both at once)
+        const ks = ['new', 'renew'].flatMap((sc) => SERVERS.map((srv) => median((knees.get(`${sc} ${srv}`) ?? []).map((s) => s.knee)))).filter((k) => Number.isFinite(k) && k > 0);
+        latRate = Math.max(50, Math.min(1000, Math.round((ks.length ? Math.min(...ks) : 400) / 2 / 50) * 50));
       }
-      const best = runs.filter((p) => p.dropDO < 1 && p.dropRA < 1).pop();
-      const lr = await lab.exec(C, process.execPath, [self, '--client', JSON.stringify({ server: LAN, rate: LAT_RATE, ms: LAT_MS, clients: LAT_CLIENTS })], { timeoutMs: LAT_MS + 10_000 });
-      const lat = lr.stdout.trim() ? JSON.parse(lr.stdout.trim().split('\n').pop()!) : undefined;
-      results[target] = { best, runs, lat };
-      await lab.kill(server);
+      for (let i = 0; i < SERVERS.length; i++) {
+        const srv = SERVERS[(i + rep) % SERVERS.length]!;
+        const tf = srv === 'bootrelay' ? join(tmp, `timing-${rep}.json`) : undefined;
+        const t = await trial(srv, 'renew', { pool: POOL16 }, latRate, LAT_SECONDS, tf);
+        const l = lat.get(srv) ?? [];
+        l.push({ ...t.delays, lossPct: [Math.max(...Object.entries(t.ex).filter(([k]) => k !== 'RELEASE').map(([, e]) => (100 * e.drops) / Math.max(1, e.sent)))] });
+        lat.set(srv, l);
+        if (tf && existsSync(tf)) timings.push(JSON.parse(readFileSync(tf, 'utf8')));
+      }
     }
   } finally {
     await blab.cleanup();
   }
-  const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
-  console.log(`DHCP server benchmark (perfdhcp ${PERF_SECONDS} s per rate, ${PERF_CLIENTS} clients; latency at ${LAT_RATE} DORA/s for ${LAT_MS / 1000} s, ${LAT_CLIENTS} other clients, after the perfdhcp runs)`);
-  for (const [name, r] of Object.entries(results)) {
-    console.log(`  ${name}: ` + r.runs.map((p) => `${p.rate}/s→${f(p.achieved, 0)}/s drops ${f(p.dropDO)}%/${f(p.dropRA)}%`).join(', '));
+
+  console.log(
+    `\nDHCP knees: highest offered DORA/s with < 1 % loss on every exchange (perfdhcp ${SECONDS} s per trial, fresh server state per trial, bisection to ${PRECISION * 100} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+  );
+  const kneeRows: string[][] = [];
+  for (const row of rows) {
+    const ks = (knees.get(key(row)) ?? []).map((s) => s.knee);
+    const base = row.scenario === 'alloc' ? knees.get('alloc bootrelay /24') : knees.get(`${row.scenario} bootrelay`);
+    // per-repetition ratio bootrelay ÷ this server (the pair ran in the same repetition)
+    const ratios = (base ?? []).map((b, i) => b.knee / (ks[i] ?? NaN));
+    const isBase = row.server === 'bootrelay' || row.server === 'bootrelay /24';
+    const limited = (knees.get(key(row)) ?? []).some((s) => s.limited) ? ' (perfdhcp limit)' : '';
+    kneeRows.push([
+      row.scenario,
+      row.server,
+      (ks.every((k) => k === 0) ? `< ${MIN_RATE} (no rate passed)` : spread(ks)) + limited,
+      isBase ? '1 (baseline of the row group)' : row.scenario === 'alloc' ? `/24 ÷ /16: ${spread(ratios, 2)}` : `bootrelay ÷ this: ${spread(ratios, 2)}×`,
+    ]);
   }
-  console.log('');
-  console.log('| server    | max DORA/s (<1% loss) | perfdhcp avg delay (ms, DO+RA) | p50 DORA (ms) | p99 DORA (ms) | completed |');
-  console.log('|-----------|----------------------:|-------------------------------:|--------------:|--------------:|----------:|');
-  for (const [name, r] of Object.entries(results)) {
+  console.log(table(['workload', 'server', 'knee DORA/s (min–med–max)', 'ratio per repetition (min–med–max)'], kneeRows));
+
+  console.log(`\nDHCP latency at ${latRate} DORA/s + ${latRate} renewals/s (perfdhcp -x t, ${LAT_SECONDS} s, fresh state; ms, median of ${REPS} repetitions [min–max of the repetitions])`);
+  const cell = (srv: ServerName, kind: string, p: number) => {
+    const per = (lat.get(srv) ?? []).map((r) => (p < 0 ? Math.max(...(r[kind] ?? [NaN])) : q(r[kind] ?? [], p)));
+    return per;
+  };
+  const fmt = (xs: number[]) => {
+    const v = xs.filter(Number.isFinite);
+    return v.length ? `${fx(median(v), 2)} [${fx(Math.min(...v), 2)}–${fx(Math.max(...v), 2)}]` : '-';
+  };
+  const kinds: Array<[string, string]> = [
+    ['DISCOVER-OFFER', 'OFFER'],
+    ['REQUEST-ACK', 'ACK'],
+    ['REQUEST-ACK (renewal)', 'renew ACK'],
+  ];
+  const latRows: string[][] = [];
+  for (const srv of SERVERS) {
+    for (const [kind, label] of kinds) latRows.push([srv, label, fmt(cell(srv, kind, 0.5)), fmt(cell(srv, kind, 0.99)), fmt(cell(srv, kind, -1)), fmt((lat.get(srv) ?? []).map((r) => r.lossPct?.[0] ?? NaN))]);
+  }
+  console.log(table(['server', 'answer', 'p50', 'p99', 'max', 'worst loss %'], latRows));
+  const ratioRows: string[][] = [];
+  for (const other of SERVERS.slice(1)) {
+    for (const [kind, label] of kinds) {
+      const r = (p: number) => {
+        const a = cell('bootrelay', kind, p);
+        const b = cell(other, kind, p);
+        return spread(
+          a.map((x, i) => x / (b[i] ?? NaN)),
+          2,
+        );
+      };
+      ratioRows.push([`bootrelay ÷ ${other}`, label, r(0.5), r(0.99), r(-1)]);
+    }
+  }
+  console.log(table(['ratio (per repetition, min–med–max; < 1: bootrelay faster)', 'answer', 'p50', 'p99', 'max'], ratioRows));
+
+  if (timings.length) {
+    console.log(`\nbootrelay stage times during the latency runs (BOOTRELAY_DHCP_TIMING, process.hrtime; ms except batch-records; median of ${timings.length} runs)`);
+    const names = [...new Set(timings.flatMap((t) => Object.keys(t)))];
+    const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-write+sync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack'];
+    names.sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
     console.log(
-      `| ${name.padEnd(9)} | ${f(r.best?.achieved, 0).padStart(21)} | ${f(r.best?.avgMs, 2).padStart(30)} | ${f(r.lat?.p50, 2).padStart(13)} | ${f(r.lat?.p99, 2).padStart(13)} | ${`${r.lat?.done ?? 0}/${r.lat?.sent ?? 0}`.padStart(9)} |`,
+      table(
+        ['stage', 'n', 'p50', 'p99', 'max'],
+        names.map((n) => {
+          const v = (f: 'p50' | 'p99' | 'max' | 'n') => median(timings.map((t) => t[n]?.[f] ?? NaN));
+          return [n, fx(v('n'), 0), fx(v('p50'), 3), fx(v('p99'), 3), fx(v('max'), 3)];
+        }),
+      ),
     );
   }
-  const a = results.bootrelay;
-  const b = results.dnsmasq;
-  if (a?.best && b?.best) console.log(`\nratio bootrelay/dnsmasq: throughput ${(a.best.achieved / b.best.achieved).toFixed(2)}x, p50 ${f((a.lat?.p50 ?? NaN) / (b.lat?.p50 ?? NaN), 2)}x, p99 ${f((a.lat?.p99 ?? NaN) / (b.lat?.p99 ?? NaN), 2)}x`);
 }
 
-const mode = process.argv[2];
-if (helperMode()) {
-  /* helper process */
-} else if (mode === '--client') void client(JSON.parse(process.argv[3]!));
-else
+if (!helperMode())
   main().catch((e) => {
     console.error(e);
     process.exit(1);

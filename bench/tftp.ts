@@ -17,10 +17,15 @@ import { type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BenchLab, MB, fx, has, isRoot, machineLine, makeFile, runMain, startAgent, startUpstream, table, waitFor, type Agent } from './_lib/common';
+import { cgroupV1, CpuGroup, pin } from './_lib/cgroup';
 
 const SIZES = (process.env.BENCH_TFTP_MB ?? '128,4,1').split(',').map(Number);
 const WINDOWS = [1, 4, 16];
 const LIMIT_MS = 150_000;
+/** issue 13: the lock-step file (MiB) and transfers per server per scenario */
+const LOCK_MB = Number(process.env.BENCH_TFTP_LOCK_MB ?? 32);
+const LOCK_ROUNDS = Number(process.env.BENCH_TFTP_LOCK_ROUNDS ?? 3);
+const ONLY = process.env.BENCH_TFTP_ONLY; // "lockstep" | "windows"
 
 interface Link {
   name: string;
@@ -38,6 +43,132 @@ async function atftp(lab: BenchLab, ns: string, ip: string, file: string, out: s
   const bytes = existsSync(out) ? statSync(out).size : 0;
   rmSync(out, { force: true });
   return { ok: r.code === 0, s, bytes, err: (r.stderr + r.stdout).trim().slice(0, 120) };
+}
+
+interface Tx {
+  ok: boolean;
+  s: number;
+  err: string;
+}
+
+/** curl as a lock-step client (no windowsize, like PXE ROMs), pinned to CPU 0. */
+async function curlTftp(lab: BenchLab, ns: string, ip: string, file: string, size: number): Promise<Tx> {
+  const t0 = performance.now();
+  const r = await lab.net.exec(ns, 'taskset', ['-c', '0', 'curl', '-sS', '--max-time', String(LIMIT_MS / 1000), '--tftp-blksize', '1468', '-o', '/dev/null', '-w', '%{size_download}', `tftp://${ip}/${file}`], { timeoutMs: LIMIT_MS + 5000 });
+  const s = (performance.now() - t0) / 1000;
+  return { ok: r.code === 0 && Number(r.stdout.trim()) === size, s, err: (r.stderr + r.stdout).trim().slice(0, 120) };
+}
+
+/** atftp with windowsize, pinned to CPU 0. */
+async function atftpWs(lab: BenchLab, ns: string, ip: string, file: string, out: string, size: number, ws: number): Promise<Tx> {
+  rmSync(out, { force: true });
+  const t0 = performance.now();
+  const r = await lab.net.exec(ns, 'taskset', ['-c', '0', 'atftp', '--option', 'blksize 1468', '--option', `windowsize ${ws}`, '-g', '-r', file, '-l', out, ip, '69'], { timeoutMs: LIMIT_MS });
+  const s = (performance.now() - t0) / 1000;
+  const bytes = existsSync(out) ? statSync(out).size : 0;
+  rmSync(out, { force: true });
+  return { ok: r.code === 0 && bytes === size, s, err: (r.stderr + r.stdout).trim().slice(0, 120) };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+};
+
+/**
+ * Issue 13: lock-step TFTP (curl, no windowsize), warm cache, 32 MiB at blksize
+ * 1468, bootrelay and tftpd-hpa side by side on one veth (two addresses), both
+ * servers and the client pinned to CPU 0, transfers interleaved A B A B …; per-
+ * server CPU from its own cpuacct group (tftpd-hpa's per-transfer children
+ * included). Then the same under cpu.cfs_quota_us = 25 % of one core, with
+ * windowsize 4 (atftp) beside lock-step.
+ */
+async function lockstep(lab: BenchLab, www: string): Promise<void> {
+  const why = cgroupV1() ?? (has('taskset') ? undefined : 'taskset missing');
+  if (why) {
+    console.log(`lock-step/CPU section skipped: ${why}`);
+    return;
+  }
+  const s = lab.net.addNs('s70');
+  const c = lab.net.addNs('c70');
+  lab.veth({ ns: s, dev: 'lan', cidr: '10.99.70.1/24' }, { ns: c, dev: 'eth0', cidr: '10.99.70.2/24' });
+  lab.net.addr(s, 'lan', '10.99.70.3/24');
+  const file = `f${LOCK_MB}.bin`;
+  const size = LOCK_MB * MB;
+  if (!existsSync(join(www, file))) makeFile(join(www, file), size);
+  const out = join(lab.tmp, 'out70.bin');
+  const up = await startUpstream(lab, s, www, '127.0.0.1', 8080);
+  const groups: CpuGroup[] = [];
+  try {
+    const gA = new CpuGroup(`brtf${process.pid}-agent`);
+    const gT = new CpuGroup(`brtf${process.pid}-tftpd`);
+    groups.push(gA, gT);
+    const ag: Agent = await startAgent(lab, { ns: s, dir: join(lab.tmp, 'agent70'), lanIf: 'lan', lanIp: '10.99.70.1', upstreamUrl: 'http://127.0.0.1:8080/' });
+    pin(ag.pid, 0);
+    gA.add(ag.pid);
+    const td = lab.net.spawn(s, 'taskset', ['-c', '0', 'in.tftpd', '-L', '-s', www, '-a', '10.99.70.3:69']);
+    await waitFor(() => td.pid !== undefined, 5000, 'in.tftpd pid');
+    gT.add(td.pid!);
+    const servers = [
+      { name: 'bootrelay', ip: '10.99.70.1', g: gA },
+      { name: 'tftpd-hpa', ip: '10.99.70.3', g: gT },
+    ];
+    for (const srv of servers) await waitFor(async () => (await curlTftp(lab, c, srv.ip, 'probe.txt', 6)).ok, 10_000, `${srv.name} tftp`);
+    const warm = await curlTftp(lab, c, '10.99.70.1', file, size); // fills the agent's cache
+    if (!warm.ok) console.log(`  warm-up transfer failed: ${warm.err}`);
+    const rows: string[][] = [];
+    const summary: Record<string, { mbs: number; cpuPerMb: number }> = {};
+    const scenario = async (label: string, quota: number | undefined, kinds: Array<{ name: string; run: (ip: string) => Promise<Tx> }>) => {
+      for (const g of groups) g.quota(quota);
+      for (const k of kinds) {
+        const acc = new Map<string, { s: number[]; cpu: number; bytes: number; failed: string }>();
+        for (const srv of servers) acc.set(srv.name, { s: [], cpu: 0, bytes: 0, failed: '' });
+        for (let i = 0; i < LOCK_ROUNDS; i++) {
+          for (const srv of servers) {
+            const a = acc.get(srv.name)!;
+            const c0 = srv.g.cpuMs();
+            const r = await k.run(srv.ip);
+            a.cpu += srv.g.cpuMs() - c0;
+            if (r.ok) {
+              a.s.push(r.s);
+              a.bytes += size;
+            } else a.failed = r.err;
+          }
+        }
+        for (const srv of servers) {
+          const a = acc.get(srv.name)!;
+          const mbs = size / MB / median(a.s);
+          const cpuPerMb = a.cpu / (a.bytes / MB);
+          summary[`${label}/${k.name}/${srv.name}`] = { mbs, cpuPerMb };
+          rows.push([label, k.name, srv.name, `${a.s.length}/${LOCK_ROUNDS}`, fx(mbs, 1), fx(a.cpu, 0), fx(cpuPerMb, 2), a.failed ? `failed: ${a.failed}` : '']);
+          console.log(`  ${label} ${k.name} ${srv.name}: ${fx(mbs, 1)} MB/s, ${fx(cpuPerMb, 2)} CPU ms/MiB${a.failed ? ` (failed: ${a.failed})` : ''}`);
+        }
+      }
+    };
+    const lock = { name: 'lock-step (curl)', run: (ip: string) => curlTftp(lab, c, ip, file, size) };
+    const ws4 = { name: 'windowsize 4 (atftp)', run: (ip: string) => atftpWs(lab, c, ip, file, out, size, 4) };
+    await scenario('no quota', undefined, [lock]);
+    await scenario('25 % quota', 0.25, [lock, ws4]);
+    await ag.stop();
+    await lab.net.kill(td);
+    console.log('');
+    console.log(`TFTP lock-step and CPU (issue 13): ${LOCK_MB} MiB, blksize 1468, warm cache, one veth, servers and client pinned to CPU 0,`);
+    console.log(`${LOCK_ROUNDS} transfers per server interleaved; MB/s = MiB/s (median); CPU = the server's cpuacct cgroup over all its transfers.`);
+    console.log('tftpd-hpa has no windowsize: its "windowsize 4" rows are lock-step.');
+    console.log(table(['scenario', 'client', 'server', 'ok', 'MB/s', 'CPU ms', 'CPU ms/MiB', ''], rows));
+    const ratio = (label: string, k: string) => {
+      const a = summary[`${label}/${k}/bootrelay`];
+      const t = summary[`${label}/${k}/tftpd-hpa`];
+      if (!a || !t) return;
+      console.log(`${label}, ${k}: throughput bootrelay/tftpd-hpa = ${fx(a.mbs / t.mbs, 2)} × (goal ≥ 1.0 without quota), CPU per MiB bootrelay/tftpd-hpa = ${fx(a.cpuPerMb / t.cpuPerMb, 2)} × (goal ≤ 1.5)`);
+    };
+    ratio('no quota', lock.name);
+    ratio('25 % quota', lock.name);
+    ratio('25 % quota', ws4.name);
+  } finally {
+    for (const g of groups) g.remove();
+    await lab.net.kill(up.proc);
+  }
 }
 
 async function main(): Promise<void> {
@@ -60,6 +191,8 @@ async function main(): Promise<void> {
     chmodSync(lab.tmp, 0o755);
     chmodSync(www, 0o755); // in.tftpd drops to nobody inside its chroot
     writeFileSync(join(www, 'probe.txt'), 'probe\n');
+    if (ONLY !== 'windows') await lockstep(lab, www);
+    if (ONLY === 'lockstep') return;
     for (const mb of new Set(links.map((l) => l.sizeMb))) makeFile(join(www, `f${mb}.bin`), mb * MB);
     for (const l of links) {
       const s = lab.net.addNs(`s${l.net}`);

@@ -66,6 +66,8 @@ interface Base {
   /** Client MAC (lower case, colons) when the event concerns one client. */
   mac?: string;
   ip?: string;
+  /** the client's IPv6 address (dhcp6.* events; TFTP/HTTP over IPv6) */
+  ip6?: string;
 }
 
 /** What every DHCP event knows about the client that sent the datagram. */
@@ -121,6 +123,65 @@ export interface DhcpLoaderFallbackEvent extends DhcpBase {
   file: string;
   from: string;
   detail: string;
+}
+
+/** Why the DHCPv6 policy did not answer (relay/dhcp6/policy; metric bootrelay_dhcp6_ignored_total{reason}). */
+export type Dhcp6IgnoreReason =
+  | 'not-a-request' // ADVERTISE, REPLY, RECONFIGURE, RELAY-REPL
+  | 'no-client-id'
+  | 'no-server-id' // REQUEST/RENEW/RELEASE/DECLINE must name a server (RFC 8415 §16)
+  | 'other-server'
+  | 'server-id-present' // SOLICIT/REBIND/CONFIRM must not
+  | 'rapid-commit-on-proxy-port'
+  | 'not-boot-service' // port 4011 answers boot-service REQUESTs only
+  | 'not-a-boot-client'
+  | 'stateless' // dhcp6.mode stateless: no addresses, and nothing for a non-boot client's SOLICIT
+  | 'confirm-without-addresses' // RFC 8415 §18.3.3: no reply
+  | 'outside-lan' // relayed from a link outside lan.address6/prefix6
+  | 'unknown-type';
+
+/** What every DHCPv6 event knows about the client. */
+interface Dhcp6Base extends Base {
+  /** transaction id (24 bits) as 0x-hex */
+  xid?: string;
+  arch?: ArchKey;
+  firmware?: Firmware;
+  /** the client's DUID, hex */
+  duid?: string;
+}
+
+/** A message the DHCPv6 service accepted. */
+export interface Dhcp6ReceivedEvent extends Dhcp6Base {
+  type: 'dhcp6.solicit' | 'dhcp6.request' | 'dhcp6.confirm' | 'dhcp6.renew' | 'dhcp6.rebind' | 'dhcp6.release' | 'dhcp6.decline' | 'dhcp6.inform';
+  vendorClass?: string;
+  userClass?: string[];
+  archCode?: number;
+  /** where the MAC came from: the DUID, RFC 6939 option, neighbour table, EUI-64 of the sender */
+  macFrom?: 'duid' | 'link-layer-option' | 'neighbour' | 'eui64';
+}
+
+/** A reply the DHCPv6 service sent (`ip6`: the address the client gets or keeps). */
+export interface Dhcp6ReplyEvent extends Dhcp6Base {
+  type: 'dhcp6.advertise' | 'dhcp6.reply';
+  file?: string;
+  role?: FileRole;
+  /** the boot-file URL (option 59) */
+  url?: string;
+  /** a status other than Success the reply carried */
+  status?: 'NoAddrsAvail' | 'NotOnLink';
+  /** sent from the boot-service port (4011) */
+  proxy?: true;
+}
+
+export interface Dhcp6NoLoaderEvent extends Dhcp6Base {
+  type: 'dhcp6.no-loader';
+  detail: string;
+}
+
+export interface Dhcp6PoolExhaustedEvent extends Dhcp6Base {
+  type: 'dhcp6.pool-exhausted';
+  /** dhcp6.range */
+  range: [string, string];
 }
 
 interface TransferBase extends Base {
@@ -242,6 +303,10 @@ export type RelayEvent =
   | DhcpPoolExhaustedEvent
   | DhcpLoaderFallbackEvent
   | DhcpUnknownClientEvent
+  | Dhcp6ReceivedEvent
+  | Dhcp6ReplyEvent
+  | Dhcp6NoLoaderEvent
+  | Dhcp6PoolExhaustedEvent
   | TftpStartEvent
   | TftpProgressEvent
   | TftpDoneEvent
@@ -293,6 +358,13 @@ export type DhcpEvent = DhcpReceivedEvent | DhcpReplyEvent | DhcpNoLoaderEvent |
 
 export function isDhcpEvent(ev: RelayEvent): ev is DhcpEvent {
   return ev.type.startsWith('dhcp.') || ev.type.startsWith('proxy.');
+}
+
+/** The DHCPv6 service's events (dhcp6.*). */
+export type Dhcp6Event = Dhcp6ReceivedEvent | Dhcp6ReplyEvent | Dhcp6NoLoaderEvent | Dhcp6PoolExhaustedEvent;
+
+export function isDhcp6Event(ev: RelayEvent): ev is Dhcp6Event {
+  return ev.type.startsWith('dhcp6.');
 }
 
 const REPLY_TYPES = new Set<RelayEventType>(['dhcp.offer', 'dhcp.ack', 'dhcp.nak', 'proxy.offer', 'proxy.ack']);

@@ -21,6 +21,12 @@ export interface OpenOptions {
   /** The client asking, for events. */
   mac?: string;
   signal?: AbortSignal;
+  /**
+   * Read what is on disk synchronously, chunk by chunk as the stream is read,
+   * instead of through the thread pool: for a reader that paces itself in small
+   * steps (TFTP lock-step), where each pool round trip costs more than the read.
+   */
+  syncReads?: boolean;
 }
 
 export interface OpenedFile extends FileInfo {
@@ -28,6 +34,12 @@ export interface OpenedFile extends FileInfo {
   stream: Readable;
   /** How the cache served it. */
   cache: 'hit' | 'miss' | 'stale' | 'bypass';
+  /**
+   * When `size` is not known yet (a fill from an upstream that sent no
+   * Content-Length): resolves with the size once the fill has it, or undefined
+   * after `timeoutMs` or if the fill fails. Reading the stream meanwhile is fine.
+   */
+  sizeWhenKnown?(timeoutMs: number): Promise<number | undefined>;
 }
 
 export interface FileSource {

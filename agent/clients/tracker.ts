@@ -3,8 +3,8 @@
  * with the contract's phases, in order: dhcp, bound, loader, ipxe, kernel,
  * initrd, handoff, booted (or failed, with an error a person understands).
  *
- * Services do not know phases; files are classified here from the config
- * (boot.loaders, the client's profile) unless the event carries a `role`.
+ * Services do not know phases; files are classified by the boot plan
+ * (relay/boot/plan.ts) for the client's profile unless the event carries a `role`.
  * Timeouts are checked by tick(now), which the agent calls every second;
  * the clock is injected so tests script time. Byte progress is emitted on
  * 'client' at most every `progressIntervalMs` per client; phase changes and
@@ -30,7 +30,8 @@ import {
   type TransferEvent,
 } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
-import type { BootConfig, ProfileConfig } from '../config/types';
+import type { ProfileConfig } from '../../relay/boot/config';
+import type { BootPlan } from '../../relay/boot/plan';
 
 export interface PhaseTiming {
   startedAt: string;
@@ -63,8 +64,12 @@ export interface ClientState {
   bootFile?: string;
 }
 
+/** What the tracker asks the boot plan (relay/boot/plan.ts). */
+export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'on'>;
+
 export interface ClientTrackerOptions {
-  boot: BootConfig;
+  /** which profile a client boots, what a file is */
+  plan: TrackerPlan;
   /** receives the `client.failed` events the tracker detects */
   emit?: EmitFn;
   now?: () => number;
@@ -189,45 +194,25 @@ export function transferFailure(ev: TftpErrorEvent | HttpErrorEvent, file: strin
 }
 
 export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
-  private boot: BootConfig;
+  private readonly plan: TrackerPlan;
   private readonly clients = new Map<string, Internal>();
-  private readonly assigned = new Map<string, string>();
   private readonly now: () => number;
   private readonly ackTimeoutMs: number;
   private readonly stallTimeoutMs: number;
   private readonly progressIntervalMs: number;
   private readonly maxClients: number;
   private readonly emitEvent?: EmitFn;
-  /** loader path → arch keys it is configured for */
-  private loaderArch = new Map<string, ArchKey[]>();
 
   constructor(opts: ClientTrackerOptions) {
     super();
-    this.boot = opts.boot;
+    this.plan = opts.plan;
+    this.plan.on('change', (mac) => this.replan(mac));
     this.now = opts.now ?? Date.now;
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 20_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.maxClients = opts.maxClients ?? 1024;
     this.emitEvent = opts.emit;
-    this.indexLoaders();
-  }
-
-  /** A reloaded config (SIGHUP). Known clients are kept. */
-  setBoot(boot: BootConfig): void {
-    this.boot = boot;
-    this.indexLoaders();
-  }
-
-  /** A runtime assignment (relayctl assign) overriding boot.assign. */
-  assign(mac: string, profile: string): void {
-    const m = normalizeMac(mac) ?? mac;
-    this.assigned.set(m, profile);
-    const c = this.clients.get(m);
-    if (c && c.s.profile !== profile) {
-      c.s.profile = profile;
-      this.changed(c, true);
-    }
   }
 
   list(): ClientState[] {
@@ -274,47 +259,28 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return this.clients.delete(normalizeMac(mac) ?? mac);
   }
 
-  private indexLoaders(): void {
-    this.loaderArch = new Map();
-    for (const [arch, paths] of Object.entries(this.boot.loaders)) {
-      for (const p of paths) {
-        const list = this.loaderArch.get(p) ?? [];
-        list.push(arch as ArchKey);
-        this.loaderArch.set(p, list);
-      }
+  /** The plan changed (a reload, an assignment): the profile of the client(s) concerned follows it. */
+  private replan(mac: string | undefined): void {
+    const list = mac ? [this.clients.get(mac)].filter((c): c is Internal => !!c) : [...this.clients.values()];
+    for (const c of list) {
+      const name = this.plan.profileName(c.s.mac) ?? null;
+      if (c.s.profile === name) continue;
+      c.s.profile = name;
+      this.changed(c, true);
     }
   }
 
   private profileName(mac: string, ev?: RelayEvent): string | null {
-    const named = ev && eventProfile(ev);
-    if (named) return named;
-    return this.assigned.get(mac) ?? this.boot.assign[mac] ?? this.boot.defaultProfile ?? null;
+    return (ev && eventProfile(ev)) ?? this.plan.profileName(mac) ?? null;
   }
 
   private profileOf(c: Internal): ProfileConfig | undefined {
-    return c.s.profile ? this.boot.profiles[c.s.profile] : undefined;
+    return this.plan.profile(c.s.profile);
   }
 
-  /** What a file is in the boot of this client. */
-  classify(file: string, c?: Internal, role?: unknown): FileRole {
-    if (role === 'loader' || role === 'script' || role === 'kernel' || role === 'initrd') return role;
-    if (file === '/boot.ipxe') return 'script';
-    if (this.loaderArch.has(file)) return 'loader';
-    const own = c ? this.profileOf(c) : undefined;
-    const inProfile = (p: ProfileConfig | undefined): FileRole | undefined => {
-      if (!p) return undefined;
-      if (p.kernel === file) return 'kernel';
-      if (p.initrd?.includes(file)) return 'initrd';
-      if (p.script === file) return 'script';
-      return undefined;
-    };
-    const r = inProfile(own);
-    if (r) return r;
-    for (const p of Object.values(this.boot.profiles)) {
-      const x = inProfile(p);
-      if (x) return x;
-    }
-    return 'other';
+  /** What a file is in the boot of this client: the event's role, else the plan's answer for the client's profile. */
+  private classify(file: string, c: Internal, role: FileRole | undefined): FileRole {
+    return role && role !== 'other' ? role : this.plan.fileRole(file, c.s.profile);
   }
 
   // ------------------------------------------------------------ events
@@ -592,7 +558,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
   private wrongArch(c: Internal, file: string): string | undefined {
     const arch = c.s.arch;
     if (!arch || arch === 'unknown') return undefined;
-    const archs = this.loaderArch.get(file);
+    const archs = this.plan.loaderArchs(file);
     if (!archs || archs.includes(arch)) return undefined;
     return `a ${ARCH_NAMES[arch] ?? arch} client was offered the ${archs.join('/')} loader ${file}, which it cannot run`;
   }

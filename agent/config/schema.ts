@@ -5,6 +5,8 @@
  * (shared/CONTRACT.md). A cross-field pass follows the per-field pass.
  */
 import { hostname } from 'node:os';
+import { bigIntToIp6, canonicalIp6, inPrefix6, ip6ToBigInt, isLinkLocal6 } from '../../proto/dhcp6/addr';
+import { DHCP6_DEFAULTS, type Dhcp6Config } from '../../relay/dhcp6/config';
 import { formatGot } from '../../proto/errors';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
@@ -207,10 +209,10 @@ class Ctx {
 
 // ---------------------------------------------------------------- sections
 
-const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;
+const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'dhcp6', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;
 
 function parseLan(c: Ctx, v: unknown): LanConfig | undefined {
-  const o = c.section(v, 'lan', ['interface', 'address', 'prefix'], true, 'an object with the LAN address and prefix ({"address": "10.99.0.1", "prefix": 24})');
+  const o = c.section(v, 'lan', ['interface', 'address', 'prefix', 'address6', 'prefix6'], true, 'an object with the LAN address and prefix ({"address": "10.99.0.1", "prefix": 24})');
   if (!o) return undefined;
   const iface = c.str(o, 'interface', 'lan', DEFAULTS.lanInterface);
   const address = o.address === undefined ? c.bad('lan.address', 'an IPv4 address', undefined) : c.ipv4(o.address, 'lan.address');
@@ -219,7 +221,8 @@ function parseLan(c: Ctx, v: unknown): LanConfig | undefined {
   const sn = subnetOf(address, prefix)!;
   const a = ipToInt(address)!;
   if (prefix <= 30 && (a === sn.net || a === sn.bcast)) c.bad('lan.address', `a host address of ${sn.cidr} (not its network or broadcast address)`, address);
-  return { interface: iface, address, prefix };
+  const v6 = parseLan6(c, o);
+  return { interface: iface, address, prefix, ...v6 };
 }
 
 /** .100–.199 of the LAN (or its upper half when small), moved off lan.address when it falls inside. */
@@ -739,6 +742,66 @@ function parseLog(c: Ctx, v: unknown): Config['log'] | undefined {
   return level ? { level, levels } : undefined;
 }
 
+// ---------------------------------------------------------------- IPv6 (lan.address6/prefix6, dhcp6)
+
+function parseLan6(c: Ctx, o: Obj): { address6?: string; prefix6?: number } {
+  if (o.address6 === undefined) {
+    if (o.prefix6 !== undefined) c.bad('lan.address6', 'an IPv6 address (lan.prefix6 is set)', undefined);
+    return {};
+  }
+  const address6 = typeof o.address6 === 'string' ? canonicalIp6(o.address6) : undefined;
+  const prefix6 = c.num(o, 'prefix6', 'lan', 64, 8, 128, 'a prefix length');
+  if (!address6 || (o.address6 as string).includes('%') || (o.address6 as string).startsWith('[')) {
+    c.bad('lan.address6', 'an IPv6 address (such as "fd99::1")', o.address6);
+    return {};
+  }
+  if (isLinkLocal6(address6) || address6.startsWith('ff') || address6 === '::' || address6 === '::1')
+    c.bad('lan.address6', 'a global or unique-local IPv6 address (not link-local, multicast, loopback or ::)', o.address6);
+  return prefix6 === undefined ? { address6 } : { address6, prefix6 };
+}
+
+function parseDhcp6(c: Ctx, v: unknown, lan: LanConfig | undefined): Dhcp6Config | undefined {
+  const P = 'dhcp6';
+  const o = c.section(v, P, ['mode', 'port', 'range', 'leaseSeconds', 'preference']) ?? {};
+  const d = DHCP6_DEFAULTS;
+  const mode = c.oneOf(o, 'mode', P, ['server', 'stateless', 'off'] as const, d.mode);
+  const port = c.num(o, 'port', P, d.port, 0, 65535, 'a port');
+  const leaseSeconds = c.num(o, 'leaseSeconds', P, d.leaseSeconds, 60, 0xfffffffe, 'seconds');
+  const preference = c.num(o, 'preference', P, d.preference, 0, 255, 'a preference');
+  const a6 = lan?.address6;
+  const p6 = lan?.prefix6 ?? 64;
+  if (mode !== undefined && mode !== 'off' && lan && !a6) c.bad('lan.address6', `an IPv6 address (dhcp6.mode is "${mode}")`, undefined);
+  let range: [string, string] = ['::', '::'];
+  if (o.range !== undefined) {
+    if (!Array.isArray(o.range) || o.range.length !== 2) c.bad('dhcp6.range', 'a list of two IPv6 addresses [first, last]', o.range);
+    else {
+      const what = a6 ? `an IPv6 address inside ${a6}/${p6}` : 'an IPv6 address';
+      const r = o.range.map((x, i) => {
+        const ip = typeof x === 'string' && !x.includes('%') ? canonicalIp6(x) : undefined;
+        if (!ip || (a6 && !inPrefix6(ip, a6, p6))) return c.bad(`dhcp6.range[${i}]`, what, x);
+        return ip;
+      });
+      if (r[0] && r[1]) {
+        const [lo, hi] = [ip6ToBigInt(r[0]), ip6ToBigInt(r[1])];
+        if (lo > hi) c.bad('dhcp6.range', 'first address not after the last', o.range);
+        else if (a6 && ip6ToBigInt(a6) >= lo && ip6ToBigInt(a6) <= hi) c.bad('dhcp6.range', `a range that leaves out lan.address6 ${a6}`, o.range);
+        range = [r[0], r[1]];
+      }
+    }
+  } else if (a6) {
+    // ::1000–::1fff of the LAN prefix (or the upper half of a small one), off lan.address6
+    const host = 128n - BigInt(p6);
+    const net = (ip6ToBigInt(a6) >> host) << host;
+    const size = 1n << host;
+    let [lo, hi] = size > 0x2000n ? [net + 0x1000n, net + 0x1fffn] : [net + size / 2n, net + size - 1n];
+    const a = ip6ToBigInt(a6);
+    if (a >= lo && a <= hi) [lo, hi] = a > lo ? [lo, a - 1n] : [a + 1n, hi];
+    range = [bigIntToIp6(lo), bigIntToIp6(hi)];
+  } else if (mode === 'server') c.bad('dhcp6.range', 'a list of two IPv6 addresses [first, last] (or lan.address6 to derive it from)', undefined);
+  if (mode === undefined || port === undefined || leaseSeconds === undefined || preference === undefined) return undefined;
+  return { mode, port, range, leaseSeconds, preference };
+}
+
 // ---------------------------------------------------------------- entry
 
 /** Validates a parsed config object; fills defaults; collects every issue. */
@@ -755,6 +818,7 @@ export function parseConfig(obj: unknown): ParseResult {
   const stateDir = c.str(root, 'stateDir', '', DEFAULTS.stateDir);
   const lan = parseLan(c, root.lan);
   const dhcp = parseDhcp(c, root.dhcp, lan);
+  const dhcp6 = parseDhcp6(c, root.dhcp6, lan);
   const tftp = parseTftp(c, root.tftp);
   const http = parseHttp(c, root.http);
   const upstream = parseUpstream(c, root.upstream);
@@ -777,6 +841,7 @@ export function parseConfig(obj: unknown): ParseResult {
     stateDir: stateDir!,
     lan: lan!,
     dhcp: dhcp!,
+    dhcp6: dhcp6!,
     tftp: tftp!,
     http: http!,
     upstream: upstream!,

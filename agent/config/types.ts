@@ -6,6 +6,7 @@
 import type { BootConfig } from '../../relay/boot/config';
 import type { CacheConfig, UpstreamConfig } from '../../relay/cache/config';
 import type { DhcpConfig } from '../../relay/dhcp/config';
+import type { Dhcp6Config } from '../../relay/dhcp6/config';
 import type { HttpConfig } from '../../relay/http/config';
 import type { LanConfig } from '../../relay/net/lan';
 import type { TftpConfig } from '../../relay/tftp/config';
@@ -13,6 +14,7 @@ import type { TftpConfig } from '../../relay/tftp/config';
 export type { BootConfig, MatchRuleConfig, ProfileConfig, PxeMenuConfig } from '../../relay/boot/config';
 export type { CacheConfig, UpstreamConfig } from '../../relay/cache/config';
 export type { DhcpConfig, DhcpOptionsConfig, RelaySubnetConfig } from '../../relay/dhcp/config';
+export type { Dhcp6Config } from '../../relay/dhcp6/config';
 export type { HttpConfig } from '../../relay/http/config';
 export type { LanConfig } from '../../relay/net/lan';
 export type { TftpConfig } from '../../relay/tftp/config';
@@ -35,6 +37,7 @@ export interface Config {
   stateDir: string;
   lan: LanConfig;
   dhcp: DhcpConfig;
+  dhcp6: Dhcp6Config;
   tftp: TftpConfig | false;
   http: HttpConfig;
   upstream: UpstreamConfig;

@@ -407,6 +407,24 @@ function put(obj: Obj, key: string, v: unknown): void {
   if (v !== undefined) obj[key] = v;
 }
 
+/** `list range` (two addresses, or one "a-b") or range_start/range_end, as dhcp and dhcp6 take them. */
+function rangeOf(r: SectionReader): string[] | undefined {
+  const start = r.str('range_start');
+  const end = r.str('range_end');
+  const list = r.list('range');
+  if (list !== undefined) {
+    if (start !== undefined || end !== undefined) r.issue('range', 'give either "list range" or range_start/range_end, not both');
+    else if (list.length === 1 && list[0]!.includes('-')) return list[0]!.split('-').map((x) => x.trim());
+    else if (list.length !== 2) r.issue('range', `expected two addresses (first, last), got ${list.length}`);
+    else return list;
+  } else if (start !== undefined || end !== undefined) {
+    if (start === undefined) r.issue('range_start', 'missing (range_end is set)');
+    else if (end === undefined) r.issue('range_end', 'missing (range_start is set)');
+    else return [start, end];
+  }
+  return undefined;
+}
+
 /** Option names per section type (snake_case; camelCase is accepted too). */
 /** Extra DHCP options (dhcp.options / a profile's dhcpOptions) as UCI options of dhcp and profile sections. */
 const DHCP_OPTION_KEYS = ['ntp', 'domain', 'mtu', 'search', 'classless_route', 'vendor_encapsulated'] as const;
@@ -431,7 +449,8 @@ function readDhcpOptions(r: SectionReader): Obj | undefined {
 
 export const UCI_SCHEMA = {
   agent: ['enabled', 'agent_id', 'state_dir', 'log_level', 'log_levels'],
-  lan: ['interface', 'address', 'prefix'],
+  lan: ['interface', 'address', 'prefix', 'address6', 'prefix6'],
+  dhcp6: ['mode', 'port', 'range_start', 'range_end', 'range', 'lease_seconds', 'preference'],
   dhcp: [
     'mode', 'port', 'proxy_port', 'range_start', 'range_end', 'range', 'lease_seconds', 'router', 'dns',
     'ipxe_no_proxy_dhcp', 'netboot_once', 'known_clients_only', ...DHCP_OPTION_KEYS,
@@ -459,7 +478,7 @@ export const UCI_SCHEMA = {
 } as const;
 
 type SectionType = keyof typeof UCI_SCHEMA;
-const SINGLETONS = new Set<SectionType>(['agent', 'lan', 'dhcp', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control']);
+const SINGLETONS = new Set<SectionType>(['agent', 'lan', 'dhcp', 'dhcp6', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control']);
 
 /**
  * Maps the text of /etc/config/bootrelay to the contract's config object (not yet
@@ -510,6 +529,18 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
         put(lan, 'interface', r.str('interface'));
         put(lan, 'address', r.str('address'));
         put(lan, 'prefix', r.int('prefix'));
+        put(lan, 'address6', r.str('address6'));
+        put(lan, 'prefix6', r.int('prefix6'));
+        break;
+      }
+      case 'dhcp6': {
+        const d = sub('dhcp6');
+        put(d, 'mode', r.str('mode'));
+        put(d, 'port', r.int('port'));
+        const range = rangeOf(r);
+        if (range) d.range = range;
+        put(d, 'leaseSeconds', r.int('lease_seconds'));
+        put(d, 'preference', r.int('preference'));
         break;
       }
       case 'dhcp': {
@@ -517,19 +548,8 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
         put(d, 'mode', r.str('mode'));
         put(d, 'port', r.int('port'));
         put(d, 'proxyPort', r.int('proxy_port'));
-        const start = r.str('range_start');
-        const end = r.str('range_end');
-        const list = r.list('range');
-        if (list !== undefined) {
-          if (start !== undefined || end !== undefined) r.issue('range', 'give either "list range" or range_start/range_end, not both');
-          else if (list.length === 1 && list[0]!.includes('-')) d.range = list[0]!.split('-').map((x) => x.trim());
-          else if (list.length !== 2) r.issue('range', `expected two addresses (first, last), got ${list.length}`);
-          else d.range = list;
-        } else if (start !== undefined || end !== undefined) {
-          if (start === undefined) r.issue('range_start', 'missing (range_end is set)');
-          else if (end === undefined) r.issue('range_end', 'missing (range_start is set)');
-          else d.range = [start, end];
-        }
+        const range = rangeOf(r);
+        if (range) d.range = range;
         put(d, 'leaseSeconds', r.int('lease_seconds'));
         put(d, 'router', r.str('router'));
         put(d, 'dns', r.list('dns'));

@@ -208,6 +208,12 @@ export interface AgentOpts {
   dir: string;
   lanIf: string;
   lanIp: string;
+  /** LAN prefix length; default 24 */
+  lanPrefix?: number;
+  /** extra environment for the agent process */
+  env?: NodeJS.ProcessEnv;
+  /** files written into the fresh stateDir before the start (name → content) */
+  stateFiles?: Record<string, string>;
   upstreamUrl: string;
   dhcp?: Record<string, unknown>;
   mqttUrl?: string;
@@ -231,7 +237,7 @@ export async function startAgent(lab: BenchLab, o: AgentOpts, keepLines = false)
   const cfg = {
     agentId: 'bench-relay',
     stateDir: join(o.dir, 'state'),
-    lan: { interface: o.lanIf, address: o.lanIp, prefix: 24 },
+    lan: { interface: o.lanIf, address: o.lanIp, prefix: o.lanPrefix ?? 24 },
     dhcp: o.dhcp ?? { mode: 'off' },
     tftp: { port: 69, maxBlksize: 1468, maxWindowsize: 64, maxTransfers: 64, maxTransfersPerClient: 8, ...(o.tftp ?? {}) },
     http: { port: 80 },
@@ -242,10 +248,14 @@ export async function startAgent(lab: BenchLab, o: AgentOpts, keepLines = false)
     control: { socket: join(o.dir, 'ctl.sock') },
     log: { level: o.logLevel ?? 'warn' },
   };
+  if (o.stateFiles) {
+    mkdirSync(cfg.stateDir, { recursive: true });
+    for (const [name, text] of Object.entries(o.stateFiles)) writeFileSync(join(cfg.stateDir, name), text);
+  }
   const cfgPath = join(o.dir, 'relay.json');
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   // `ip netns exec` execs: the PID is node's own (VmHWM is the agent's)
-  const proc = lab.net.spawn(o.ns, process.execPath, [agentBundle(), '--config', cfgPath]);
+  const proc = lab.net.spawn(o.ns, process.execPath, [agentBundle(), '--config', cfgPath], o.env ? { env: { ...process.env, ...o.env } } : {});
   const lines: string[] = [];
   let err = '';
   let buf = '';

@@ -10,9 +10,18 @@
  *   and starts a new window right after it (RFC 7440 §4), which resends the
  *   rest of the old window when the client reported a gap.
  * - An ACK for the block before the window (a duplicate of the last ACK we
- *   acted on) is ignored: we react to one ACK value once. Only the timer
- *   resends then. This is the Sorcerer's Apprentice fix (RFC 1350 §4 note,
- *   "Bugs in the Sorcerer's Apprentice" RFC 1123 §4.2.3.1).
+ *   acted on) is ignored in lock-step: we react to one ACK value once. Only
+ *   the timer resends then. This is the Sorcerer's Apprentice fix (RFC 1350
+ *   §4 note, "Bugs in the Sorcerer's Apprentice" RFC 1123 §4.2.3.1).
+ * - With windows (RFC 7440 §4), that same ACK is how a client reports that it
+ *   lost the first block of the window (it ACKs the last block it has in
+ *   order): the first such ACK of a window resends the window from its first
+ *   block at once ('resend'). Not for true duplicates: one that arrives
+ *   before the caller says the window has left (`settle()`, i.e. the event
+ *   loop turned since the window went out: a network or client copy of the
+ *   ACK that opened the window), nor in a window that follows a
+ *   retransmission (the copies we resent make the client repeat its ACK;
+ *   reacting to that again is the Apprentice's cascade), nor twice per window.
  * - Timeouts resend the window from its first block, with exponential
  *   backoff; `retries` consecutive timeouts without progress give up.
  * - Block numbers wrap after 65535 to 0 (tftp-hpa) or 1 (`rollover=1`).
@@ -40,7 +49,7 @@ export type SendItem =
   | { kind: 'oack'; retransmit: boolean }
   | { kind: 'data'; /** 1-based, never wraps */ index: number; /** on the wire */ block: number; data: Buffer; retransmit: boolean };
 
-export type AckResult = 'start' | 'progress' | 'done' | 'duplicate' | 'stale' | 'ignored';
+export type AckResult = 'start' | 'progress' | 'resend' | 'done' | 'duplicate' | 'stale' | 'ignored';
 
 export class TftpSender {
   readonly blksize: number;
@@ -63,6 +72,12 @@ export class TftpSender {
   private finalIndex: number | undefined;
   private blocks = new Map<number, Buffer>();
   private timeouts = 0;
+  /** a duplicate ACK of base-1 may still resend this window (RFC 7440 §4) */
+  private recoverable = false;
+  /** the window has left: the event loop turned since it was sent */
+  private settled = false;
+  /** `retransmits` when the current window was opened */
+  private retransmitsAtOpen = 0;
 
   done = false;
   failed = false;
@@ -70,6 +85,8 @@ export class TftpSender {
   sent = 0;
   retransmits = 0;
   duplicateAcks = 0;
+  /** windows resent on a client's gap ACK for the block before them */
+  gapResends = 0;
   /** payload bytes the client acknowledged */
   bytesAcked = 0;
 
@@ -161,11 +178,18 @@ export class TftpSender {
       if (block !== 0 || !this.oackSent) return { send: [], result: 'stale' };
       this.oackPending = false;
       this.timeouts = 0;
-      return { send: this.pump(), result: 'start' };
+      return { send: this.open(this.pump()), result: 'start' };
     }
     const a = this.resolve(block);
     if (a === undefined) return { send: [], result: 'stale' };
     if (a < this.base) {
+      if (this.recoverable && this.settled && this.sentUpTo >= this.base) {
+        // RFC 7440 §4: the client lost the window's first block and ACKs the last one it has
+        this.recoverable = false;
+        this.gapResends++;
+        this.nextSend = this.base;
+        return { send: this.pump(), result: 'resend' };
+      }
       // the client repeats the last ACK we acted on: never resend on it
       this.duplicateAcks++;
       return { send: [], result: 'duplicate' };
@@ -184,7 +208,25 @@ export class TftpSender {
     }
     // RFC 7440 §4: a new window starts after the acknowledged block
     this.nextSend = this.base;
-    return { send: this.pump(), result: 'progress' };
+    return { send: this.open(this.pump()), result: 'progress' };
+  }
+
+  /**
+   * The window sent last has left (the caller's event loop turned since): a
+   * duplicate ACK from now on can be the client's report of a gap.
+   */
+  settle(): void {
+    this.settled = true;
+  }
+
+  /** A new window was opened by an ACK; `sent` is what went out for it. */
+  private open(sent: SendItem[]): SendItem[] {
+    this.settled = false;
+    // a window opened by or after a retransmission is not recovered early: the client may be
+    // repeating its ACK for the copies we resent (the Apprentice's cascade)
+    this.recoverable = this.windowsize > 1 && this.retransmits === this.retransmitsAtOpen;
+    this.retransmitsAtOpen = this.retransmits;
+    return sent;
   }
 
   /** The retransmission timer expired. */
@@ -198,6 +240,7 @@ export class TftpSender {
     }
     if (this.oackPending) return { send: this.begin(), giveUp: false };
     this.nextSend = this.base;
+    this.recoverable = false;
     return { send: this.pump(), giveUp: false };
   }
 

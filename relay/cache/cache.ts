@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
-import type { BootConfig } from '../boot/config';
+import type { BootPlan } from '../boot/plan';
 import type { CacheConfig, UpstreamConfig } from './config';
 import type { Logger } from 'pino';
 import { RelayError, UpstreamError } from '../../proto/errors';
@@ -28,24 +28,6 @@ import { Fill, type FillDeps, type FillState } from './fill';
 import { CacheIndex, fsyncDir, type IndexEntry } from './index';
 import { CacheReader, type BypassSpec, type FillView } from './reader';
 import { SumsStore } from './sums';
-
-/**
- * The `expectedSha256` hook from the boot profiles: `profiles.*.sha256[path]`
- * (paths normalised like the cache's, hex lower-cased).
- */
-export function profileSha256Lookup(boot: Pick<BootConfig, 'profiles'>): (path: string) => string | undefined {
-  const map = new Map<string, string>();
-  for (const p of Object.values(boot.profiles)) {
-    for (const [path, hex] of Object.entries(p.sha256 ?? {})) {
-      try {
-        map.set(normalizeBootPath(path), hex.toLowerCase());
-      } catch {
-        /* a bad path in the config is the config checker's to report */
-      }
-    }
-  }
-  return (path) => map.get(path);
-}
 
 /** A Range that starts at or beyond the end of the file (HTTP 416). */
 export class RangeNotSatisfiableError extends RelayError {
@@ -87,8 +69,8 @@ export interface FileCacheOptions {
   log: Logger;
   metrics: Metrics;
   emit: EmitFn;
-  /** A profile's sha256 for a path (hex), checked before the commit. */
-  expectedSha256?: (path: string) => string | undefined;
+  /** the profiles' sha256 for a path (hex), checked before the commit */
+  plan?: Pick<BootPlan, 'expectedSha256'>;
   now?: () => number;
   /** Resume attempts after a cut upstream connection (default 4) and the first backoff (default 250 ms, doubling). */
   retries?: number;
@@ -195,6 +177,23 @@ export class FileCache implements FileSource {
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'uplink-down' });
       throw new UpstreamError(`${path}: uplink down`, undefined, this.upstream.urlFor(path));
     }
+  }
+
+  /**
+   * The size of `path` when the cache knows it without asking anyone: a
+   * committed entry, or a fill whose upstream sent Content-Length (or that has
+   * ended). For DHCP option 13 (boot file size). Undefined otherwise.
+   */
+  sizeOf(rawPath: string): number | undefined {
+    let path: string;
+    try {
+      path = normalizeBootPath(rawPath);
+    } catch {
+      return undefined;
+    }
+    const fill = this.fills.get(path);
+    if (fill) return fill.state === 'failed' ? undefined : fill.total;
+    return this.index.entries.get(path)?.size;
   }
 
   // ---- management ----------------------------------------------------------
@@ -346,7 +345,7 @@ export class FileCache implements FileSource {
   }
 
   private async expectedSha(path: string, fresh: boolean): Promise<{ sha256: string; source: 'profile' | 'sums' } | undefined> {
-    const p = this.o.expectedSha256?.(path);
+    const p = this.o.plan?.expectedSha256(path);
     if (p) return { sha256: p.toLowerCase(), source: 'profile' };
     const s = await this.sums.expected(path, fresh);
     return s ? { sha256: s, source: 'sums' } : undefined;
@@ -442,7 +441,7 @@ export class FileCache implements FileSource {
     }
     this.fills.set(path, fill);
     // Look up SHA256SUMS while the body flows.
-    if (!this.o.expectedSha256?.(path)) this.sums.expected(path).catch(() => {});
+    if (!this.o.plan?.expectedSha256(path)) this.sums.expected(path).catch(() => {});
     fill.ready.then(
       () => {
         // A file larger than the whole cache is streamed but not kept: it evicts nothing.
@@ -651,7 +650,7 @@ export class FileCache implements FileSource {
       this.o.metrics.inc('bootrelay_cache_requests_total', { result: 'stale' });
       this.o.emit({ type: 'cache.stale', file: e.path, mac: opts.mac, detail: reason ?? 'stale' });
     }
-    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed });
+    const stream = new CacheReader({ fd, size: e.size, start: range.start, end: range.end, onBytes: this.countServed, syncReads: opts.syncReads });
     this.wire(stream, opts);
     return {
       path: e.path,
@@ -701,6 +700,7 @@ export class FileCache implements FileSource {
       start: range.start,
       end: range.end,
       onBytes: this.countServed,
+      syncReads: opts.syncReads,
       bypass: (_pos, whole): BypassSpec => ({
         upstream: this.upstream,
         path,
@@ -719,6 +719,7 @@ export class FileCache implements FileSource {
       lastModified: fill.lastModified,
       stream,
       cache: 'miss',
+      ...(fill.total === undefined ? { sizeWhenKnown: (ms: number) => sizeOfFill(fill, ms) } : {}),
     };
   }
 
@@ -796,6 +797,24 @@ export class FileCache implements FileSource {
     this.wire(stream, opts);
     return { path, size: total, etag, lastModified, stream, cache: 'bypass' };
   }
+}
+
+/** The fill's total once known (Content-Length, or the end of a chunked body); undefined after `ms` or on failure. */
+function sizeOfFill(fill: Fill, ms: number): Promise<number | undefined> {
+  if (fill.total !== undefined || fill.state !== 'filling') return Promise.resolve(fill.state === 'failed' ? undefined : fill.total);
+  return new Promise((resolve) => {
+    const check = () => {
+      if (fill.total === undefined && fill.state === 'filling') return;
+      done(fill.state === 'failed' || fill.state === 'diskfull' ? undefined : fill.total);
+    };
+    const timer = setTimeout(() => done(undefined), ms);
+    const done = (v: number | undefined) => {
+      clearTimeout(timer);
+      fill.off('progress', check);
+      resolve(v);
+    };
+    fill.on('progress', check);
+  });
 }
 
 /** A fill that never wrote anything: readers go straight to the upstream. */

@@ -53,6 +53,8 @@ export interface ReaderOptions {
   onBytes(n: number): void;
   /** How to continue from the upstream once the disk copy stops (disk full / no cache). */
   bypass?: (pos: number, wholeFile: boolean) => BypassSpec;
+  /** Read from disk with readSync (no thread-pool round trip per chunk). */
+  syncReads?: boolean;
 }
 
 export class CacheReader extends Readable {
@@ -114,6 +116,10 @@ export class CacheReader extends Readable {
       return;
     }
     const avail = this.available();
+    if (this.pos < avail && this.o.syncReads) {
+      this.readSync(avail, limit);
+      return;
+    }
     if (this.pos < avail) {
       const n = Math.min(CHUNK, avail - this.pos, limit - this.pos);
       const buf = Buffer.allocUnsafe(n);
@@ -160,6 +166,26 @@ export class CacheReader extends Readable {
       };
       f.once('progress', this.waitFn);
     }
+  }
+
+  /** One chunk read in place; the stream asks again (_read) while it wants more. */
+  private readSync(avail: number, limit: number): void {
+    const n = Math.min(CHUNK, avail - this.pos, limit - this.pos);
+    const buf = Buffer.allocUnsafe(n);
+    let got: number;
+    try {
+      got = fs.readSync(this.o.fd, buf, 0, n, this.pos);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
+    if (got === 0) {
+      this.destroy(new Error(`cache file ended early at ${this.pos}`));
+      return;
+    }
+    this.pos += got;
+    this.o.onBytes(got);
+    this.push(got === n ? buf : buf.subarray(0, got));
   }
 
   private async runBypass(limit: number): Promise<void> {

@@ -6,7 +6,8 @@
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
 import type { RemoteInfo } from 'node:dgram';
-import type { BootConfig } from '../boot/config';
+import { join } from 'node:path';
+import type { BootPlan } from '../boot/plan';
 import type { LanConfig } from '../net/lan';
 import type { DhcpConfig } from './config';
 import type { Logger } from 'pino';
@@ -22,12 +23,13 @@ import type { PacketTrace } from '../trace';
 import { LanSocketPair } from '../net/lan';
 import { LeaseStore, type LeaseInfo } from './leases';
 import { BootHistory, decide, type Decision, type Dest, type RelaySubnet } from './policy';
-import { join } from 'node:path';
+import { StageTimer, timerFromEnv } from './timing';
 
 export interface DhcpServiceOptions {
   lan: LanConfig;
   dhcp: DhcpConfig;
-  boot: BootConfig;
+  /** what to boot: loaders, the client's profile (boot.match rules are decided here and told to the plan), netboot-once */
+  plan: Pick<BootPlan, 'loaders' | 'profileName' | 'shouldBoot' | 'rearm' | 'boot' | 'assignedTo' | 'noteMatch'>;
   httpPort: number;
   tftpEnabled: boolean;
   stateDir: string;
@@ -36,8 +38,6 @@ export interface DhcpServiceOptions {
   emit: EmitFn;
   /** receive socket address; default 0.0.0.0 */
   listenAddress?: string;
-  /** netboot-once hook (agent: the tracker knows who booted) */
-  isBootedOnce?: (mac: string) => boolean;
   trace?: PacketTrace;
   /** client port replies go to (68); tests on loopback change it */
   clientPort?: number;
@@ -48,12 +48,9 @@ export interface DhcpServiceOptions {
   now?: () => number;
   /** fsync the lease journal (default true) */
   fsync?: boolean;
-  /** a boot file's size when known (cache), for option 13 (RFC 2132 §3.7) */
+  /** a boot file's size when known (the cache's sizeOf), for option 13 (RFC 2132 §3.7) */
   bootFileSize?: (path: string) => number | undefined;
 }
-
-/** Profiles remembered per MAC (what a match rule chose, for /boot.ipxe); bounded. */
-const PROFILE_MEMORY = 4096;
 
 /** What every DHCP event of one datagram carries. */
 type DhcpBase = Pick<DhcpReceivedEvent, 'mac' | 'xid' | 'arch' | 'firmware'> & { mac: string };
@@ -71,12 +68,13 @@ export class DhcpService {
   private proxyPair?: LanSocketPair;
   private store: LeaseStore;
   private history = new BootHistory();
-  private rearmed = new Set<string>();
-  private assign = new Map<string, string>();
   private readonly now: () => number;
   private running = false;
+  /** bench-only stage timings (BOOTRELAY_DHCP_TIMING); undefined normally */
+  private readonly timing = timerFromEnv();
+  private readonly tm?: StageTimer = this.timing?.timer;
+  /** dhcp.relaySubnets, each with its own lease store (stateDir/subnet-<net>-<prefix>) */
   private subnets: RelaySubnet[] = [];
-  private chosen = new Map<string, string>();
 
   constructor(private readonly o: DhcpServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -87,6 +85,7 @@ export class DhcpService {
       leaseSeconds: o.dhcp.leaseSeconds,
       now: this.now,
       fsync: o.fsync,
+      timer: this.tm,
     });
     for (const sub of o.dhcp.relaySubnets ?? []) {
       const [net, prefix] = sub.network.split('/');
@@ -94,7 +93,6 @@ export class DhcpService {
       const leases = new LeaseStore({ stateDir: dir, range: sub.range, static: o.dhcp.static, leaseSeconds: o.dhcp.leaseSeconds, now: this.now, fsync: o.fsync });
       this.subnets.push({ cfg: sub, net: net!, prefix: Number(prefix), leases });
     }
-    for (const [mac, p] of Object.entries(o.boot.assign ?? {})) this.assign.set(mac.toLowerCase(), p);
     const m = o.metrics;
     m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
     m.declare('bootrelay_dhcp_sent_total', 'counter', 'DHCP replies sent, by message type');
@@ -152,29 +150,32 @@ export class DhcpService {
     this.dhcpPair = this.proxyPair = undefined;
     await this.store.close();
     for (const sub of this.subnets) await sub.leases.close();
+    if (this.timing) {
+      try {
+        this.timing.timer.writeTo(this.timing.file);
+      } catch (err) {
+        this.o.log.warn({ err, file: this.timing.file }, 'dhcp timing not written');
+      }
+    }
   }
 
   leases(): LeaseInfo[] {
-    return [...this.store.list(), ...this.subnets.flatMap((s) => s.leases.list())];
+    return this.subnets.length ? [...this.store.list(), ...this.subnets.flatMap((s) => s.leases.list())] : this.store.list();
   }
 
   macForIp(ip: string): string | undefined {
-    return this.store.macForIp(ip) ?? this.subnets.map((s) => s.leases.macForIp(ip)).find((m) => m !== undefined);
+    const m = this.store.macForIp(ip);
+    if (m !== undefined || !this.subnets.length) return m;
+    for (const s of this.subnets) {
+      const x = s.leases.macForIp(ip);
+      if (x !== undefined) return x;
+    }
+    return undefined;
   }
 
-  /** The profile a boot.match rule chose for a client at its last DHCP exchange. */
-  profileFor(mac: string): string | undefined {
-    return this.chosen.get(mac.toLowerCase());
-  }
-
-  /** relayctl assign: remembered for events (the profile itself is served over HTTP). */
-  setAssign(mac: string, profile: string): void {
-    this.assign.set(mac.toLowerCase(), profile);
-  }
-
-  /** Netboot-once: boot this client once more, even though it booted already. */
+  /** Netboot-once: boot this client once more, even though it booted already (and from its first loader). */
   rearm(mac: string): void {
-    this.rearmed.add(mac.toLowerCase());
+    this.o.plan.rearm(mac.toLowerCase());
     this.history.clear(mac.toLowerCase());
   }
 
@@ -192,6 +193,8 @@ export class DhcpService {
       metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'bad-port' });
       return;
     }
+    const tm = this.tm;
+    const t0 = tm ? StageTimer.now() : 0;
     let msg: DhcpMessage;
     try {
       msg = decodeDhcp(buf);
@@ -201,16 +204,19 @@ export class DhcpService {
       if (log.isLevelEnabled('debug')) log.debug({ from: `${rinfo.address}:${rinfo.port}`, reason, err: (e as Error).message }, 'dhcp datagram dropped');
       return;
     }
+    if (tm) tm.add('decode', StageTimer.now() - t0);
     try {
-      this.handle(msg, buf, rinfo, via);
+      this.handle(msg, buf, rinfo, via, t0);
     } catch (e) {
       metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
       log.error({ err: e, mac: msg.mac, xid: hex32(msg.xid) }, 'dhcp handler failed');
     }
   }
 
-  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy'): void {
+  private handle(msg: DhcpMessage, raw: Buffer, rinfo: RemoteInfo, via: 'dhcp' | 'proxy', t0: number): void {
     const { metrics, log, emit } = this.o;
+    const tm = this.tm;
+    let t = tm ? StageTimer.now() : 0;
     const type = messageType(msg);
     metrics.inc('bootrelay_dhcp_received_total', { type: type === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[type] ?? String(type)) });
     const serverPort = via === 'proxy' ? this.proxyPort : this.port;
@@ -222,21 +228,26 @@ export class DhcpService {
       src: { address: rinfo.address, port: rinfo.port },
       lan: this.o.lan,
       dhcp: this.o.dhcp,
-      loaders: this.o.boot.loaders,
+      loaders: this.o.plan.loaders,
       httpPort: this.o.httpPort,
       tftpEnabled: this.o.tftpEnabled,
       leases: this.store,
       history: this.history,
       now: this.now(),
-      bootedOnce: (mac) => !this.rearmed.has(mac) && (this.o.isBootedOnce?.(mac) ?? false),
-      boot: this.o.boot,
-      assigned: (mac) => this.assign.get(mac),
+      bootedOnce: (mac) => !this.o.plan.shouldBoot(mac),
+      boot: this.o.plan.boot,
+      assigned: (mac) => this.o.plan.assignedTo(mac),
       relaySubnets: this.subnets,
       bootFileSize: this.o.bootFileSize,
       clientPort: this.o.clientPort,
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
     });
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('policy', t1 - t);
+      t = t1;
+    }
     const base: DhcpBase = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
     if (d.kind === 'ignore') {
       for (const s of d.side) emit({ ...base, ...s });
@@ -245,14 +256,9 @@ export class DhcpService {
       return;
     }
     const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
-    const profile = (d.kind === 'reply' ? d.profile : undefined) ?? this.assign.get(msg.mac);
-    // what a boot.match rule chose is remembered for /boot.ipxe (assign and default need no memory)
-    if (d.kind === 'reply' && d.profile && d.profileBy === 'match' && this.chosen.get(msg.mac) !== d.profile) {
-      this.chosen.delete(msg.mac);
-      this.chosen.set(msg.mac, d.profile);
-      if (this.chosen.size > PROFILE_MEMORY) this.chosen.delete(this.chosen.keys().next().value!);
-    }
-    else if (d.kind === 'reply' && d.profileBy && d.profileBy !== 'match') this.chosen.delete(msg.mac);
+    // what a boot.match rule chose goes to the plan, so /boot.ipxe, TFTP and the tracker agree
+    if (d.kind === 'reply' && d.profileBy) this.o.plan.noteMatch(msg.mac, d.profileBy === 'match' ? d.profile : undefined);
+    const profile = (d.kind === 'reply' ? d.profile : undefined) ?? this.o.plan.profileName(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
@@ -266,11 +272,12 @@ export class DhcpService {
       log.info({ ...base, ip: d.ip }, d.kind === 'release' ? 'released' : 'declined');
       return;
     }
+    if (tm) tm.add('events-in', StageTimer.now() - t);
     if (d.kind !== 'reply') return;
     const reply = d;
     const send = () => {
       try {
-        this.send(reply, msg, via, base, profile);
+        this.send(reply, msg, via, base, profile, t0);
       } catch (e) {
         // after the commit this runs in a promise callback: never let it reject unhandled
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'internal' });
@@ -278,30 +285,50 @@ export class DhcpService {
       }
     };
     if (d.commit) {
+      const tc = tm ? StageTimer.now() : 0;
+      const committed = tm
+        ? () => {
+            tm.add('commit-wait', StageTimer.now() - tc);
+            send();
+          }
+        : send;
       const c = d.commit;
-      (c.leases ?? this.store).commit(msg.mac, c.ip, { hostname: c.hostname, fqdn: c.fqdn, uuid: c.uuid, id: c.id }).then(send, (err) => {
+      (c.leases ?? this.store).commit(msg.mac, c.ip, { hostname: c.hostname, fqdn: c.fqdn, uuid: c.uuid, id: c.id }).then(committed, (err) => {
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });
         log.error({ err, ...base }, 'lease not saved: no ACK sent');
       });
     } else send();
   }
 
-  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined): void {
+  private send(d: Extract<Decision, { kind: 'reply' }>, req: DhcpMessage, via: 'dhcp' | 'proxy', base: DhcpBase, profile: string | undefined, t0: number): void {
     const { metrics, log, emit } = this.o;
     const pair = via === 'proxy' ? this.proxyPair : this.dhcpPair;
     if (!pair) return;
+    const tm = this.tm;
+    let t = tm ? StageTimer.now() : 0;
     // within the client's option 57 / 576 bytes: overload into file/sname, then trim (RFC 2131 §2, RFC 2132 §9.3, §9.10)
     const { buf, dropped } = encodeReply(d.reply, req);
-    if (dropped.length && log.isLevelEnabled('debug')) log.debug({ ...base, dropped }, 'options left out: no room in the client\'s maximum message size');
+    if (dropped.length && log.isLevelEnabled('debug')) log.debug({ ...base, dropped }, "options left out: no room in the client's maximum message size");
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('encode', t1 - t);
+      t = t1;
+    }
     const to: Dest = d.to;
     pair.send(buf, to.port, to.address);
+    if (tm) {
+      const t1 = StageTimer.now();
+      tm.add('send', t1 - t);
+      tm.add(d.event === 'dhcp.ack' ? 'total-ack' : d.event === 'dhcp.offer' ? 'total-offer' : 'total-other', t1 - t0);
+      t = t1;
+    }
     const rtype = messageType(d.reply);
     metrics.inc('bootrelay_dhcp_sent_total', { type: rtype === undefined ? 'BOOTP' : (MESSAGE_TYPE_NAMES[rtype] ?? String(rtype)) });
     this.o.trace?.record({ mac: req.mac, dir: 'out', clientIp: to.address, clientPort: to.port, serverIp: this.o.lan.address, serverPort: pair.port, payload: buf });
-    if (d.boot?.role === 'loader' && (d.event === 'dhcp.ack' || d.event.startsWith('proxy.'))) this.rearmed.delete(req.mac);
     if (d.event === 'dhcp.inform') return; // the received event said it all
     emit({ type: d.event, ...base, ip: d.ip, file: d.boot?.path, role: d.boot?.role, url: d.boot && d.boot.file !== d.boot.path ? d.boot.file : undefined, profile, detail: d.note });
     if (log.isLevelEnabled('debug') || (d.boot && d.event !== 'dhcp.offer' && d.event !== 'proxy.offer')) log.info({ ...base, ip: d.ip, file: d.boot?.file, to: `${to.address}:${to.port}` }, `${d.event} sent`);
+    if (tm) tm.add('events-out', StageTimer.now() - t);
   }
 }
 

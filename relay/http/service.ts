@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import type { ProfileConfig } from '../boot/config';
+import type { BootPlan } from '../boot/plan';
 import type { Logger } from 'pino';
 import type { EmitFn } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
@@ -34,7 +34,8 @@ export interface HttpServiceOptions {
   metrics: Metrics;
   emit: EmitFn;
   macForIp: (ip: string) => string | undefined;
-  resolveProfile: (mac: string | undefined) => { name: string; profile: ProfileConfig } | undefined;
+  /** which profile a client boots (/boot.ipxe) */
+  plan: Pick<BootPlan, 'profileFor'>;
   api: { status(): unknown; clients(): unknown[] };
   subscribe: (fn: (msg: unknown) => void) => () => void;
   /** Static files for /dashboard/ (index.html and its assets). */
@@ -64,7 +65,33 @@ const TYPES: Record<string, string> = {
   '.ipxe': 'text/plain; charset=utf-8',
   '.cfg': 'text/plain; charset=utf-8',
   '.txt': 'text/plain; charset=utf-8',
+  // EDK2 HttpBootDxe (HttpBootCheckImageType) decides the image type by these exact
+  // Content-Types first, by the URL's extension only when the type says nothing
+  '.efi': 'application/efi',
+  '.iso': 'application/vnd.efi-iso',
+  '.img': 'application/vnd.efi-img',
 };
+
+/**
+ * Splits a request target into path and query. Absolute-form (RFC 9112 §3.2.2,
+ * `GET http://host/files/x`) gives its path and its authority, which replaces
+ * Host. Empty segments (`//`) in the path are only separators: they collapse,
+ * so `//host/x` is a path, never an authority.
+ */
+export function splitTarget(url: string): { path: string; query: string; authority?: string } {
+  let rest = url;
+  let authority: string | undefined;
+  const abs = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)(.*)$/s.exec(url);
+  if (abs) {
+    authority = abs[1]!.replace(/^[^@]*@/, '');
+    rest = abs[2]!.startsWith('/') ? abs[2]! : `/${abs[2]!}`;
+  }
+  const hash = rest.indexOf('#');
+  if (hash >= 0) rest = rest.slice(0, hash);
+  const q = rest.indexOf('?');
+  const path = (q >= 0 ? rest.slice(0, q) : rest).replace(/\/{2,}/g, '/');
+  return { path, query: q >= 0 ? rest.slice(q + 1) : '', ...(authority !== undefined ? { authority } : {}) };
+}
 
 const BUILTIN_DASHBOARD = `<!doctype html><html><head><meta charset="utf-8"><title>bootrelay</title></head>
 <body><h1>bootrelay</h1><p><a href="/api/status">status</a> · <a href="/api/clients">clients</a> · <a href="/metrics">metrics</a></p>
@@ -133,7 +160,7 @@ export class HttpService {
       ws.on('message', () => {}); // read-only feed: what clients send is ignored
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      const path = (req.url ?? '').split('?')[0];
+      const path = splitTarget(req.url ?? '').path;
       if (path !== '/api/events') {
         m.inc('bootrelay_http_requests_total', { path: 'other', status: 404 });
         socket.destroy();
@@ -213,7 +240,7 @@ export class HttpService {
     try {
       this.route(req, res);
     } catch (err) {
-      // A throwing hook (api, macForIp, resolveProfile …) costs one request, never the server.
+      // A throwing hook (api, macForIp, plan …) costs one request, never the server.
       this.log.error({ err, url: req.url }, 'request failed');
       if (!res.headersSent) this.text(res, 500, 'internal error\n');
       else res.destroy();
@@ -222,9 +249,11 @@ export class HttpService {
 
   private route(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const rawPath = q >= 0 ? url.slice(0, q) : url;
-    const query = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
+    const target = splitTarget(url);
+    const rawPath = target.path;
+    const query = new URLSearchParams(target.query);
+    // RFC 9112 §3.2.2: the authority of an absolute-form target wins over Host
+    if (target.authority) req.headers.host = target.authority;
     const ip = cleanIp(req.socket.remoteAddress);
     let cls: PathClass = 'other';
     res.on('finish', () => this.o.metrics.inc('bootrelay_http_requests_total', { path: cls, status: res.statusCode }));
@@ -473,7 +502,7 @@ export class HttpService {
     if (!this.onlyGet(req, res)) return;
     const qmac = query.get('mac');
     const mac = (qmac ? normalizeMac(qmac) : undefined) ?? this.o.macForIp(ip);
-    const r = this.o.resolveProfile(mac);
+    const r = this.o.plan.profileFor(mac);
     const type = 'text/plain; charset=utf-8';
     if (!r) {
       this.log.warn({ mac, ip }, 'no profile for client');

@@ -13,6 +13,10 @@ export interface LanConfig {
   interface: string;
   address: string;
   prefix: number;
+  /** the LAN's own IPv6 address (global or ULA; not link-local): DHCPv6 boot URLs point here */
+  address6?: string;
+  /** its prefix length (default 64) */
+  prefix6?: number;
 }
 
 export type LanMessageHandler = (msg: Buffer, rinfo: RemoteInfo) => void;

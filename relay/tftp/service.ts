@@ -13,13 +13,14 @@ import { Transform, type Readable } from 'node:stream';
 import type { TftpConfig } from './config';
 import type { Logger } from 'pino';
 import { PathError, UpstreamError } from '../../proto/errors';
-import type { EmitFn, TftpFailure } from '../../proto/events';
+import type { EmitFn, FileRole, TftpFailure } from '../../proto/events';
 import { normalizeBootPath } from '../../proto/path';
 import { negotiate, type Negotiated } from '../../proto/tftp/negotiate';
 import { decodeTftp, encodeData, encodeError, encodeTftp, TftpErr, type TftpPacket, type TftpRequest } from '../../proto/tftp/packet';
 import { TftpSender, type SendItem } from '../../proto/tftp/sender';
 import type { Metrics } from '../metrics';
 import type { FileSource, OpenedFile } from '../source';
+import type { BootPlan } from '../boot/plan';
 import type { PacketTrace } from '../trace';
 
 export interface TftpServiceOptions {
@@ -31,10 +32,22 @@ export interface TftpServiceOptions {
   metrics: Metrics;
   emit: EmitFn;
   macForIp?: (ip: string) => string | undefined;
+  /** what a file is in the boot (events carry its role) */
+  plan?: Pick<BootPlan, 'fileRole' | 'profileName'>;
   trace?: PacketTrace;
   /** tftp.progress events per transfer are at least this far apart (default 250 ms) */
   progressIntervalMs?: number;
+  /** longest wait for a size not known yet (a chunked upstream) when the client asks for tsize (default 8 s) */
+  tsizeWaitMs?: number;
 }
+
+/**
+ * A client that asks for tsize gets it (EDK2 fails with PXE-E53 on an OACK
+ * without it): when the file's size is not known yet, the OACK waits for the
+ * fill up to this long. Below EDK2's 4 s × 6 RRQ retries and iPXE's give-up;
+ * repeated RRQs meanwhile are dropped as duplicates.
+ */
+export const TSIZE_WAIT_MS = 8000;
 
 export const TFTP_METRICS = {
   transfers: 'bootrelay_tftp_transfers_total',
@@ -53,6 +66,7 @@ interface Peer {
 }
 
 const TRACE_DATA_BYTES = 64;
+const TFTP_DATA_OPCODE = 3; // RFC 1350 §5
 /** RRQs longer than this are dropped unread (RFC 2347 §2 says 512; long paths get 8 times that) */
 export const MAX_REQUEST_BYTES = 4096;
 
@@ -276,7 +290,19 @@ class Transfer {
   private neg: Negotiated | undefined;
   private oackBuf: Buffer | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private timerMs = 0;
+  /** when the running timer fires (ms, Date.now clock) */
+  private timerDue = 0;
+  /** when the retransmission is really due: later than timerDue after progress */
+  private deadline = 0;
+  private readonly onTimer = () => {
+    this.timer = undefined;
+    const left = this.deadline - Date.now();
+    if (left > 0) {
+      this.startTimer(left);
+      return;
+    }
+    this.onTimeout();
+  };
   private baseMs = 1000;
   private finished = false;
   /** an ERROR is on its way out; ignore the client meanwhile */
@@ -289,6 +315,7 @@ class Transfer {
   private bytesCounted = 0;
   private readonly abort = new AbortController();
   private readonly log: Logger;
+  private readonly settle = () => this.sender?.settle();
 
   constructor(
     private readonly svc: TftpService,
@@ -319,7 +346,7 @@ class Transfer {
       if (this.finished) return;
       sock.on('message', (msg, rinfo) => {
         try {
-          this.onMessage(msg, { ip: rinfo.address, port: rinfo.port });
+          this.onMessage(msg, rinfo);
         } catch (err) {
           this.svc.drop('internal');
           this.log.error({ err }, 'transfer message handling failed');
@@ -328,7 +355,8 @@ class Transfer {
 
       let opened: OpenedFile;
       try {
-        opened = await deps.source.open(this.path, { mac: this.mac, signal: this.abort.signal });
+        // lock-step reads a block per round trip: a thread-pool hop per chunk costs more than the read
+        opened = await deps.source.open(this.path, { mac: this.mac, signal: this.abort.signal, syncReads: true });
       } catch (err) {
         if (this.finished) return;
         if (err instanceof UpstreamError && err.code === 'ENOENT') {
@@ -348,6 +376,12 @@ class Transfer {
         return;
       }
       const netascii = this.rrq.mode === 'netascii';
+      if (!netascii && opened.size === undefined && this.rrq.options.tsize !== undefined && opened.sizeWhenKnown) {
+        // RFC 2349 §3: the OACK carries the size; learn it from the fill before answering
+        opened.size = await opened.sizeWhenKnown(deps.tsizeWaitMs ?? TSIZE_WAIT_MS);
+        if (this.finished) return;
+        this.log.debug({ size: opened.size }, opened.size === undefined ? 'size still unknown: OACK without tsize' : 'size learnt for tsize');
+      }
       this.stream = netascii ? opened.stream.pipe(netasciiEncoder()) : opened.stream;
       if (netascii) opened.stream.on('error', (err) => this.stream?.destroy(err));
       const cfg = deps.config;
@@ -469,15 +503,19 @@ class Transfer {
     const { deps } = this.svc;
     let retransmits = 0;
     for (const it of items) {
-      let buf: Buffer;
-      if (it.kind === 'oack') buf = this.oackBuf!;
-      else {
-        buf = encodeData(it.block, it.data);
-        if (!this.started) this.onStarted();
-      }
       if (it.retransmit) retransmits++;
-      sock.send(buf, this.peer.port, this.peer.ip);
-      if (this.mac && deps.trace) this.svc.traceOut(this.mac, this.peer, this.localPort, it.kind === 'data' ? buf.subarray(0, 4 + TRACE_DATA_BYTES) : buf);
+      if (it.kind === 'oack') {
+        sock.send(this.oackBuf!, this.peer.port, this.peer.ip);
+        if (this.mac && deps.trace) this.svc.traceOut(this.mac, this.peer, this.localPort, this.oackBuf!);
+        continue;
+      }
+      if (!this.started) this.onStarted();
+      // header and block as two pieces of one datagram (sendmsg iovec): the block is not copied
+      const hdr = Buffer.allocUnsafe(4);
+      hdr.writeUInt16BE(TFTP_DATA_OPCODE, 0);
+      hdr.writeUInt16BE(it.block, 2);
+      sock.send([hdr, it.data], this.peer.port, this.peer.ip);
+      if (this.mac && deps.trace) this.svc.traceOut(this.mac, this.peer, this.localPort, encodeData(it.block, it.data.subarray(0, TRACE_DATA_BYTES)));
     }
     if (retransmits) deps.metrics.inc(TFTP_METRICS.retransmits, {}, retransmits);
     this.rearm();
@@ -493,13 +531,18 @@ class Transfer {
       mac: this.mac,
       ip: this.peer.ip,
       file: this.path,
+      role: this.role(),
       totalBytes: this.file?.size,
       blksize: neg.blksize,
       windowsize: neg.windowsize,
     });
   }
 
-  /** (Re)starts the retransmission timer; per ACK in lock-step, so an existing timer with the same delay is refreshed, not replaced. */
+  /**
+   * Moves the retransmission deadline. In lock-step this runs per ACK, so it
+   * only records the new deadline; the one running timer notices it when it
+   * fires and sleeps for the rest (no timer re-insert per block).
+   */
   private rearm(): void {
     const sender = this.sender;
     if (this.finished || !sender || !sender.outstanding) {
@@ -507,14 +550,16 @@ class Transfer {
       this.timer = undefined;
       return;
     }
-    const ms = sender.timeoutMs(this.baseMs);
-    if (this.timer && this.timerMs === ms) {
-      this.timer.refresh();
-      return;
-    }
+    const now = Date.now();
+    this.deadline = now + sender.timeoutMs(this.baseMs);
+    if (this.timer && this.timerDue <= this.deadline) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timerMs = ms;
-    this.timer = setTimeout(() => this.onTimeout(), ms);
+    this.startTimer(this.deadline - now);
+  }
+
+  private startTimer(ms: number): void {
+    this.timerDue = Date.now() + ms;
+    this.timer = setTimeout(this.onTimer, ms);
   }
 
   private onTimeout(): void {
@@ -541,21 +586,26 @@ class Transfer {
     else this.rearm();
   }
 
-  private onMessage(msg: Buffer, from: Peer): void {
+  private onMessage(msg: Buffer, rinfo: { address: string; port: number }): void {
     if (this.finished || this.closing) return;
-    if (from.ip !== this.peer.ip || from.port !== this.peer.port) {
+    if (rinfo.address !== this.peer.ip || rinfo.port !== this.peer.port) {
       // RFC 1350 §4: a packet from a foreign TID gets ERROR 5, the transfer goes on
-      this.svc.drop(from.port === 0 ? 'bad-port' : 'unknown-tid');
-      if (from.port !== 0) this.socket?.send(encodeError(TftpErr.UnknownTid, 'unknown transfer ID'), from.port, from.ip);
+      this.svc.drop(rinfo.port === 0 ? 'bad-port' : 'unknown-tid');
+      if (rinfo.port !== 0) this.socket?.send(encodeError(TftpErr.UnknownTid, 'unknown transfer ID'), rinfo.port, rinfo.address);
       return;
     }
-    this.svc.traceIn(this.mac, from, this.localPort, msg);
+    if (this.mac) this.svc.traceIn(this.mac, this.peer, this.localPort, msg);
     let pkt: TftpPacket;
-    try {
-      pkt = decodeTftp(msg);
-    } catch {
-      this.svc.drop('decode');
-      return;
+    if (msg.length === 4 && msg[0] === 0 && msg[1] === 4) {
+      // the one packet of the steady state (ACK, RFC 1350 §5), read in place
+      pkt = { op: 'ack', block: (msg[2]! << 8) | msg[3]! };
+    } else {
+      try {
+        pkt = decodeTftp(msg);
+      } catch {
+        this.svc.drop('decode');
+        return;
+      }
     }
     const sender = this.sender;
     if (pkt.op === 'ack') {
@@ -571,7 +621,13 @@ class Transfer {
           this.send(r.send);
           this.fill();
           this.rearm();
+          // a duplicate ACK is a gap report only once the window has left (proto/tftp/sender)
+          if (sender.windowsize > 1) setImmediate(this.settle);
           if (r.result === 'progress') this.progress();
+          return;
+        case 'resend':
+          this.log.debug({ block: pkt.block }, 'client reported a gap before the window: resent');
+          this.send(r.send);
           return;
         case 'duplicate':
           this.svc.drop('duplicate-ack');
@@ -610,6 +666,11 @@ class Transfer {
     this.lastProgress = now;
     this.countBytes();
     this.svc.deps.emit({ type: 'tftp.progress', mac: this.mac, ip: this.peer.ip, file: this.path, bytes: this.sender?.bytesAcked ?? 0, totalBytes: this.file?.size });
+  }
+
+  private role(): FileRole | undefined {
+    const plan = this.svc.deps.plan;
+    return plan?.fileRole(this.path, plan.profileName(this.mac));
   }
 
   /** Ends with an ERROR to the client and a tftp.error event. */
@@ -661,7 +722,7 @@ class Transfer {
     if (result === 'stopped' || result === 'tsize-probe') return;
     const s = this.sender;
     const bytes = s?.bytesAcked ?? 0;
-    const base = { mac: this.mac, ip: this.peer.ip, file: this.path, bytes, totalBytes: this.file?.size };
+    const base = { mac: this.mac, ip: this.peer.ip, file: this.path, role: this.role(), bytes, totalBytes: this.file?.size };
     if (result === 'ok' || result === 'ok-unconfirmed') {
       const ms = Date.now() - this.t0;
       this.log.info({ bytes, ms, blksize: s?.blksize, windowsize: s?.windowsize, retransmits: s?.retransmits }, 'transfer done');

@@ -159,7 +159,7 @@ describe('FileCache', () => {
   it('checks a profile sha256 from the expectedSha256 hook', async () => {
     await up.addFile('p/kernel', randomBytes(50_000));
     await up.addFile('p/empty', '');
-    const { cache } = await makeCache({ expectedSha256: (p) => (p.startsWith('p/') ? '0'.repeat(64) : undefined) });
+    const { cache } = await makeCache({ plan: { expectedSha256: (p) => (p.startsWith('p/') ? '0'.repeat(64) : undefined) } });
     const f = await cache.open('p/kernel');
     await expect(readAll(f.stream)).rejects.toMatchObject({ code: 'EINTEGRITY' });
     // even an empty body is not a normal end when it fails verification
@@ -242,6 +242,19 @@ describe('FileCache', () => {
     expect(up.rangeRequests('chunk/f').length).toBe(1);
     await waitFor(() => cache.list().find((e) => e.complete), 2000, 'commit');
     expect(cache.list()[0]!.size).toBe(600_000);
+  });
+
+  it('reads with syncReads (the TFTP path) the same bytes, following a fill and from a committed entry', async () => {
+    const body = await up.addFile('sync/f', randomBytes(700_000));
+    up.rate = 2_000_000;
+    const { cache } = await makeCache();
+    const filling = await cache.open('sync/f', { syncReads: true });
+    expect(filling.cache).toBe('miss');
+    expect(sha(await readAll(filling.stream))).toBe(sha(body));
+    await waitFor(() => cache.list().find((e) => e.complete), 2000, 'commit');
+    const hit = await cache.open('sync/f', { syncReads: true, start: 1000, end: 299_999 });
+    expect(hit.cache).toBe('hit');
+    expect((await readAll(hit.stream)).equals(body.subarray(1000, 300_000))).toBe(true);
   });
 
   it('drops an entry the upstream no longer has on revalidation (404)', async () => {

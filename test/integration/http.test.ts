@@ -102,9 +102,11 @@ describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
       metrics,
       emit,
       macForIp: (ip) => (ip === '127.0.0.1' ? '52:54:00:00:00:7f' : undefined),
-      resolveProfile: (mac) => {
-        const name = (mac && assign[mac]) ?? 'debian';
-        return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+      plan: {
+        profileFor: (mac) => {
+          const name = (mac && assign[mac]) ?? 'debian';
+          return mac === '52:54:00:ff:ff:ff' ? undefined : { name, profile: profiles[name]! };
+        },
       },
       api: { status: () => ({ online: true, uplink: cache.stats().uplink }), clients: () => [{ mac: MAC, phase: 'kernel' }] },
       subscribe: (fn) => {
@@ -203,6 +205,40 @@ describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
     expect(c.status).toBe(400);
     expect(metrics.get('bootrelay_http_refused_total', { reason: 'path' })).toBe(before + 2);
     expect(up.requests.some((r) => r.path.includes('passwd'))).toBe(false);
+  });
+
+  it('accepts absolute-form targets (RFC 9112 §3.2.2), their authority over Host, and // as a plain separator', async () => {
+    const body = await up.addFile('abs/ipxe.efi', randomBytes(5000));
+    const raw = (target: string, host = 'ignored.example') =>
+      new Promise<string>((resolve) => {
+        const sock = net.connect(svc.port, '127.0.0.1', () => sock.write(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+        const parts: Buffer[] = [];
+        sock.on('data', (c: Buffer) => parts.push(c));
+        sock.on('close', () => resolve(Buffer.concat(parts).toString('latin1')));
+        sock.on('error', () => resolve(Buffer.concat(parts).toString('latin1')));
+      });
+    const a = await raw(`http://10.99.0.1:${svc.port}/files/abs/ipxe.efi`);
+    expect(a).toMatch(/^HTTP\/1\.1 200/);
+    expect(a.endsWith(body.toString('latin1'))).toBe(true);
+    const s = await raw(`HTTP://10.99.0.7/boot.ipxe?mac=${MAC}`);
+    expect(s).toMatch(/^HTTP\/1\.1 200/);
+    expect(s).toContain('kernel http://10.99.0.7/files/debian/vmlinuz');
+    expect(s).not.toContain('ignored.example');
+    // empty segments collapse: neither an authority nor a refused path
+    expect(await raw('//files//abs///ipxe.efi')).toMatch(/^HTTP\/1\.1 200/);
+    expect((await get(svc.port, '/files//abs//ipxe.efi')).status).toBe(200);
+    expect(await raw('//evil.example/files/abs/ipxe.efi')).toMatch(/^HTTP\/1\.1 404/);
+    expect(up.requests.some((r) => r.path.includes('evil'))).toBe(false);
+  });
+
+  it('serves .efi as application/efi and .iso/.img as EDK2 HTTP Boot types (it trusts Content-Type before the URL)', async () => {
+    await up.addFile('types/shim.EFI', 'x');
+    await up.addFile('types/live.iso', 'x');
+    await up.addFile('types/disk.img', 'x');
+    expect((await get(svc.port, '/files/types/shim.EFI?x=1')).headers['content-type']).toBe('application/efi');
+    expect((await get(svc.port, '/files/types/live.iso')).headers['content-type']).toBe('application/vnd.efi-iso');
+    expect((await get(svc.port, '/files/types/disk.img')).headers['content-type']).toBe('application/vnd.efi-img');
+    expect((await get(svc.port, '/files/abs/ipxe.efi', {}, undefined, 'HEAD')).headers['content-type']).toBe('application/efi');
   });
 
   it('maps upstream 404 to 404 and upstream failure to 502', async () => {
@@ -378,7 +414,7 @@ describe('HttpService that cannot bind its port', () => {
         metrics: new Metrics(),
         emit: () => {},
         macForIp: () => undefined,
-        resolveProfile: () => undefined,
+        plan: { profileFor: () => undefined },
         api: { status: () => ({}), clients: () => [] },
         subscribe: (fn) => {
           subs.add(fn);
@@ -408,7 +444,7 @@ describe('HttpService connection limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({ ok: 1 }), clients: () => [] },
       subscribe: () => () => {},
       maxConnections: 2,
@@ -449,7 +485,7 @@ describe('HttpService /api/events client limit', () => {
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
       wsMaxClients: 2,
@@ -492,7 +528,7 @@ describe('HttpService /api/events with a slow client', () => {
       metrics: m,
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: (fn) => {
         subs.add(fn);
@@ -560,7 +596,7 @@ describeSkipIf(skip ?? (isRoot ? undefined : 'needs root to mount a tmpfs'))('Ht
       metrics: new Metrics(),
       emit: () => {},
       macForIp: () => undefined,
-      resolveProfile: () => undefined,
+      plan: { profileFor: () => undefined },
       api: { status: () => ({}), clients: () => [] },
       subscribe: () => () => {},
     });

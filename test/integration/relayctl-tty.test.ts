@@ -13,6 +13,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Bus } from '../../agent/bus';
 import { ClientTracker } from '../../agent/clients/tracker';
+import { BootPlan } from '../../relay/boot/plan';
 import { parseConfig } from '../../agent/config/load';
 import { createHandlers, createWatch, type CommandDeps } from '../../agent/control/commands';
 import { ControlServer } from '../../agent/control/server';
@@ -54,7 +55,7 @@ describeSkipIf(missingCmds('tmux'))('relayctl watch on a terminal (tmux)', () =>
     });
     if (!r.ok) throw new Error('config');
     bus = new Bus();
-    tracker = new ClientTracker({ boot: r.config.boot, progressIntervalMs: 0 });
+    tracker = new ClientTracker({ plan: new BootPlan({ boot: r.config.boot }), progressIntervalMs: 0 });
     bus.on('relay', (e) => tracker.apply(e));
     tracker.on('client', (s) => bus.emit('client', s));
     const deps: CommandDeps = {

@@ -26,6 +26,8 @@ import type { FileSource } from '../../relay/source';
 import { Readable } from 'node:stream';
 import { hasCmd, waitFor } from '../helpers/netns';
 import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
+import { FileCache } from '../../relay/cache/cache';
+import { TestUpstream } from '../helpers/upstream';
 
 const MAC = '52:54:00:aa:bb:01';
 
@@ -118,7 +120,7 @@ interface Server {
   trace: PacketTrace;
 }
 
-function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }): Server {
+function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }, from?: FileSource): Server {
   const metrics = new Metrics();
   const events: RelayEvent[] = [];
   const source = new DirSource(dir, { slow });
@@ -136,7 +138,7 @@ function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBy
   const svc = new TftpService({
     address: '127.0.0.1',
     port: 0,
-    source,
+    source: from ?? source,
     config,
     log: silentLogger,
     metrics,
@@ -592,6 +594,148 @@ describe('TftpService under loss and duplication (scripted client)', () => {
     expect(extra).toBeGreaterThanOrEqual(1);
     expect(extra).toBeLessThanOrEqual(8);
     expect(r.packets).toBe(r.blocks + extra);
+  });
+});
+
+describe('TftpService window recovery (RFC 7440 §4, scripted client)', () => {
+  let s: Server;
+  beforeAll(async () => {
+    // a retransmission timer far longer than the client waits: only the gap ACK can bring the block back
+    s = makeServer(dir, { timeout: 30, retries: 2 });
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+  });
+
+  /** Fetches with windowsize `ws`, dropping the first copy of each block in `lose`; ACKs the last in-order block on a gap, once per gap. */
+  async function fetch(file: string, ws: number, lose: number[], dupAcks = 1) {
+    const c = await RawTftpClient.open();
+    const dataSeen = new Map<number, number>();
+    const chunks: Buffer[] = [];
+    let expected = 1;
+    const lost = new Set<number>();
+    try {
+      c.send({ op: 'rrq', file, mode: 'octet', options: { blksize: '1468', windowsize: String(ws) } }, s.svc.port);
+      let inWindow = 0;
+      for (;;) {
+        const r = await c.next(5000);
+        if (!r) throw new Error(`server went silent waiting for block ${expected}`);
+        const ack = (block: number) => {
+          for (let i = 0; i < dupAcks; i++) c.send({ op: 'ack', block }, r.port);
+        };
+        if (r.pkt.op === 'oack') {
+          ack(0);
+          continue;
+        }
+        if (r.pkt.op !== 'data') throw new Error(`unexpected ${r.pkt.op}`);
+        const { block, data } = r.pkt;
+        dataSeen.set(block, (dataSeen.get(block) ?? 0) + 1);
+        if (lose.includes(block) && !lost.has(block)) {
+          lost.add(block);
+          continue;
+        }
+        if (block !== expected) {
+          if (block > expected && inWindow !== -1) ack(expected - 1);
+          inWindow = -1;
+          continue;
+        }
+        chunks.push(data);
+        expected++;
+        inWindow = inWindow === -1 ? 1 : inWindow + 1;
+        const last = data.length < 1468;
+        if (last || inWindow >= ws) {
+          ack(block);
+          inWindow = 0;
+        }
+        if (last) break;
+      }
+    } finally {
+      await c.close();
+    }
+    return { got: Buffer.concat(chunks), dataSeen, blocks: expected - 1 };
+  }
+
+  it('resends a window at once when the client ACKs the block before it (its first block was lost)', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    // windows of 4: 1-4, 5-8, 9-12 …; the first blocks of the 3rd and 20th windows are lost
+    const r = await fetch('mid.bin', 4, [9, 77]);
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect(r.dataSeen.get(9)).toBe(2);
+    expect(r.dataSeen.get(77)).toBe(2);
+    // each loss costs the rest of its window once, no more
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(8);
+    const done = await waitFor(() => byType(s, 'tftp.done').find((e) => e.file === 'mid.bin'), 2000, 'tftp.done');
+    expect(done).toMatchObject({ retransmits: 8 });
+  });
+
+  it('resends nothing for ACKs the client sends twice when nothing is lost', async () => {
+    const r0 = s.metrics.get(TFTP_METRICS.retransmits);
+    const r = await fetch('mid.bin', 4, [], 2);
+    expect(sha(r.got)).toBe(sha(files['mid.bin']));
+    expect([...r.dataSeen.values()].every((n) => n === 1)).toBe(true);
+    expect(s.metrics.get(TFTP_METRICS.retransmits) - r0).toBe(0);
+  });
+});
+
+describe('TftpService answering tsize for a file of unknown size (chunked upstream, cold cache)', () => {
+  let up: TestUpstream;
+  let cacheDir: string;
+  let cache: FileCache;
+  let s: Server;
+  let body: Buffer;
+  beforeAll(async () => {
+    up = new TestUpstream();
+    await up.start();
+    body = await up.addFile('chunked/loader.efi', randomBytes(400_000));
+    up.chunked.add('chunked/loader.efi');
+    up.rate = 2_000_000; // the fill takes ~200 ms: the RRQ arrives long before its end
+    cacheDir = mkdtempSync(join(tmpdir(), 'brtftp-cache-'));
+    const metrics = new Metrics();
+    cache = new FileCache({
+      upstream: { url: up.url, headers: {}, timeoutMs: 5000 },
+      cache: { dir: cacheDir, maxBytes: 1e9, ttlSeconds: 3600, negativeTtlSeconds: 60 },
+      log: silentLogger,
+      metrics,
+      emit: () => {},
+    });
+    await cache.init();
+    s = makeServer(dir, {}, undefined, cache);
+    await s.svc.start();
+  });
+  afterAll(async () => {
+    await s.svc.stop();
+    await cache.close();
+    await up.cleanup();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it('waits for the fill and puts tsize in the OACK, then serves the file', async () => {
+    expect(cache.sizeOf('chunked/loader.efi')).toBeUndefined();
+    const c = await RawTftpClient.open();
+    try {
+      c.send({ op: 'rrq', file: 'chunked/loader.efi', mode: 'octet', options: { tsize: '0', blksize: '1468' } }, s.svc.port);
+      const first = await c.next(8000);
+      expect(first?.pkt.op).toBe('oack');
+      if (first?.pkt.op !== 'oack') return;
+      expect(first.pkt.options).toMatchObject({ tsize: String(body.length), blksize: '1468' });
+      const chunks: Buffer[] = [];
+      c.send({ op: 'ack', block: 0 }, first.port);
+      for (let b = 1; ; b++) {
+        const r = await c.nextData(b, 5000);
+        if (r?.pkt.op !== 'data') throw new Error(`no DATA ${b}`);
+        chunks.push(r.pkt.data);
+        c.send({ op: 'ack', block: b }, r.port);
+        if (r.pkt.data.length < 1468) break;
+      }
+      expect(sha(Buffer.concat(chunks))).toBe(sha(body));
+    } finally {
+      await c.close();
+    }
+    // the cache now knows the size (DHCP option 13)
+    expect(cache.sizeOf('chunked/loader.efi')).toBe(body.length);
+    expect(cache.sizeOf('/chunked//loader.efi')).toBe(body.length);
+    expect(cache.sizeOf('chunked/none')).toBeUndefined();
   });
 });
 

@@ -61,3 +61,25 @@ describe('Agent client-state persistence (stateDir/clients.json)', () => {
     await agent.stop();
   });
 });
+
+describe('Agent reload and the boot plan', () => {
+  it('drops a runtime assignment whose profile the reload removed, for the tracker and the saved state alike', async () => {
+    const { agent, stateDir } = makeAgent();
+    const cfg = JSON.parse(fs.readFileSync(agent.configFile, 'utf8'));
+    cfg.boot.profiles.rescue = { kernel: 'rescue/vmlinuz' };
+    cfg.boot.defaultProfile = 'debian';
+    fs.writeFileSync(agent.configFile, JSON.stringify(cfg));
+    await agent.reload();
+    agent.plan.assign(mac(7), 'rescue');
+    agent.emit({ type: 'dhcp.discover', mac: mac(7), firmware: 'ipxe', arch: 'bios' });
+    expect(agent.tracker.get(mac(7))?.profile).toBe('rescue');
+    expect(JSON.parse(fs.readFileSync(join(stateDir, 'assign.json'), 'utf8'))).toEqual({ [mac(7)]: 'rescue' });
+    delete cfg.boot.profiles.rescue;
+    fs.writeFileSync(agent.configFile, JSON.stringify(cfg));
+    await agent.reload();
+    expect(agent.plan.profileName(mac(7))).toBe('debian');
+    expect(agent.tracker.get(mac(7))?.profile).toBe('debian');
+    expect(JSON.parse(fs.readFileSync(join(stateDir, 'assign.json'), 'utf8'))).toEqual({});
+    await agent.stop();
+  });
+});

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Bus } from '../../../../agent/bus';
 import { parseArgs, runRelayctl, USAGE, type CliIo } from '../../../../agent/cli/app';
 import { ClientTracker } from '../../../../agent/clients/tracker';
+import { BootPlan } from '../../../../relay/boot/plan';
 import { parseConfig } from '../../../../agent/config/load';
 import { createHandlers, createWatch, type CommandDeps } from '../../../../agent/control/commands';
 import { ControlServer } from '../../../../agent/control/server';
@@ -54,7 +55,8 @@ let n = 0;
 
 beforeEach(async () => {
   bus = new Bus();
-  tracker = new ClientTracker({ boot: cfg.boot });
+  const plan = new BootPlan({ boot: cfg.boot });
+  tracker = new ClientTracker({ plan });
   bus.on('relay', (e) => tracker.apply(e));
   tracker.on('client', (s) => bus.emit('client', s));
   trace = new PacketTrace();
@@ -76,7 +78,7 @@ beforeEach(async () => {
       rearm: () => {},
     },
     trace,
-    assign: (m, p) => tracker.assign(m, p),
+    assign: (m, p) => plan.assign(m, p),
     subscribe: (fn) => {
       const a = bus.subscribe('relay', (e) => fn('relay', e));
       const b = bus.subscribe('client', (s) => fn('client', s));

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { cleanFile, ClientTracker, transferFailure, type ClientState } from '../../../../agent/clients/tracker';
 import type { BootConfig } from '../../../../agent/config/types';
+import { BootPlan } from '../../../../relay/boot/plan';
 import { makeEvent, type HttpFailure, type RelayEventType, type TftpFailure } from '../../../../proto/events';
 import { scripted, type EventFields } from '../../../helpers/events';
 
@@ -21,11 +22,13 @@ function setup(opts: Partial<ConstructorParameters<typeof ClientTracker>[0]> = {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const emitted: ClientState[] = [];
   const failures: Array<Record<string, unknown>> = [];
-  const t = new ClientTracker({ boot: BOOT, now: () => now, emit: (e) => failures.push(e), ...opts });
+  const plan = new BootPlan({ boot: BOOT });
+  const t = new ClientTracker({ plan, now: () => now, emit: (e) => failures.push(e), ...opts });
   t.on('client', (s) => emitted.push(s));
   const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => t.apply(scripted(type, { mac: MAC, ...f }));
   return {
     t,
+    plan,
     emitted,
     failures,
     ev,
@@ -359,8 +362,8 @@ describe('ClientTracker', () => {
   });
 
   it('uses runtime assignments and the event profile', () => {
-    const { t, ev } = setup();
-    t.assign(MAC, 'bare');
+    const { t, ev, plan } = setup();
+    plan.assign(MAC, 'bare');
     ev('dhcp.discover', { firmware: 'ipxe' });
     expect(t.get(MAC)!.profile).toBe('bare');
     ev('http.start', { file: '/boot.ipxe', profile: 'two' });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Bus } from '../../../../agent/bus';
 import { ClientTracker } from '../../../../agent/clients/tracker';
+import { BootPlan } from '../../../../relay/boot/plan';
 import { parseConfig } from '../../../../agent/config/load';
 import type { Config } from '../../../../agent/config/types';
 import { ControlClient, ControlRequestError, type StreamMessage } from '../../../../agent/control/client';
@@ -44,7 +45,7 @@ afterEach(async () => {
 async function start(extra: Partial<CommandDeps> = {}) {
   const cfg = config();
   const bus = new Bus();
-  const tracker = new ClientTracker({ boot: cfg.boot });
+  const tracker = new ClientTracker({ plan: new BootPlan({ boot: cfg.boot }) });
   bus.on('relay', (e) => tracker.apply(e));
   tracker.on('client', (s) => bus.emit('client', s));
   const prefetched: Array<[string, boolean]> = [];

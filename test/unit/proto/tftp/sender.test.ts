@@ -127,6 +127,42 @@ describe('proto/tftp/sender', () => {
     expect(s.retransmits).toBe(3);
   });
 
+  it('resends a window at once on the first gap ACK for the block before it, once, not before it left, and not after a resend (RFC 7440 §4)', () => {
+    const s = new TftpSender({ blksize: 512, windowsize: 4, retries: 5 });
+    const feed = feeder(s, 40, 5);
+    expect(blocks([...s.begin(), ...feed()])).toEqual([1, 2, 3, 4]);
+    expect(blocks([...s.onAck(4).send, ...feed()])).toEqual([5, 6, 7, 8]);
+    // a copy of ACK 4 before the window left (same event-loop turn): a true duplicate
+    expect(s.onAck(4).result).toBe('duplicate');
+    s.settle();
+    // block 5 lost: the client ACKs 4 on block 6
+    const r = s.onAck(4);
+    expect(r.result).toBe('resend');
+    expect(blocks(r.send)).toEqual([5, 6, 7, 8]);
+    expect(s.gapResends).toBe(1);
+    // further copies in this window: nothing
+    expect(s.onAck(4).result).toBe('duplicate');
+    // the next window follows a resend: the client may repeat ACK 8 for the copies, no early resend
+    expect(blocks([...s.onAck(8).send, ...feed()])).toEqual([9, 10, 11, 12]);
+    s.settle();
+    expect(s.onAck(8).result).toBe('duplicate');
+    // a clean window after that recovers early again
+    expect(blocks([...s.onAck(12).send, ...feed()])).toEqual([13, 14, 15, 16]);
+    s.settle();
+    expect(s.onAck(12).result).toBe('resend');
+    expect(s.retransmits).toBe(8);
+  });
+
+  it('never resends on a gap ACK in lock-step (windowsize 1)', () => {
+    const s = new TftpSender({ blksize: 512, windowsize: 1, retries: 5 });
+    const feed = feeder(s, 5, 5);
+    expect(blocks([...s.begin(), ...feed()])).toEqual([1]);
+    expect(blocks([...s.onAck(1).send, ...feed()])).toEqual([2]);
+    s.settle();
+    expect(s.onAck(1).result).toBe('duplicate');
+    expect(s.retransmits).toBe(0);
+  });
+
   it('holds at most one window of blocks', () => {
     const s = new TftpSender({ blksize: 16, windowsize: 8, retries: 5 });
     const feed = feeder(s, 1000, 3);

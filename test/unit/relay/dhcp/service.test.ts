@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BootConfig, DhcpConfig } from '../../../../agent/config/types';
+import { BootPlan } from '../../../../relay/boot/plan';
 import { silentLogger } from '../../../../agent/log';
 import { decodePcap } from '../../../../proto/pcap';
 import type { RelayEvent } from '../../../../proto/events';
@@ -35,10 +36,11 @@ async function setup(over: Partial<DhcpConfig> = {}, more: { boot?: Partial<Boot
   const events: RelayEvent[] = [];
   const metrics = new Metrics();
   const trace = new PacketTrace();
+  const plan = new BootPlan({ boot: { loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi'] }, defaultProfile: 'x', profiles: {}, assign: {}, ...more.boot }, netbootOnce: over.netbootOnce });
   const svc = new DhcpService({
     lan: { interface: 'lo', address: '127.0.0.1', prefix: more.prefix ?? 8 },
     dhcp: dhcpCfg({ range: ['127.0.0.100', '127.0.0.150'], ...over }),
-    boot: { loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi'] }, defaultProfile: 'x', profiles: {}, assign: {}, ...more.boot },
+    plan,
     relayPort: more.relayPort,
     bootFileSize: more.bootFileSize,
     httpPort: 8080,
@@ -58,7 +60,7 @@ async function setup(over: Partial<DhcpConfig> = {}, more: { boot?: Partial<Boot
     client.close();
     rmSync(stateDir, { recursive: true, force: true });
   });
-  return { svc, client, replies, events, metrics, trace, stateDir };
+  return { svc, plan, client, replies, events, metrics, trace, stateDir };
 }
 
 function req(type: number, mac: string, opts: Array<[number, Buffer | string]> = [], xid = 0xabcd): Buffer {
@@ -140,9 +142,8 @@ describe('DhcpService on loopback', () => {
   });
 
   it('netboot-once: no boot file once booted, until rearmed', async () => {
-    const booted = new Set(['52:54:00:00:00:05']);
-    const { svc, client, replies } = await setup({ netbootOnce: true });
-    (svc as unknown as { o: { isBootedOnce: (m: string) => boolean } }).o.isBootedOnce = (m) => booted.has(m);
+    const { svc, plan, client, replies } = await setup({ netbootOnce: true });
+    plan.noteBooted('52:54:00:00:00:05');
     send(client, req(MessageType.DISCOVER, '52:54:00:00:00:05', BIOS, 1), svc.port);
     const a = await waitFor(() => replies.find((r) => r.msg.xid === 1), 5000, 'offer 1');
     expect(a.msg.file).toBe('');
@@ -244,5 +245,22 @@ describe('DhcpService on loopback: issue 12', () => {
     const offer = await waitFor(() => replies.find((r) => r.msg.xid === 32), 5000, 'offer without End');
     expect(offer.msg.file).toBe('ipxe/undionly.kpxe');
     expect(metrics.get('bootrelay_dhcp_dropped_total', { reason: 'no-end' })).toBe(0);
+  });
+
+  it('match rules: the profile DHCP matched is the one the plan (and so /boot.ipxe) gives the client', async () => {
+    const { svc, plan, client, replies, events } = await setup(
+      {},
+      { boot: { profiles: { x: { kernel: 'x/k' }, lab: { kernel: 'lab/k' } }, match: [{ profile: 'lab', userClass: 'iPXE' }] } },
+    );
+    const mac = '52:54:00:12:00:08';
+    expect(plan.profileName(mac)).toBe('x');
+    send(client, reqWith(MessageType.DISCOVER, mac, [...UEFI, [77, 'iPXE']], {}, 41), svc.port);
+    await waitFor(() => replies.find((r) => r.msg.xid === 41), 5000, 'offer');
+    expect(plan.profileName(mac)).toBe('lab');
+    expect(events.find((e) => e.type === 'dhcp.offer' && e.mac === mac)).toMatchObject({ profile: 'lab' });
+    // a later exchange no rule matches forgets it
+    send(client, reqWith(MessageType.DISCOVER, mac, UEFI, {}, 42), svc.port);
+    await waitFor(() => replies.find((r) => r.msg.xid === 42), 5000, 'offer 2');
+    expect(plan.profileName(mac)).toBe('x');
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRange } from '../../../../relay/http/service';
+import { parseRange, splitTarget } from '../../../../relay/http/service';
 
 describe('parseRange', () => {
   it.each([
@@ -13,5 +13,19 @@ describe('parseRange', () => {
     [undefined, undefined],
   ])('%s → %j', (h, want) => {
     expect(parseRange(h)).toEqual(want);
+  });
+});
+
+describe('splitTarget', () => {
+  it.each([
+    ['/files/a/b?x=1', { path: '/files/a/b', query: 'x=1' }],
+    ['/files//a///b', { path: '/files/a/b', query: '' }],
+    ['//evil.example/files/a', { path: '/evil.example/files/a', query: '' }],
+    ['http://10.0.0.1/files/a?mac=1', { path: '/files/a', query: 'mac=1', authority: '10.0.0.1' }],
+    ['HTTP://10.0.0.1:8080', { path: '/', query: '', authority: '10.0.0.1:8080' }],
+    ['http://user@host/x#frag', { path: '/x', query: '', authority: 'host' }],
+    ['http://h?q', { path: '/', query: 'q', authority: 'h' }],
+  ])('%s', (url, want) => {
+    expect(splitTarget(url)).toEqual(want);
   });
 });
