@@ -314,6 +314,13 @@ export function maxReplySize(req: DhcpMessage): number {
   return Math.min(MAX_DHCP_PAYLOAD, Math.max(MIN_DHCP_DATAGRAM, mms) - IP_UDP_HEADERS);
 }
 
+/** The datagram size of a reply encoded plainly (options field only, RFC 3396 splitting counted). */
+function encodedSize(m: DhcpMessage): number {
+  let n = 240 + 1;
+  for (const [, v] of m.options) n += v.length === 0 ? 2 : v.length + 2 * Math.ceil(v.length / 255);
+  return n;
+}
+
 /** Options a reply never goes without (in this order), before those the client listed. */
 const ESSENTIAL = [
   Opt.MessageType,
@@ -332,13 +339,23 @@ const ESSENTIAL = [
 ];
 
 /**
- * Orders a reply's options by importance for this client (RFC 2132 §9.8: in the order of
- * its parameter request list, after the essential ones; unrequested ones last; option 82
- * last of all, RFC 3046 §2.2) and encodes it within the client's maximum message size,
- * spilling into file/sname (option overload) and leaving out the least important when
- * even that is not enough.
+ * Encodes a reply within the client's maximum message size. A reply that fits goes out as
+ * built (option 82 last, RFC 3046 §2.2). One that does not is ordered by importance for this
+ * client (the essential ones, then its parameter request list in its order, RFC 2132 §9.8,
+ * then the rest; option 82 last of all) and spills into file/sname (option overload, RFC 2132
+ * §9.3), the least important left out when even that is not enough.
  */
 export function encodeReply(reply: DhcpMessage, req: DhcpMessage): EncodeResult {
+  const max = maxReplySize(req);
+  const rai = reply.options.get(Opt.RelayAgentInformation);
+  if (encodedSize(reply) <= max) {
+    // it fits: the options go out in the order they were built, option 82 moved last
+    if (!rai) return encodeDhcpFit(reply);
+    const o = new OptionMap();
+    for (const [c, v] of reply.options) if (c !== Opt.RelayAgentInformation) o.set(c, v);
+    o.set(Opt.RelayAgentInformation, rai);
+    return encodeDhcpFit({ ...reply, options: o });
+  }
   const prl = req.options.get(Opt.ParameterRequestList) ?? Buffer.alloc(0);
   const rank = new Map<number, number>();
   ESSENTIAL.forEach((c, i) => rank.set(c, i));
@@ -351,7 +368,7 @@ export function encodeReply(reply: DhcpMessage, req: DhcpMessage): EncodeResult 
   const opts = new OptionMap();
   for (const { c } of order) opts.set(c, reply.options.get(c)!);
   const ordered = { ...reply, options: opts };
-  const fit = encodeDhcpFit(ordered, { maxSize: maxReplySize(req) });
+  const fit = encodeDhcpFit(ordered, { maxSize: max });
   // echoes the client or its relay made huge (61, 82) can crowd out the message type itself:
   // then the whole reply goes out over the limit rather than as no DHCP message at all
   if (fit.dropped.includes(Opt.MessageType) || fit.dropped.includes(Opt.ServerIdentifier)) return { ...encodeDhcpFit(ordered), dropped: [] };
