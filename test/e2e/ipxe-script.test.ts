@@ -67,4 +67,22 @@ describeSkipIf(labSkipReason())('e2e: iPXE runs an escaped script (QEMU, TCG)', 
       ['booted', is('client.booted')],
     ]);
   }, 240_000);
+
+  it('boots OVMF (UEFI PXE, then iPXE): the EFI stub finds both initrds by their distinct names', async () => {
+    const mac = '52:54:00:99:4e:02';
+    const r = await lab.boot('uefi', mac, 240_000);
+    timings.uefi = r.seconds;
+    expect(r.ok, `${r.reason}\n${r.serialTail}`).toBe(true);
+    const serial = readFileSync(join(work, `serial-uefi-${mac.replace(/:/g, '')}.log`), 'latin1');
+    const line = /Command line: (.*)/.exec(serial)?.[1];
+    expect(line, serial.slice(-3000)).toContain('initrd=initrd.gz initrd=initrd-2.gz ');
+    expect(line).toContain(`${TRICKY} lab.report=`);
+    expect(serial).toContain('EFI stub: Loaded initrd from command line option');
+    expectInOrder(lab.events(mac), [
+      ['loader', is('tftp.done', /^ipxe\/snponly\.efi$/)],
+      ['initrd 1', is('http.done', /^debian\/initrd\.gz$/)],
+      ['initrd 2', is('http.done', /^extra dir\/initrd\.gz$/)],
+      ['booted', is('client.booted')],
+    ]);
+  }, 300_000);
 });
