@@ -441,12 +441,25 @@ export function fqdnOf(v: Buffer | undefined): string | undefined {
   return /^[\x21-\x7e]+$/.test(t) ? t : undefined;
 }
 
+/**
+ * The client identifier a lease is keyed by (hex), or undefined to key it by MAC: when none is
+ * sent, and when it is just the hardware type and chaddr (RFC 2132 §9.14's form, what iPXE
+ * sends): that names the same interface as chaddr, so firmware PXE (no option 61) and iPXE
+ * on one NIC keep one lease, as dnsmasq does.
+ */
+export function leaseIdOf(msg: DhcpMessage): string | undefined {
+  const v = msg.options.get(Opt.ClientIdentifier);
+  if (!v || v.length === 0) return undefined;
+  if (v.length === msg.hlen + 1 && v[0] === msg.htype && v.subarray(1).equals(msg.chaddr.subarray(0, msg.hlen))) return undefined;
+  return v.toString('hex');
+}
+
 function decideServer(msg: DhcpMessage, type: number, cls: ClientClass, ctx: PolicyContext, nw: Network): Decision {
   const { lan } = ctx;
   const leases = nw.leases;
   const mac = cls.mac;
   // RFC 2131 §4.2 / RFC 6842: a client that sends an identifier is known by it, not by chaddr
-  const id = msg.options.get(Opt.ClientIdentifier)?.toString('hex') || undefined;
+  const id = leaseIdOf(msg);
   const serverId = msg.options.ip(Opt.ServerIdentifier);
   const requested = msg.options.ip(Opt.RequestedIpAddress);
   const choice = chooseProfile(ctx, cls);

@@ -229,6 +229,18 @@ describe('DhcpService on loopback: issue 12', () => {
     expect(messageType(nak.msg)).toBe(MessageType.NAK);
     expect(nak.msg.options.get(Opt.ClientIdentifier)).toEqual(idB);
     expect(svc.leases()).toMatchObject([{ mac, ip: oa.msg.yiaddr, hostname: 'pxe-host', fqdn: 'host.lab', clientId: idA.toString('hex') }]);
+    // iPXE's identifier is its hardware type and MAC (RFC 2132 §9.14): the same interface as chaddr,
+    // so it keeps the lease firmware PXE (no option 61) got, and still sees its identifier echoed
+    const fw = '52:54:00:12:00:09';
+    send(client, reqWith(MessageType.DISCOVER, fw, BIOS, {}, 24), svc.port);
+    const of = await waitFor(() => replies.find((r) => r.msg.xid === 24), 5000, 'offer firmware');
+    send(client, reqWith(MessageType.REQUEST, fw, [...BIOS, [54, ip('127.0.0.1')], [50, ip(of.msg.yiaddr)]], {}, 24), svc.port);
+    await waitFor(() => replies.find((r) => r.msg.xid === 24 && messageType(r.msg) === MessageType.ACK), 5000, 'ack firmware');
+    const hwId = Buffer.from('01525400120009', 'hex');
+    send(client, reqWith(MessageType.DISCOVER, fw, [...BIOS, [77, 'iPXE'], [61, hwId]], {}, 25), svc.port);
+    const oi = await waitFor(() => replies.find((r) => r.msg.xid === 25), 5000, 'offer iPXE');
+    expect(oi.msg.yiaddr).toBe(of.msg.yiaddr);
+    expect(oi.msg.options.get(Opt.ClientIdentifier)).toEqual(hwId);
   });
 
   it('item 6: NAKs a REBINDING request from another network (broadcast); serves a DISCOVER without End', async () => {
