@@ -131,4 +131,17 @@ describe('encodeReply', () => {
     expect(back.options.u8(Opt.MessageType)).toBe(MessageType.OFFER);
     expect(back.options.get(Opt.RelayAgentInformation)).toEqual(rai);
   });
+
+  it('a boot file name of 128 bytes or more: option 67 carries it whole, even at 576 bytes with overload', () => {
+    const url = 'http://10.99.0.1/boot.ipxe?mac=52:54:00:12:34:56&' + 'x'.repeat(150);
+    const r = req([[Opt.ParameterRequestList, Buffer.from([1, 3, 6, 67, 200, 201])]]);
+    const o = buildOffer(r, { yiaddr: '10.99.0.100', server: server([[200, 120], [201, 100]]), boot: { file: url, path: '/boot.ipxe', role: 'script', via: 'http' } });
+    const fit = encodeReply(o, r);
+    expect(fit.buf.length).toBeLessThanOrEqual(548);
+    const back = decodeDhcp(fit.buf);
+    expect(back.options.str(Opt.BootFileName)).toBe(url);
+    // the 128-byte field cannot hold it (RFC 2131 §2: NUL-terminated); config validation keeps
+    // BIOS PXE loader paths (what a ROM reads from the field) within 127 bytes
+    expect(fit.overload & 1).toBe(1);
+  });
 });
