@@ -24,7 +24,8 @@ build: deps
 typecheck: deps
 	npx tsc --noEmit -p .
 
-## the OpenWrt package: dist/bootrelay_<version>_all.ipk
+## the OpenWrt packages: dist/bootrelay_<v>-r<n>_all.ipk (24.10) and, with an apk-tools v3 apk
+## on PATH or APK=/path/to/apk, dist/bootrelay-<v>-r<n>.apk (25.12)
 image: build
 	bash image/build-ipk.sh
 

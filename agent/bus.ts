@@ -1,16 +1,17 @@
 /**
  * The agent's typed event bus (z2m style): services' RelayEvents go out as
- * 'relay', the tracker's ClientState changes as 'client'. Every listener is
+ * 'relay', the tracker's client updates ({state, kind}) as 'client'; each
+ * subscriber throttles `progress` updates itself (agent/clients/throttle.ts). Every listener is
  * called in its own try/catch (and a rejected promise is caught too), so one
  * failing subscriber is logged and counted, never fatal and never skipping
  * the others.
  */
 import { EventEmitter } from 'node:events';
 import type { RelayEvent } from '../proto/events';
-import type { ClientState } from './clients/tracker';
+import type { ClientUpdate } from './clients/record';
 import type { Logger } from './log';
 
-export type BusEvents = { relay: [RelayEvent]; client: [ClientState] };
+export type BusEvents = { relay: [RelayEvent]; client: [ClientUpdate] };
 
 export class Bus extends EventEmitter<BusEvents> {
   /** Listener failures so far (also logged). */

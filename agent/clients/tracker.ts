@@ -6,9 +6,11 @@
  * Services do not know phases; files are classified by the boot plan
  * (relay/boot/plan.ts) for the client's profile unless the event carries a `role`.
  * Timeouts are checked by tick(now), which the agent calls every second;
- * the clock is injected so tests script time. Byte progress is emitted on
- * 'client' at most every `progressIntervalMs` per client; phase changes and
- * failures at once.
+ * the clock is injected so tests script time. Every change goes out on
+ * 'client' as {state, kind}: subscribers throttle `progress` updates with the
+ * one shared rule (throttle.ts). A failure is derived here and rides on the
+ * update that entered `failed`; the tracker never feeds its own input.
+ * The words are in diagnosis.ts, the sentences about one client in explain.ts.
  */
 import { EventEmitter } from 'node:events';
 import {
@@ -16,11 +18,10 @@ import {
   eventProfile,
   isDhcpEvent,
   isDhcpReply,
-  type ArchKey,
   type ClientPhase,
   type DhcpReceivedEvent,
+  type ClientFailedEvent,
   type DhcpReplyEvent,
-  type EmitFn,
   type FailKind,
   type FileRole,
   type Firmware,
@@ -32,37 +33,12 @@ import {
 import { normalizeMac } from '../../proto/mac';
 import type { ProfileConfig } from '../../relay/boot/config';
 import type { BootPlan } from '../../relay/boot/plan';
+import { cleanFile, noRequestText, stallText, transferFailure, wrongArchText } from './diagnosis';
+import { explain } from './explain';
+import { restoredState, updateKind, type ClientRecord, type ClientState, type ClientUpdate, type UpdateKind } from './record';
 
-export interface PhaseTiming {
-  startedAt: string;
-  endedAt?: string;
-}
-
-export interface ClientState {
-  mac: string;
-  ip: string | null;
-  arch: ArchKey | null;
-  /** the firmware that started this boot (bios, uefi, uefi-http, ipxe for an iPXE ROM) */
-  firmware: Firmware | null;
-  profile: string | null;
-  phase: ClientPhase;
-  /** the file being (or last) transferred */
-  file: string | null;
-  bytes: number;
-  totalBytes: number | null;
-  /** when this boot started (the first DHCP of it) */
-  startedAt: string;
-  updatedAt: string;
-  error: string | null;
-  phases: Partial<Record<ClientPhase, PhaseTiming>>;
-  etaSeconds?: number;
-  /** bytes per second of the current transfer */
-  rate?: number;
-  /** the phase the client was in when it failed */
-  failedPhase?: ClientPhase;
-  /** the boot file the last ACK named */
-  bootFile?: string;
-}
+export type { ClientState, ClientUpdate, UpdateKind } from './record';
+export { cleanFile, transferFailure } from './diagnosis';
 
 /** What the tracker asks the boot plan (relay/boot/plan.ts). */
 export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'on'>;
@@ -70,15 +46,11 @@ export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' 
 export interface ClientTrackerOptions {
   /** which profile a client boots, what a file is */
   plan: TrackerPlan;
-  /** receives the `client.failed` events the tracker detects */
-  emit?: EmitFn;
   now?: () => number;
   /** after an ACK naming a boot file, how long to wait for its TFTP/HTTP request (default 20 s) */
   ackTimeoutMs?: number;
   /** a transfer without progress for this long fails the client (default 60 s) */
   stallTimeoutMs?: number;
-  /** at most one byte-progress emission per client per this interval (default 250 ms) */
-  progressIntervalMs?: number;
   /** bound on remembered clients (oldest forgotten first; default 1024) */
   maxClients?: number;
 }
@@ -93,23 +65,13 @@ interface Transfer {
   lastAt: number;
 }
 
-interface HistoryItem {
-  at: number;
-  type: string;
-  file?: string;
-  detail?: string;
-}
-
-interface Internal {
-  s: ClientState;
+interface Internal extends ClientRecord {
   /** an ACK named a boot file and no request followed yet */
   awaiting?: { at: number; file: string; kind: 'tftp' | 'http' | 'script' };
   transfers: Map<string, Transfer>;
   initrdsDone: Set<string>;
-  lastEmit: number;
-  pending: boolean;
-  history: HistoryItem[];
-  failKind?: FailKind;
+  /** the client.failed to go out with the next update */
+  failed?: ClientFailedEvent;
 }
 
 const ORDER = new Map<ClientPhase, number>(CLIENT_PHASES.map((p, i) => [p, i]));
@@ -117,91 +79,13 @@ const NETBOOT_FIRMWARE = new Set<Firmware>(['bios', 'uefi', 'uefi-http', 'ipxe']
 const TRANSFER_PHASES = new Set<ClientPhase>(['loader', 'ipxe', 'kernel', 'initrd']);
 const HISTORY = 40;
 
-const ARCH_NAMES: Record<string, string> = {
-  bios: 'BIOS',
-  'uefi-ia32': 'UEFI x86 (32-bit)',
-  'uefi-x64': 'UEFI x64',
-  'uefi-arm32': 'UEFI ARM (32-bit)',
-  'uefi-arm64': 'UEFI ARM64',
-  'uefi-riscv64': 'UEFI RISC-V 64',
-  unknown: 'unknown-architecture',
-};
-
-/** `/files/debian/vmlinuz?x`, `http://h/files/debian/vmlinuz`, `debian/vmlinuz` → `debian/vmlinuz`; `/boot.ipxe?mac=…` → `/boot.ipxe`. */
-export function cleanFile(f: unknown): string | undefined {
-  if (typeof f !== 'string' || f === '') return undefined;
-  let p = f;
-  const url = /^[a-z]+:\/\/[^/]*(\/.*)?$/i.exec(p);
-  if (url) p = url[1] ?? '/';
-  p = p.replace(/[?#].*$/, '').replace(/\\/g, '/');
-  if (/(^|\/)boot\.ipxe$/.test(p)) return '/boot.ipxe';
-  if (p.startsWith('/files/')) p = p.slice(7);
-  return p.replace(/^\/+/, '');
-}
-
-function fmtBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
-  return `${n} B`;
-}
-
-function agoText(ms: number): string {
-  return ms < 1000 ? 'just now' : `${fmtDuration(ms)} ago`;
-}
-
-function fmtDuration(ms: number): string {
-  const s = ms / 1000;
-  if (s < 10) return `${s.toFixed(1)} s`;
-  if (s < 120) return `${Math.round(s)} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  return `${(s / 3600).toFixed(1)} h`;
-}
-
-/**
- * What a failed transfer means for the client, in words; undefined when the client stopped it
- * itself (a PXE ROM's tsize probe sends ERROR 8 after the OACK; iPXE closes a TFTP transfer it
- * does not want), which is normal.
- */
-export function transferFailure(ev: TftpErrorEvent | HttpErrorEvent, file: string, role: FileRole, mac: string): string | undefined {
-  const what = role === 'script' && file !== '/boot.ipxe' ? `the iPXE script ${file}` : file;
-  if (ev.type === 'tftp.error') {
-    switch (ev.reason) {
-      case 'aborted':
-        return undefined;
-      case 'not-found':
-        return `upstream 404 for ${file}`;
-      case 'refused':
-        return `TFTP request for ${what} refused: ${ev.error}`;
-      case 'timeout':
-        return `the TFTP transfer of ${what} timed out: ${ev.error}`;
-      case 'upstream-error':
-        return `TFTP transfer of ${what} failed: ${ev.error}`;
-    }
-  }
-  switch (ev.reason) {
-    case 'no-profile':
-      return `no boot profile for ${mac}: set boot.defaultProfile or use relayctl assign`;
-    case 'not-found':
-      return `upstream 404 for ${file}`;
-    case 'refused':
-    case 'upstream-error':
-      return ev.status !== undefined ? `upstream ${ev.status} for ${file}` : `HTTP transfer of ${what} failed: ${ev.error}`;
-    case 'aborted':
-      // an HTTP client that hangs up mid-file did not get it (firmware gives up; iPXE retries as a new request)
-      return `HTTP transfer of ${what} failed: ${ev.error}`;
-  }
-}
-
-export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
+export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
   private readonly plan: TrackerPlan;
   private readonly clients = new Map<string, Internal>();
   private readonly now: () => number;
   private readonly ackTimeoutMs: number;
   private readonly stallTimeoutMs: number;
-  private readonly progressIntervalMs: number;
   private readonly maxClients: number;
-  private readonly emitEvent?: EmitFn;
 
   constructor(opts: ClientTrackerOptions) {
     super();
@@ -210,9 +94,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     this.now = opts.now ?? Date.now;
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 20_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
-    this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.maxClients = opts.maxClients ?? 1024;
-    this.emitEvent = opts.emit;
   }
 
   list(): ClientState[] {
@@ -233,22 +115,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (!Array.isArray(states)) return 0;
     let n = 0;
     for (const raw of states) {
-      if (!raw || typeof raw !== 'object') continue;
-      const st = raw as ClientState;
-      const mac = typeof st.mac === 'string' ? normalizeMac(st.mac) : undefined;
-      if (!mac || this.clients.has(mac) || this.clients.size >= this.maxClients) continue;
-      if (st.phase !== 'failed' && !ORDER.has(st.phase)) continue;
-      if (typeof st.startedAt !== 'string' || typeof st.updatedAt !== 'string') continue;
-      const phases: ClientState['phases'] = {};
-      for (const [k, v] of Object.entries(st.phases ?? {})) if (v && typeof v.startedAt === 'string') phases[k as ClientPhase] = { ...v };
-      this.clients.set(mac, {
-        s: { ...st, mac, phases, etaSeconds: undefined, rate: undefined },
-        transfers: new Map(),
-        initrdsDone: new Set(),
-        lastEmit: 0,
-        pending: false,
-        history: [],
-      });
+      const st = restoredState(raw);
+      if (!st || this.clients.has(st.mac) || this.clients.size >= this.maxClients) continue;
+      this.clients.set(st.mac, { s: st, transfers: new Map(), initrdsDone: new Set(), history: [] });
       n++;
     }
     return n;
@@ -266,7 +135,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       const name = this.plan.profileName(c.s.mac) ?? null;
       if (c.s.profile === name) continue;
       c.s.profile = name;
-      this.changed(c, true);
+      this.changed(c, 'phase');
     }
   }
 
@@ -314,7 +183,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       c = this.create(mac, ev, t);
     }
     const s = c.s;
-    const before = { phase: s.phase, ip: s.ip, arch: s.arch, firmware: s.firmware, profile: s.profile, file: s.file, error: s.error, bytes: s.bytes, total: s.totalBytes };
+    const before = { ...s };
     this.remember(c, ev, t);
 
     if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
@@ -373,21 +242,15 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
         break;
     }
 
-    const changed =
-      created ||
-      before.phase !== s.phase ||
-      before.ip !== s.ip ||
-      before.arch !== s.arch ||
-      before.firmware !== s.firmware ||
-      before.profile !== s.profile ||
-      before.file !== s.file ||
-      before.error !== s.error ||
-      before.bytes !== s.bytes ||
-      before.total !== s.totalBytes;
-    if (!changed) return undefined;
+    const moved = created || updateKind(before, s) === 'phase';
+    const bytesMoved = before.bytes !== s.bytes || before.totalBytes !== s.totalBytes;
+    if (!moved && !bytesMoved) {
+      c.failed = undefined;
+      return undefined;
+    }
     s.updatedAt = new Date(t).toISOString();
-    const onlyBytes = progressOnly && before.phase === s.phase && before.file === s.file && before.error === s.error;
-    this.changed(c, !onlyBytes);
+    // only the bytes of the current transfer moved: the one thing subscribers may thin out
+    this.changed(c, !moved && progressOnly ? 'progress' : 'phase');
     return this.snapshot(c);
   }
 
@@ -424,8 +287,6 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       },
       transfers: new Map(),
       initrdsDone: new Set(),
-      lastEmit: 0,
-      pending: false,
       history: [],
     };
     this.clients.set(mac, c);
@@ -498,16 +359,11 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     if (s.phase !== 'failed') s.failedPhase = s.phase;
     c.failKind = kind;
     c.awaiting = undefined;
+    const news = s.phase !== 'failed' || s.error !== error;
     this.enter(c, 'failed', t);
     s.error = error;
     delete s.etaSeconds;
-    if (announce && this.emitEvent) {
-      try {
-        this.emitEvent({ type: 'client.failed', mac: s.mac, ...(s.ip ? { ip: s.ip } : {}), phase: s.failedPhase, error, reason: kind, ts: new Date(t).toISOString() });
-      } catch {
-        // the emitter's problem; the state is still right
-      }
-    }
+    if (announce && news) c.failed = { type: 'client.failed', mac: s.mac, ...(s.ip ? { ip: s.ip } : {}), phase: s.failedPhase, error, reason: kind, ts: new Date(t).toISOString() };
   }
 
   private onDhcp(c: Internal, ev: DhcpReceivedEvent | DhcpReplyEvent, t: number): void {
@@ -555,12 +411,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     }
   }
 
-  private wrongArch(c: Internal, file: string): string | undefined {
+  private wrongArch(c: Internal, file: string, verb: 'was offered' | 'loaded' = 'was offered'): string | undefined {
     const arch = c.s.arch;
     if (!arch || arch === 'unknown') return undefined;
     const archs = this.plan.loaderArchs(file);
     if (!archs || archs.includes(arch)) return undefined;
-    return `a ${ARCH_NAMES[arch] ?? arch} client was offered the ${archs.join('/')} loader ${file}, which it cannot run`;
+    return wrongArchText(arch, archs, file, verb);
   }
 
   private onStart(c: Internal, ev: TransferEvent, t: number): void {
@@ -571,9 +427,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     const proto = ev.type.startsWith('tftp') ? 'tftp' : 'http';
     c.awaiting = undefined; // the client is alive and asking
     if (role === 'loader') {
-      const wrong = this.wrongArch(c, file);
+      const wrong = this.wrongArch(c, file, 'loaded');
       if (wrong) {
-        this.fail(c, t, wrong.replace('was offered', 'loaded'), 'wrong-arch');
+        this.fail(c, t, wrong, 'wrong-arch');
         return;
       }
     }
@@ -667,30 +523,21 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
 
   // ------------------------------------------------------------ time
 
-  /** Checks timeouts and flushes throttled progress. The agent calls it every second. */
+  /** Checks timeouts. The agent calls it every second. */
   tick(now = this.now()): ClientState[] {
     const out: ClientState[] = [];
     for (const c of this.clients.values()) {
       const s = c.s;
       let failed = false;
       if (c.awaiting && now - c.awaiting.at >= this.ackTimeoutMs && s.phase !== 'failed') {
-        const secs = Math.round(this.ackTimeoutMs / 1000);
         const a = c.awaiting;
-        const msg =
-          a.kind === 'tftp'
-            ? `no TFTP request within ${secs} s of the ACK: the firmware rejected the offer`
-            : a.kind === 'http'
-              ? `no HTTP request for ${a.file} within ${secs} s of the ACK: the firmware rejected the offer`
-              : `no HTTP request for /boot.ipxe within ${secs} s of the ACK: iPXE could not fetch its script`;
-        this.fail(c, now, msg, `no-request-${a.kind}`);
+        this.fail(c, now, noRequestText(a.kind, a.file, Math.round(this.ackTimeoutMs / 1000)), `no-request-${a.kind}`);
         failed = true;
       } else if (TRANSFER_PHASES.has(s.phase)) {
         for (const tr of c.transfers.values()) {
           if (now - tr.lastAt >= this.stallTimeoutMs) {
-            const secs = Math.round(this.stallTimeoutMs / 1000);
-            const got = tr.total ? `${fmtBytes(tr.bytes)} of ${fmtBytes(tr.total)}` : fmtBytes(tr.bytes);
             c.transfers.delete(tr.file);
-            this.fail(c, now, `no progress for ${secs} s while loading ${tr.file} over ${tr.proto.toUpperCase()} (${got})`, 'stall');
+            this.fail(c, now, stallText(tr.file, tr.proto, tr.bytes, tr.total, Math.round(this.stallTimeoutMs / 1000)), 'stall');
             failed = true;
             break;
           }
@@ -698,23 +545,17 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
       }
       if (failed) {
         s.updatedAt = new Date(now).toISOString();
-        this.changed(c, true, now);
+        this.changed(c, 'phase');
         out.push(this.snapshot(c));
-      } else if (c.pending && now - c.lastEmit >= this.progressIntervalMs) {
-        this.changed(c, true, now);
       }
     }
     return out;
   }
 
-  private changed(c: Internal, immediate: boolean, now = this.now()): void {
-    if (!immediate && now - c.lastEmit < this.progressIntervalMs) {
-      c.pending = true;
-      return;
-    }
-    c.pending = false;
-    c.lastEmit = now;
-    this.emit('client', this.snapshot(c));
+  private changed(c: Internal, kind: UpdateKind): void {
+    const failed = c.failed;
+    c.failed = undefined;
+    this.emit('client', { state: this.snapshot(c), kind, ...(failed ? { failed } : {}) });
   }
 
   private snapshot(c: Internal): ClientState {
@@ -724,108 +565,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientState] }> {
     return { ...s, phases };
   }
 
-  // ------------------------------------------------------------ diagnosis
-
   /** Sentences that say where a client is and, when it is stuck or failed, the likely cause. */
   explain(mac: string): string[] {
     const m = normalizeMac(mac) ?? mac;
-    const c = this.clients.get(m);
-    const now = this.now();
-    if (!c) {
-      return [
-        `Nothing has been seen from ${m} since the agent started: no DHCP, TFTP or HTTP request.`,
-        'If it should be booting, check that it is cabled to the LAN side, that network (PXE) boot is enabled and first in its firmware boot order, and, in proxy mode, that the LAN has a DHCP server answering it.',
-      ];
-    }
-    const s = c.s;
-    const out: string[] = [];
-    const fwText =
-      s.firmware === 'ipxe'
-        ? 'an iPXE client'
-        : s.firmware === 'uefi-http'
-          ? 'a UEFI HTTP Boot client'
-          : s.firmware === 'bios'
-            ? 'a BIOS PXE client'
-            : s.firmware === 'uefi'
-              ? 'a UEFI PXE client'
-              : 'a client';
-    const archText = s.arch ? ` (${ARCH_NAMES[s.arch] ?? s.arch})` : '';
-    out.push(`${m} is ${fwText}${archText}${s.ip ? ` at ${s.ip}` : ''}${s.profile ? `, booting profile "${s.profile}"` : ''}; this boot started ${agoText(now - Date.parse(s.startedAt))}.`);
-
-    const steps = CLIENT_PHASES.filter((p) => s.phases[p]).map((p) => {
-      const ph = s.phases[p]!;
-      const end = ph.endedAt ? Date.parse(ph.endedAt) : p === s.phase ? now : undefined;
-      return end !== undefined && p !== 'booted' ? `${p} ${fmtDuration(end - Date.parse(ph.startedAt))}` : p;
-    });
-    if (steps.length) out.push(`Phases so far: ${steps.join(' → ')}${s.phase === 'failed' ? ' → failed' : ''}.`);
-
-    const sinceMs = s.phases[s.phase] ? now - Date.parse(s.phases[s.phase]!.startedAt) : 0;
-    const since = fmtDuration(sinceMs);
-    switch (s.phase) {
-      case 'dhcp':
-        out.push(`It has been in DHCP for ${since} and has not been given an address yet; if this lasts, see \`relayctl leases\`, and set log.levels.dhcp to "debug" to log why its requests are ignored.`);
-        break;
-      case 'bound':
-        out.push(`It has an address${s.bootFile ? ` and was told to load ${s.bootFile}` : ''}; it has not asked for a boot file yet (${since}).`);
-        break;
-      case 'loader':
-      case 'ipxe':
-      case 'kernel':
-      case 'initrd': {
-        const what = s.phase === 'ipxe' ? 'iPXE is running' : `it is loading the ${s.phase}`;
-        let line = `Now ${what}${s.file ? `: ${s.file}` : ''}`;
-        if (s.file && s.totalBytes) line += `, ${fmtBytes(s.bytes)} of ${fmtBytes(s.totalBytes)}`;
-        else if (s.file && s.bytes) line += `, ${fmtBytes(s.bytes)} so far`;
-        if (s.rate) line += ` at ${fmtBytes(s.rate)}/s`;
-        if (s.etaSeconds !== undefined && s.etaSeconds > 0) line += `, about ${fmtDuration(s.etaSeconds * 1000)} left`;
-        out.push(line + '.');
-        break;
-      }
-      case 'handoff':
-        out.push(
-          `Kernel and initrd were delivered ${agoText(sinceMs)}; the operating system has not reported back. That only happens if the booted system calls GET /booted?mac=${m}; without that, handoff is the last phase the relay can see.`,
-        );
-        break;
-      case 'booted':
-        out.push(`It reported booted ${agoText(sinceMs)}.`);
-        break;
-      case 'failed':
-        out.push(`It failed${s.failedPhase ? ` in phase ${s.failedPhase}` : ''} ${agoText(sinceMs)}: ${s.error ?? 'no reason recorded'}.`);
-        out.push(...this.hint(c));
-        break;
-    }
-    const last = c.history.slice(-6).map((h) => `${new Date(h.at).toISOString().slice(11, 19)} ${h.type}${h.file ? ' ' + h.file : ''}${h.detail ? ` (${h.detail})` : ''}`);
-    if (last.length) out.push(`Last events: ${last.join('; ')}.`);
-    return out;
-  }
-
-  private hint(c: Internal): string[] {
-    const s = c.s;
-    switch (c.failKind) {
-      case 'no-request-tftp':
-        return [
-          `It was offered ${s.bootFile ?? 'a loader'} but never asked for it over TFTP. Likely causes: Secure Boot refusing an unsigned loader, a loader for another architecture, a firewall dropping udp/69 on the LAN, or another DHCP server's answer winning.`,
-        ];
-      case 'no-request-http':
-        return [`It was offered ${s.bootFile ?? 'a loader'} by URL but never fetched it: check that the relay's HTTP port is reachable from the LAN and that the firmware supports HTTP Boot.`];
-      case 'no-request-script':
-        return ["iPXE got the /boot.ipxe URL but never fetched it: check that the relay's HTTP port is reachable from the LAN (firewall) and that iPXE has an address on the LAN."];
-      case 'unknown-client':
-        return [`Name ${s.mac} in boot.assign or dhcp.static (or a boot.match rule with its MAC), or turn dhcp.knownClientsOnly off.`];
-      case 'no-loader':
-        return [`Add a loader for this architecture to boot.loaders in the config (e.g. "${s.arch ?? 'uefi-x64'}": "ipxe/…efi").`];
-      case 'wrong-arch':
-        return [`Check boot.loaders["${s.arch}"] in the config: the path must be a loader built for this architecture.`];
-      case 'transfer':
-        return /upstream 404/.test(s.error ?? '')
-          ? ['The upstream server has no such file: check the path in the profile or boot.loaders against the upstream, and `relayctl cache ls`.']
-          : ['See `relayctl trace` for the exchange and the agent log for the upstream response.'];
-      case 'stall':
-        return ['The transfer stopped in the middle: the client may have rebooted or lost its link, or the upstream stalled (see `relayctl status` for the uplink).'];
-      case 'pool':
-        return ['Widen dhcp.range or shorten dhcp.leaseSeconds; `relayctl leases` lists who holds the addresses.'];
-      default:
-        return [];
-    }
+    return explain(m, this.clients.get(m), this.now());
   }
 }

@@ -66,7 +66,10 @@ function lineCol(text: string, pos: number): string {
 }
 
 /** Parses JSON(C) text or UCI text into the contract's config object. */
-export function parseConfigText(text: string, file = 'config'): { ok: true; obj: unknown } | { ok: false; issues: ConfigIssue[] } {
+export function parseConfigText(
+  text: string,
+  file = 'config',
+): { ok: true; obj: unknown; warnings?: string[] } | { ok: false; issues: ConfigIssue[] } {
   const body = text.replace(/^\uFEFF/, '');
   const first = body.replace(/^(\s|\/\/[^\n]*\n|\/\*[\s\S]*?\*\/)*/, '')[0];
   if (first === '{') {
@@ -84,7 +87,7 @@ export function parseConfigText(text: string, file = 'config'): { ok: true; obj:
   if (first === '[' || first === '"') return { ok: false, issues: [issue('', `a JSON object in ${file}`, `a file starting with ${first}`)] };
   const r = uciToConfigObject(body);
   if (r.issues.length > 0) return { ok: false, issues: r.issues.map((s) => ({ path: /^[^:\s]+(?=:)/.exec(s)?.[0] ?? '', expected: '', got: '', message: s })) };
-  return { ok: true, obj: r.config };
+  return r.warnings.length ? { ok: true, obj: r.config, warnings: r.warnings } : { ok: true, obj: r.config };
 }
 
 /** Reads and validates a config file. Never throws. */
@@ -98,5 +101,8 @@ export function loadConfig(file: string): ParseResult {
   }
   const p = parseConfigText(text, file);
   if (!p.ok) return { ok: false, issues: p.issues, warnings: [] };
-  return parseConfig(p.obj);
+  const r = parseConfig(p.obj);
+  // what uci silently ignores in the file comes first
+  if (p.warnings) r.warnings.unshift(...p.warnings);
+  return r;
 }

@@ -209,6 +209,33 @@ class Ctx {
 
 // ---------------------------------------------------------------- sections
 
+/** The running parts a reload can restart, in the order they are restarted. */
+export const SERVICES = ['cache', 'http', 'tftp', 'dhcp', 'control', 'mqtt'] as const;
+export type Service = (typeof SERVICES)[number];
+
+/**
+ * What a changed section requires to restart on reload (SIGHUP), kept beside the schema as
+ * zigbee2mqtt keeps "requires restart" (agent/reload.ts reads it). DHCP names the HTTP port and
+ * whether TFTP is on in its replies; `log`: pino children do not follow their parent's level,
+ * so every service with its own logger gets a new one by restarting. `boot` needs no more than
+ * DHCP (the boot plan is updated in place; DHCP restarts to start its loader history afresh).
+ */
+export const RESTARTS: Record<keyof Config, readonly Service[]> = {
+  agentId: ['mqtt'],
+  stateDir: ['dhcp', 'mqtt'],
+  lan: ['http', 'tftp', 'dhcp'],
+  dhcp: ['dhcp'],
+  dhcp6: [], // relay/dhcp6 is not run by the agent yet: nothing to restart
+  tftp: ['tftp', 'dhcp'],
+  http: ['http', 'dhcp'],
+  upstream: ['cache'],
+  cache: ['cache'],
+  boot: ['dhcp'],
+  mqtt: ['mqtt'],
+  control: ['control'],
+  log: ['http', 'tftp', 'dhcp', 'mqtt'],
+};
+
 const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'dhcp6', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;
 
 function parseLan(c: Ctx, v: unknown): LanConfig | undefined {

@@ -1,15 +1,36 @@
 /**
  * UCI (OpenWrt's Unified Configuration Interface) for bootrelay.
  *
- * parseUci(text) reads the `/etc/config/<package>` syntax the way uci's own
- * file parser (libuci file.c) does:
- *   - statements `package NAME`, `config TYPE ['NAME']`, `option KEY 'VALUE'`, `list KEY 'VALUE'`;
- *   - a statement ends at a newline or `;`; tokens are split by blanks;
- *   - a token may concatenate parts: `'single'` (no escapes), `"double"` (backslash escapes
- *     the next character), and unquoted text (backslash escapes too);
- *   - a backslash at the end of a line continues the statement (and the token) on the next
- *     line, without a newline; otherwise a quote must close on its own line;
- *   - `#` outside quotes starts a comment running to the end of the line.
+ * parseUci(text) reads the `/etc/config/<package>` syntax with the same results as libuci
+ * (uci 2025.12.02~66127cd7, OpenWrt 25.12; its file parser is unchanged since 24.10), checked
+ * statement by statement against the real `uci` by test/integration/uci-libuci.test.ts. libuci
+ * reads a file line by line into one buffer and cuts words out of it in place; several of its
+ * rules only make sense in that light, so the reader below keeps the same model:
+ *   - statements `package NAME`, `config TYPE ['NAME']`, `option NAME 'VALUE'`, `list NAME 'VALUE'`
+ *     (also abbreviated `p`, `c`, `o`, `l`); the command word ends at a blank (space or tab) only,
+ *     so `config` directly followed by the newline is an "invalid command";
+ *   - a word may join parts: `'single'` (no escapes), `"double"` (a backslash keeps the next
+ *     character) and bare text (backslash likewise); quotes may span lines (the newlines are
+ *     part of the value); a backslash at the end of a line joins the next line to the word,
+ *     so a backslash-newline *between* words ends the word being read and the next line's
+ *     text becomes one argument too many;
+ *   - `#` outside quotes ends the line;
+ *   - `;` separates statements where an argument starts (`option a 1 ; option b 2`) or right
+ *     after a quoted word (`option a '1'; option b 2`); right after a bare word (`config t;`,
+ *     `option a 1; option b 2`) it ends the line: the rest is ignored;
+ *   - `option NAME ''` and a valueless `option NAME` set nothing (an earlier value stays);
+ *     `list NAME ''` adds an empty item; `option` after `list` replaces the list, `list` after
+ *     `option` turns the value into the list's first item;
+ *   - a section named twice is one section; named twice with two types it is an error
+ *     ("section of different type overwrites prior section with same name"), which
+ *     non-strict parsing (`uci -S`, what /lib/config/uci.sh's config_load uses) accepts by
+ *     giving the section the second type;
+ *   - names of sections and options are [A-Za-z0-9_]; a section type is any printable ASCII.
+ * Errors carry libuci's own reason text. Strict parsing (the `uci` command's default) rejects
+ * the file at the first error; non-strict parsing skips the rest of the offending line and goes
+ * on, keeping what came before the error on that line (an option after a rejected `config`
+ * line lands in the previous section, as it does for config_load). Line numbers are the real
+ * ones; libuci says one less when the error is on a last line without a newline.
  *
  * uciToConfigObject(text) maps /etc/config/bootrelay onto the contract's JSON config
  * object (shared/CONTRACT.md). It only translates: the result still goes through the
@@ -18,8 +39,9 @@
  * a number that is not a number) are issue strings naming the UCI path, e.g.
  *   bootrelay.@dhcp[0].lease_seconds: expected an integer, got "abc"
  *
- * The UCI form of every field is documented in image/README.md and in the shipped
- * default image/files/etc/config/bootrelay.
+ * The UCI form of every field is documented in image/README.md and in
+ * /usr/share/bootrelay/config.txt on the router (not in /etc/config/bootrelay: `uci commit`
+ * rewrites that file and drops every comment).
  */
 
 export interface UciSection {
@@ -40,229 +62,370 @@ export interface UciPackage {
   sections: UciSection[];
 }
 
-export interface UciParseResult {
-  pkg: UciPackage;
-  issues: string[];
-}
-
-const NAME_RE = /^[A-Za-z0-9_]+$/;
-const TYPE_RE = /^[A-Za-z0-9_-]+$/;
-
-interface Statement {
-  tokens: string[];
+/** One parse error as libuci reports it. */
+export interface UciSyntaxError {
+  /** libuci's reason, e.g. "too many arguments" */
+  reason: string;
+  /** the line the error was found on (1-based) */
   line: number;
-  /** an unterminated quote: the statement is reported and dropped */
-  broken?: boolean;
+  /** the line number libuci prints (one less on a last line without a newline) */
+  uciLine: number;
+  /** what was found, for the message (not part of libuci's text) */
+  detail?: string;
 }
 
-/** Splits UCI text into statements of tokens, applying quoting, escapes and comments. */
-function tokenize(text: string, pkgName: string, issues: string[]): Statement[] {
-  const out: Statement[] = [];
-  let tokens: string[] = [];
-  let tok: string | null = null;
-  let line = 1;
-  let stmtLine = 1;
-  let broken = false;
-  const n = text.length;
-  let i = 0;
-
-  const flush = (): void => {
-    if (tok !== null) {
-      if (tokens.length === 0) stmtLine = line;
-      tokens.push(tok);
-      tok = null;
-    }
-  };
-  const endStatement = (): void => {
-    flush();
-    if (tokens.length) out.push(broken ? { tokens, line: stmtLine, broken } : { tokens, line: stmtLine });
-    tokens = [];
-    broken = false;
-  };
-  const add = (chunk: string): void => {
-    tok = (tok ?? '') + chunk;
-  };
-  const startTok = (): void => {
-    if (tok === null) {
-      if (tokens.length === 0) stmtLine = line;
-      tok = '';
-    }
-  };
-
-  while (i < n) {
-    const c = text[i]!;
-    if (c === '\n') {
-      endStatement();
-      line++;
-      i++;
-    } else if (c === ' ' || c === '\t' || c === '\r' || c === '\f' || c === '\v') {
-      flush();
-      i++;
-    } else if (c === '#') {
-      // comment to end of line (libuci: '#' outside quotes ends the line)
-      while (i < n && text[i] !== '\n') i++;
-    } else if (c === ';') {
-      endStatement();
-      i++;
-    } else if (c === "'") {
-      startTok();
-      const startLine = line;
-      i++;
-      let closed = false;
-      while (i < n) {
-        const d = text[i]!;
-        if (d === "'") {
-          closed = true;
-          i++;
-          break;
-        }
-        if (d === '\n') break; // libuci reads line by line: a quote ends on its line
-        add(d);
-        i++;
-      }
-      if (!closed) {
-        issues.push(`${pkgName}: line ${startLine}: unterminated single quote`);
-        broken = true;
-      }
-    } else if (c === '"') {
-      startTok();
-      const startLine = line;
-      i++;
-      let closed = false;
-      while (i < n) {
-        const d = text[i]!;
-        if (d === '"') {
-          closed = true;
-          i++;
-          break;
-        }
-        if (d === '\\') {
-          const e = text[i + 1];
-          if (e === undefined) {
-            i++;
-            break;
-          }
-          if (e === '\n' || (e === '\r' && text[i + 2] === '\n')) {
-            // continuation inside a double-quoted string: the backslash-newline vanishes
-            i += e === '\n' ? 2 : 3;
-            line++;
-            continue;
-          }
-          add(e);
-          i += 2;
-          continue;
-        }
-        if (d === '\n') break;
-        add(d);
-        i++;
-      }
-      if (!closed) {
-        issues.push(`${pkgName}: line ${startLine}: unterminated double quote`);
-        broken = true;
-      }
-    } else if (c === '\\') {
-      const e = text[i + 1];
-      if (e === undefined) {
-        i++;
-      } else if (e === '\n' || (e === '\r' && text[i + 2] === '\n')) {
-        // line continuation: the statement (and an unquoted token) goes on on the next line
-        i += e === '\n' ? 2 : 3;
-        line++;
-      } else {
-        startTok();
-        add(e);
-        i += 2;
-      }
-    } else {
-      startTok();
-      add(c);
-      i++;
-    }
-  }
-  endStatement();
-  return out;
+export interface UciParseResult {
+  /**
+   * The sections libuci loads. Strict: what was read before the first error (libuci itself
+   * loads nothing then). Non-strict: everything `uci -S` loads.
+   */
+  pkg: UciPackage;
+  /** one line per error: `bootrelay: line 3: parse error (too many arguments): "x" (quote …)` */
+  issues: string[];
+  errors: UciSyntaxError[];
+  /**
+   * Text libuci accepts but silently ignores, as warnings: what follows a `;` written right
+   * after a bare word, and options set to nothing (`option a ''`, `option a`).
+   */
+  notes: string[];
 }
 
-/** Parses UCI text. Syntax problems are collected as issues; parsing goes on after them. */
-export function parseUci(text: string, pkgName = 'bootrelay'): UciParseResult {
-  const issues: string[] = [];
-  const pkg: UciPackage = { sections: [] };
-  const typeCount = new Map<string, number>();
-  let cur: UciSection | undefined;
-  // after a `config` line that could not be read, its options are skipped silently
-  let skipping = false;
+class UciError extends Error {
+  constructor(
+    reason: string,
+    readonly detail?: string,
+  ) {
+    super(reason);
+  }
+}
 
-  for (const st of tokenize(text, pkgName, issues)) {
-    if (st.broken) continue;
-    const [cmd, ...args] = st.tokens;
-    const where = `${pkgName}: line ${st.line}`;
-    switch (cmd) {
-      case 'package':
-        if (args.length !== 1) issues.push(`${where}: "package" takes one name`);
-        else pkg.name = args[0];
-        break;
-      case 'config': {
-        cur = undefined;
-        skipping = true;
-        if (args.length < 1 || args.length > 2) {
-          issues.push(`${where}: "config" takes a type and an optional name, got ${args.length} arguments`);
-          break;
-        }
-        const [type, name] = args as [string, string | undefined];
-        if (!TYPE_RE.test(type)) {
-          issues.push(`${where}: invalid section type ${JSON.stringify(type)} (letters, digits, _ and - only)`);
-          break;
-        }
-        if (name !== undefined && !NAME_RE.test(name)) {
-          issues.push(`${where}: invalid section name ${JSON.stringify(name)} (letters, digits and _ only)`);
-          break;
-        }
-        skipping = false;
-        const index = typeCount.get(type) ?? 0;
-        typeCount.set(type, index + 1);
-        // libuci: a second `config TYPE 'NAME'` with the same name merges into the first
-        const existing = name !== undefined ? pkg.sections.find((s) => s.name === name) : undefined;
-        if (existing) {
-          if (existing.type !== type) {
-            issues.push(`${where}: section "${name}" redeclared as "${type}" (it is a "${existing.type}")`);
-          }
-          typeCount.set(type, index);
-          cur = existing;
-          break;
-        }
-        cur = { type, name, index, line: st.line, options: new Map(), optionLines: new Map() };
-        pkg.sections.push(cur);
-        break;
+const BLANK = new Set([' ', '\t']);
+const SPACE = new Set([' ', '\t', '\n', '\v', '\f', '\r']);
+const END = '\0';
+
+function isAlnum(c: string): boolean {
+  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/** Section and option names: [A-Za-z0-9_]; package names also allow `-`. */
+function validName(s: string, pkg = false): boolean {
+  if (!s) return false;
+  for (const c of s) if (!isAlnum(c) && c !== '_' && !(pkg && c === '-')) return false;
+  return true;
+}
+
+/** Section types: any printable ASCII character but the blank. */
+function validType(s: string): boolean {
+  if (!s) return false;
+  for (const c of s) {
+    const x = c.codePointAt(0)!;
+    if (!isAlnum(c) && c !== '_' && (x < 33 || x > 126)) return false;
+  }
+  return true;
+}
+
+/**
+ * The text as libuci sees it: physical lines read one at a time into a buffer of characters
+ * in which the parser writes END marks as it cuts words out. `fill(at)` reads the next line
+ * into the buffer at `at` (dropping what was there from `at` on).
+ */
+class LineBuffer {
+  private readonly lines: string[];
+  private next = 0;
+  buf: string[] = [];
+  /** how many characters the last read left in the buffer */
+  filled = 0;
+  /** lines read so far (the real line number of the last one read) */
+  line = 0;
+  /** libuci's count: lines read that ended with a newline */
+  uciLine = 0;
+
+  constructor(text: string) {
+    this.lines = text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
+  }
+
+  more(): boolean {
+    return this.next < this.lines.length;
+  }
+
+  fill(at: number): void {
+    this.buf.length = at;
+    while (this.next < this.lines.length) {
+      // a NUL in a line ends what is read of it (fgets + strlen)
+      const raw = this.lines[this.next++]!;
+      this.line++;
+      const nul = raw.indexOf('\0');
+      const part = nul < 0 ? raw : raw.slice(0, nul);
+      if (!part) return;
+      for (const c of part) this.buf.push(c);
+      this.filled = this.buf.length;
+      if (part.endsWith('\n')) {
+        this.uciLine++;
+        return;
       }
-      case 'option':
-      case 'list': {
-        if (!cur) {
-          if (skipping) break;
-          issues.push(`${where}: "${cmd}" outside of a config section`);
-          break;
-        }
-        if (args.length !== 2) {
-          issues.push(`${where}: "${cmd}" takes a name and one value, got ${args.length} arguments`);
-          break;
-        }
-        const [key, value] = args as [string, string];
-        if (!NAME_RE.test(key)) {
-          issues.push(`${where}: invalid option name ${JSON.stringify(key)} (letters, digits and _ only)`);
-          break;
-        }
-        const prev = cur.options.get(key);
-        if (cmd === 'option') cur.options.set(key, value);
-        else if (Array.isArray(prev)) prev.push(value);
-        // libuci turns an existing string option into a list when a list item is added
-        else cur.options.set(key, prev === undefined ? [value] : [prev, value]);
-        cur.optionLines.set(key, st.line);
-        break;
-      }
-      default:
-        issues.push(`${where}: unknown statement ${JSON.stringify(cmd)} (expected package, config, option or list)`);
     }
   }
-  return { pkg, issues };
+
+  ch(i: number): string {
+    return this.buf[i] ?? END;
+  }
+
+  /** the END-terminated string starting at i */
+  str(i: number): string {
+    let s = '';
+    for (let c = this.ch(i); c !== END; c = this.ch(++i)) s += c;
+    return s;
+  }
+}
+
+interface Section {
+  type: string;
+  name?: string;
+  line: number;
+  options: Map<string, string | string[]>;
+  optionLines: Map<string, number>;
+}
+
+/** Reads UCI text into sections, the way libuci's file parser does (see the top of this file). */
+class UciReader {
+  private readonly b: LineBuffer;
+  private pos = 0;
+  private cur: Section | undefined;
+  readonly sections: Section[] = [];
+  readonly errors: UciSyntaxError[] = [];
+  readonly notes: { line: number; text: string }[] = [];
+  pkgName?: string;
+
+  constructor(
+    text: string,
+    private readonly strict: boolean,
+  ) {
+    this.b = new LineBuffer(text);
+  }
+
+  run(): void {
+    while (this.b.more()) {
+      this.pos = 0;
+      this.b.fill(0);
+      try {
+        if (this.b.ch(0) !== END) this.statements();
+      } catch (e) {
+        if (!(e instanceof UciError)) throw e;
+        const err: UciSyntaxError = { reason: e.message, line: this.b.line, uciLine: this.b.uciLine };
+        if (e.detail) err.detail = e.detail;
+        this.errors.push(err);
+        if (this.strict) return;
+      }
+    }
+  }
+
+  private fail(reason: string, detail?: string): never {
+    throw new UciError(reason, detail);
+  }
+
+  private skipSpace(): void {
+    while (this.b.ch(this.pos) !== END && SPACE.has(this.b.ch(this.pos))) this.pos++;
+  }
+
+  private advance(n: number, reason: string): void {
+    if (this.pos + n > this.b.filled) this.fail(reason);
+    this.pos += n;
+  }
+
+  /** The command word at pos: up to a blank, which is overwritten with END. */
+  private word(): string | undefined {
+    const { b } = this;
+    let i = this.pos;
+    while (BLANK.has(b.ch(i))) i++;
+    if (b.ch(i) === END) return undefined;
+    const start = i;
+    while (b.ch(i) !== END && !BLANK.has(b.ch(i))) i++;
+    if (b.ch(i) !== END) b.buf[i] = END;
+    return b.buf.slice(start, i).join('');
+  }
+
+  /** Every statement on the line in the buffer (more than one when `;` separates them). */
+  private statements(): void {
+    this.skipSpace();
+    for (;;) {
+      const w = this.word();
+      if (w === undefined || w[0] === '#') return;
+      const is = (full: string): boolean => w === full || w === full[0];
+      // the command word plus the blanks before it and the END after it
+      const skip = this.b.str(this.pos).length + 1;
+      if (is('package')) {
+        this.advance(skip, 'package without name');
+        this.arg(true, 'package');
+        this.endOfStatement();
+      } else if (is('config')) this.config(skip);
+      else if (is('option')) this.option(skip, false);
+      else if (is('list')) this.option(skip, true);
+      else this.fail('invalid command', `${JSON.stringify(w)} (expected config, option, list or package)`);
+    }
+  }
+
+  /** A backslash at pos: true when the next character is to be taken; false after a line join. */
+  private backslash(): boolean {
+    const { b } = this;
+    this.pos++;
+    const c = b.ch(this.pos);
+    if (c === END || c === '\n' || (c === '\r' && b.ch(this.pos + 1) === '\n' && b.ch(this.pos + 2) === END)) {
+      b.fill(this.pos);
+      return false;
+    }
+    return true;
+  }
+
+  /** Reads one word into the buffer at `out` (which trails pos); returns where `out` ended. */
+  private readWord(out: number): number {
+    const { b } = this;
+    const put = (): void => {
+      b.buf[out++] = b.ch(this.pos++);
+    };
+    let atSemicolon = false;
+    scan: do {
+      const c = b.ch(this.pos);
+      switch (c) {
+        case "'":
+        case '"': {
+          const from = b.line;
+          this.pos++;
+          for (;;) {
+            const d = b.ch(this.pos);
+            if (d === c) {
+              this.pos++;
+              break;
+            }
+            if (d === END) {
+              // the quote goes on on the next line
+              b.fill(this.pos);
+              if (b.ch(this.pos) === END) this.fail(`EOF with unterminated ${c}`, `the quote opened on line ${from}`);
+            } else if (d === '\\' && c === '"') {
+              if (this.backslash()) put();
+            } else put();
+          }
+          break;
+        }
+        case '#':
+          b.buf[this.pos] = END;
+          break scan;
+        case END:
+          break scan;
+        case ';':
+          atSemicolon = true;
+          break scan;
+        case '\\':
+          if (this.backslash()) put();
+          break;
+        default:
+          put();
+      }
+    } while (b.ch(this.pos) !== END && !SPACE.has(b.ch(this.pos)));
+    // the character that ended the word (a blank or newline) is skipped; a `;` stays, and
+    // when the END written below lands on it, it ends the line
+    if (b.ch(this.pos) !== END && !atSemicolon) this.pos++;
+    if (atSemicolon && out === this.pos) {
+      const rest = b.str(this.pos + 1).trim();
+      if (rest && !rest.startsWith('#')) {
+        this.notes.push({ line: b.line, text: `${JSON.stringify(rest)} after ";" is ignored (uci ends the line at a ";" right after an unquoted word: put a blank before it)` });
+      }
+    }
+    b.buf[out] = END;
+    return out;
+  }
+
+  /** The next argument ('' when there is none). */
+  private arg(required: boolean, check?: 'name' | 'package'): string {
+    const { b } = this;
+    this.skipSpace();
+    const at = this.pos;
+    if (b.ch(this.pos) === ';') {
+      b.buf[this.pos] = END;
+      this.pos++;
+    } else this.readWord(at);
+    const s = b.str(at);
+    if (!s) {
+      if (required) this.fail('insufficient arguments');
+      return s;
+    }
+    if (check && !validName(s, check === 'package')) {
+      this.fail('invalid character in name field', `${JSON.stringify(s)} (letters, digits and _ only)`);
+    }
+    return s;
+  }
+
+  private endOfStatement(): void {
+    this.skipSpace();
+    const extra = this.arg(false);
+    if (extra && this.strict) this.fail('too many arguments', `${JSON.stringify(extra)} (quote a value that has blanks)`);
+  }
+
+  private config(skip: number): void {
+    this.advance(skip, 'config without name');
+    const type = this.arg(true);
+    if (!validType(type)) this.fail('invalid character in type field', `${JSON.stringify(type)} (printable ASCII only)`);
+    const name = this.arg(false, 'name');
+    this.endOfStatement();
+    if (!name) {
+      this.cur = { type, line: this.b.line, options: new Map(), optionLines: new Map() };
+      this.sections.push(this.cur);
+      return;
+    }
+    const s = this.sections.find((x) => x.name === name);
+    if (s) {
+      if (s.type !== type) {
+        if (this.strict) {
+          this.fail(
+            'section of different type overwrites prior section with same name',
+            `"${name}" is a "${s.type}" section, line ${s.line}`,
+          );
+        }
+        s.type = type;
+      }
+      this.cur = s;
+      return;
+    }
+    this.cur = { type, name, line: this.b.line, options: new Map(), optionLines: new Map() };
+    this.sections.push(this.cur);
+  }
+
+  private option(skip: number, list: boolean): void {
+    const s = this.cur;
+    if (!s) this.fail('option/list command found before the first section');
+    this.advance(skip, 'option without name');
+    const name = this.arg(true, 'name');
+    const value = this.arg(false);
+    this.endOfStatement();
+    const prev = s.options.get(name);
+    if (!list) {
+      if (!value) {
+        // libuci: setting an option to nothing does nothing
+        this.notes.push({ line: this.b.line, text: `option ${name} has no value and is ignored (delete the line, or write list ${name} '' for an empty item)` });
+        return;
+      }
+      s.options.set(name, value);
+    } else if (Array.isArray(prev)) prev.push(value);
+    else s.options.set(name, prev === undefined ? [value] : [prev, value]);
+    s.optionLines.set(name, this.b.line);
+  }
+}
+
+/**
+ * Parses UCI text as libuci does: strictly (the `uci` command's default: the first error
+ * rejects the file) or not (`uci -S`, config_load: each error skips the rest of its line).
+ */
+export function parseUci(text: string, pkgName = 'bootrelay', strict = true): UciParseResult {
+  const r = new UciReader(text, strict);
+  r.run();
+  const counts = new Map<string, number>();
+  const sections: UciSection[] = r.sections.map((s) => {
+    const index = counts.get(s.type) ?? 0;
+    counts.set(s.type, index + 1);
+    return { ...s, index };
+  });
+  const issues = r.errors.map((e) => `${pkgName}: line ${e.line}: parse error (${e.reason})${e.detail ? `: ${e.detail}` : ''}`);
+  const notes = r.notes.map((n) => `${pkgName}: line ${n.line}: ${n.text}`);
+  return { pkg: { sections }, issues, errors: r.errors, notes };
 }
 
 /** True when the text is UCI rather than JSON (its first non-blank, non-comment character is not `{`). */
@@ -484,8 +647,13 @@ const SINGLETONS = new Set<SectionType>(['agent', 'lan', 'dhcp', 'dhcp6', 'tftp'
  * Maps the text of /etc/config/bootrelay to the contract's config object (not yet
  * validated: pass `config` to parseConfig). `issues` lists every UCI-level problem.
  */
-export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config: unknown; issues: string[] } {
-  const { pkg, issues } = parseUci(text, pkgName);
+export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config: unknown; issues: string[]; warnings: string[] } {
+  // a syntax error rejects the file, as `uci` does; the sections config_load would still see
+  // (non-strict parsing) are mapped too, for the rest of the report
+  const strict = parseUci(text, pkgName, true);
+  const issues = strict.issues;
+  const pkg = issues.length ? parseUci(text, pkgName, false).pkg : strict.pkg;
+  const warnings = issues.length ? [] : strict.notes;
   const cfg: Obj = {};
   const seen = new Map<string, string>();
   const sub = (key: string): Obj => (cfg[key] ??= {}) as Obj;
@@ -706,5 +874,5 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
     }
     r.finish(known);
   }
-  return { config: cfg, issues };
+  return { config: cfg, issues, warnings };
 }

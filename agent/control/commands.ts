@@ -8,7 +8,9 @@ import { isAbsolute } from 'node:path';
 import type { RelayEvent } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
-import type { ClientState, ClientTracker } from '../clients/tracker';
+import type { ClientUpdate } from '../clients/record';
+import { ClientThrottle } from '../clients/throttle';
+import type { ClientTracker } from '../clients/tracker';
 import { loadConfig } from '../config/load';
 import type { Config } from '../config/types';
 import { CommandError, type CommandHandler, type WatchSource } from './server';
@@ -39,7 +41,7 @@ export interface CommandDeps {
   /** runtime assignments (relayctl assign), over boot.assign */
   assignments?: () => Record<string, string>;
   /** the bus, for watch */
-  subscribe: (fn: (kind: 'relay' | 'client', data: RelayEvent | ClientState) => void) => () => void;
+  subscribe: (fn: (kind: 'relay' | 'client', data: RelayEvent | ClientUpdate) => void) => () => void;
 }
 
 function macArg(args: Record<string, unknown>): string {
@@ -160,15 +162,28 @@ export function createHandlers(d: CommandDeps): Record<string, CommandHandler> {
 }
 
 /** `watch [--mac MAC]`: the current client states first, then every change and event. */
+/** relayctl watch: byte progress of a client at most every this many ms. */
+export const WATCH_PROGRESS_MS = 250;
+
 export function createWatch(d: CommandDeps): WatchSource {
   return (args, send) => {
     const mac = typeof args.mac === 'string' && args.mac ? macArg(args) : undefined;
     const events = args.events !== false;
-    const stop = d.subscribe((kind, data) => {
-      if (mac && (data as { mac?: string }).mac !== mac) return;
-      if (kind === 'relay' && !events) return;
+    // a terminal redraws at most this often for byte progress (the shared rule; phases at once)
+    const feed = new ClientThrottle({ intervalMs: WATCH_PROGRESS_MS, send: (s) => send('client', s) });
+    const unsubscribe = d.subscribe((kind, data) => {
+      if (kind === 'client') {
+        const u = data as ClientUpdate;
+        if (!mac || u.state.mac === mac) feed.offer(u);
+        return;
+      }
+      if (!events || (mac && (data as RelayEvent).mac !== mac)) return;
       send(kind, data);
     });
+    const stop = () => {
+      unsubscribe();
+      feed.stop();
+    };
     const clients = d.tracker.list().filter((c) => !mac || c.mac === mac);
     return { initial: { clients }, stop };
   };

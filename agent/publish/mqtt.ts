@@ -27,6 +27,8 @@ import type { Logger } from '../log';
 import type { Metrics } from '../../relay/metrics';
 import type { RelayEvent } from '../../proto/events';
 import { VERSION } from '../../proto/version';
+import { updateKind, type ClientState, type UpdateKind } from '../clients/record';
+import { ClientThrottle } from '../clients/throttle';
 import { EventJournal } from './journal';
 
 /** A client's state as the tracker publishes it (ClientState); only `mac` is relied upon here. */
@@ -61,8 +63,8 @@ export interface MqttPublisherOptions {
   /** Client states kept for republishing on (re)connect, most recently updated first; default 1024 (the tracker's bound). */
   maxClients?: number;
   /**
-   * A client's retained state is published at most this often while only its bytes move
-   * (same phase, same error); phase changes go out at once. Default 1000 ms: a remote
+   * A client's retained state is published at most this often for `progress` updates (only
+   * its bytes moved); `phase` updates go out at once (agent/clients/throttle.ts). Default 1000 ms: a remote
    * dashboard needs no more, and a 20-client boot would otherwise publish ~80 states per client.
    */
   clientProgressMs?: number;
@@ -131,6 +133,7 @@ export class MqttPublisher {
     this.base = `${this.cfg.prefix}/${opts.agentId}`;
     this.inflightMax = Math.max(1, opts.inflight ?? 64);
     this.filter = opts.eventFilter ?? defaultFilter;
+    this.clientFeed = new ClientThrottle({ intervalMs: opts.clientProgressMs ?? 1000, send: (st) => this.sendRetained(`${this.base}/clients/${st.mac}`) });
     this.journal = new EventJournal({
       dir: opts.stateDir,
       file: 'events.jsonl',
@@ -299,11 +302,15 @@ export class MqttPublisher {
   // ---------------------------------------------------------------- retained state
 
   /** Publishes a client's state, retained; while offline only the latest is kept. */
-  publishClient<T extends PublishedClientState>(state: T): void {
+  publishClient<T extends PublishedClientState>(state: T, kind?: UpdateKind): void {
     const mac = state.mac;
     if (!mac) return;
     const topic = `${this.base}/clients/${mac}`;
-    this.throttledClient(topic, state, JSON.stringify(state));
+    // the latest state is what a (re)connect republishes, even while its sending waits
+    this.retained.set(topic, { payload: JSON.stringify(state), kind: 'client' });
+    const prev = this.clientLast.get(mac);
+    this.clientLast.set(mac, state);
+    this.clientFeed.offer({ state, kind: kind ?? updateKind(prev as Partial<ClientState> | undefined, state as Partial<ClientState>) });
     if (this.knownClients.delete(mac)) this.knownClients.add(mac); // most recent last
     else {
       this.knownClients.add(mac);
@@ -319,42 +326,16 @@ export class MqttPublisher {
     }
   }
 
-  private clientSent = new Map<string, { at: number; key: string }>();
-  private clientTimers = new Map<string, NodeJS.Timeout>();
-
-  /** Phase/error changes publish at once; byte progress at most every clientProgressMs per client (latest wins). */
-  private throttledClient(topic: string, state: PublishedClientState, payload: string): void {
-    const s = state as { phase?: unknown; error?: unknown };
-    const key = `${String(s.phase)}|${String(s.error ?? '')}`;
-    const min = this.opts.clientProgressMs ?? 1000;
-    const now = Date.now();
-    this.retained.set(topic, { payload, kind: 'client' });
-    const last = this.clientSent.get(topic);
-    if (last && last.key === key && now - last.at < min) {
-      if (!this.clientTimers.has(topic)) {
-        const t = setTimeout(() => {
-          this.clientTimers.delete(topic);
-          this.clientSent.set(topic, { at: Date.now(), key });
-          this.sendRetained(topic);
-        }, min - (now - last.at));
-        t.unref();
-        this.clientTimers.set(topic, t);
-      }
-      return;
-    }
-    const t = this.clientTimers.get(topic);
-    if (t) clearTimeout(t);
-    this.clientTimers.delete(topic);
-    this.clientSent.set(topic, { at: now, key });
-    this.sendRetained(topic);
-  }
+  /** byte progress of a client's retained state: at most every clientProgressMs (the shared rule) */
+  private readonly clientFeed: ClientThrottle<PublishedClientState>;
+  /** the last state handed over per client (to tell progress from a phase change when no kind is given) */
+  private readonly clientLast = new Map<string, PublishedClientState>();
 
   private forgetClientTopic(topic: string): void {
     this.retained.delete(topic);
-    this.clientSent.delete(topic);
-    const t = this.clientTimers.get(topic);
-    if (t) clearTimeout(t);
-    this.clientTimers.delete(topic);
+    const mac = topic.slice(topic.lastIndexOf('/') + 1);
+    this.clientFeed.forget(mac);
+    this.clientLast.delete(mac);
   }
 
   /** Retained topics held for republishing (tests). */
@@ -541,8 +522,7 @@ export class MqttPublisher {
   async stop(timeoutMs = 3000): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
-    for (const t of this.clientTimers.values()) clearTimeout(t);
-    this.clientTimers.clear();
+    this.clientFeed.stop();
     const client = this.client;
     if (client) {
       const deadline = Date.now() + timeoutMs;

@@ -2,23 +2,26 @@
  * Shared parts of the benchmarks: a namespace lab that cleans up even when the
  * bench dies (exit/signal handlers kill our PIDs and delete our namespaces),
  * the user-space delay/rate link (bench/_lib/netemu.c, compiled at bench time),
- * the real agent bundle started in a namespace, a byte-counting upstream file
- * server, curl/atftp clients and table printing.
+ * the real agent bundle started in a namespace, the tests' upstream file server
+ * counting bytes, curl/atftp clients and table printing. Namespaces, netemu,
+ * the upstream and the bundle path are the test helpers' (test/helpers/).
  *
  * Helper processes are this same bundle started with a mode argument
  * (`--upstream …`); every bench calls helperMode() first.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
-import http from 'node:http';
 import { cpus, tmpdir } from 'node:os';
-import { join, normalize } from 'node:path';
-import { NetLab, waitFor } from '../../test/helpers/netns';
+import { join } from 'node:path';
+import { hasCmd, isRoot as runAsRoot, NetLab, waitFor } from '../../test/helpers/netns';
 import { onJsonLines } from '../../test/helpers/jsonl';
+import { startNetemu } from '../../test/helpers/netemu';
+import { distAgent, repoRoot } from '../../test/helpers/repo';
+import { TestUpstream } from '../../test/helpers/upstream';
 
 export const MB = 1024 * 1024;
-export { waitFor };
+export { waitFor, hasCmd as has, repoRoot, distAgent as agentBundle };
 
 /** Wall-clock ms with sub-ms resolution, comparable between processes on this machine. */
 export function wallMs(): number {
@@ -29,33 +32,8 @@ export function machineLine(): string {
   return `machine: ${cpus().length}-core shared box (other engineers' jobs run beside this bench; numbers are noisy), ${cpus()[0]?.model ?? '?'}, node ${process.version}`;
 }
 
-export function has(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
 export function isRoot(): boolean {
-  return typeof process.getuid === 'function' && process.getuid() === 0;
-}
-
-/** The repository root (the benches run from it: `make bench`, `node scripts/run-ts.mjs bench/x.ts`). */
-export function repoRoot(): string {
-  let d = process.cwd();
-  for (let i = 0; i < 8; i++) {
-    if (existsSync(join(d, 'bench/_lib/netemu.c'))) return d;
-    d = join(d, '..');
-  }
-  throw new Error('run the bench from the repository (bench/_lib/netemu.c not found)');
-}
-
-/** dist/bootrelay.js, built if missing. */
-export function agentBundle(): string {
-  const root = repoRoot();
-  const js = join(root, 'dist/bootrelay.js');
-  if (!existsSync(js)) {
-    const r = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
-    if (r.status !== 0 || !existsSync(js)) throw new Error('node scripts/build.mjs failed');
-  }
-  return js;
+  return runAsRoot;
 }
 
 export function makeFile(path: string, bytes: number): void {
@@ -99,13 +77,12 @@ export function table(head: string[], rows: string[][]): string {
 }
 
 /**
- * NetLab plus things that are not inside a namespace (netemu runs in ours) and
- * a synchronous last-resort cleanup on exit / SIGINT / SIGTERM.
+ * NetLab plus netemu links and a synchronous last-resort cleanup on exit /
+ * SIGINT / SIGTERM.
  */
 export class BenchLab {
   readonly net: NetLab;
   readonly tmp: string;
-  private outside = new Set<ChildProcess>();
   private done = false;
   private readonly onExit = () => this.cleanupSync();
   private readonly onSignal = () => {
@@ -121,36 +98,12 @@ export class BenchLab {
     process.on('SIGTERM', this.onSignal);
   }
 
-  /** Starts a process in our own namespace (netemu); killed by PID at cleanup. */
-  spawnOutside(cmd: string, args: string[]): ChildProcess {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.outside.add(p);
-    p.on('exit', () => this.outside.delete(p));
-    return p;
-  }
-
-  private netemuBin?: string;
-
   /**
    * A link between two of our namespaces through netemu: DELAY each way and a
    * rate (0 = none). Devices come up with the given addresses.
    */
   async netemuLink(a: { ns: string; dev: string; cidr: string }, b: { ns: string; dev: string; cidr: string }, delayUs: number, rateKbit: number): Promise<ChildProcess> {
-    if (!this.netemuBin) {
-      const bin = join(this.tmp, 'netemu');
-      const r = spawnSync('gcc', ['-O2', '-o', bin, join(repoRoot(), 'bench/_lib/netemu.c')], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`gcc netemu.c failed: ${r.stderr}`);
-      this.netemuBin = bin;
-    }
-    const p = this.spawnOutside(this.netemuBin, [`${a.ns}:${a.dev}`, `${b.ns}:${b.dev}`, String(delayUs), String(rateKbit), '2000']);
-    let out = '';
-    let err = '';
-    p.stdout!.on('data', (d) => (out += d));
-    p.stderr!.on('data', (d) => (err += d));
-    await waitFor(() => {
-      if (p.exitCode !== null) throw new Error(`netemu exited: ${err}`);
-      return out.includes('ready');
-    }, 5000, 'netemu ready');
+    const p = await startNetemu(this.net, a, b, { delayUs, rateKbit, limit: 2000, workDir: this.tmp });
     for (const s of [a, b]) {
       this.net.ip(s.ns, 'link', 'set', s.dev, 'up');
       this.net.addr(s.ns, s.dev, s.cidr);
@@ -166,7 +119,6 @@ export class BenchLab {
   }
 
   async cleanup(): Promise<void> {
-    for (const p of this.outside) await this.net.kill(p, 'SIGTERM', 2000);
     await this.net.cleanup();
     this.cleanupSync();
   }
@@ -175,13 +127,6 @@ export class BenchLab {
   cleanupSync(): void {
     if (this.done) return;
     this.done = true;
-    for (const p of this.outside) {
-      try {
-        if (p.pid) process.kill(p.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
     for (const ns of [...this.net.namespaces]) {
       const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout?.split(/\s+/).filter(Boolean) ?? [];
       for (const pid of pids) {
@@ -255,7 +200,7 @@ export async function startAgent(lab: BenchLab, o: AgentOpts, keepLines = false)
   const cfgPath = join(o.dir, 'relay.json');
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   // `ip netns exec` execs: the PID is node's own (VmHWM is the agent's)
-  const proc = lab.net.spawn(o.ns, process.execPath, [agentBundle(), '--config', cfgPath], o.env ? { env: { ...process.env, ...o.env } } : {});
+  const proc = lab.net.spawn(o.ns, process.execPath, [distAgent(), '--config', cfgPath], o.env ? { env: { ...process.env, ...o.env } } : {});
   const lines: string[] = [];
   let err = '';
   let buf = '';
@@ -289,7 +234,10 @@ export interface UpstreamReq {
   range?: string;
 }
 
-/** Starts `<this bundle> --upstream DIR IP PORT` in a namespace; it prints one JSON line per finished request. */
+/**
+ * Starts `<this bundle> --upstream DIR IP PORT` in a namespace: the tests' TestUpstream serving
+ * DIR at `/`, printing one JSON line per finished request (path with its leading /, bytes sent).
+ */
 export async function startUpstream(lab: BenchLab, ns: string, dir: string, ip: string, port: number): Promise<{ proc: ChildProcess; reqs: UpstreamReq[]; reset(): void; bytes(): number }> {
   const proc = lab.net.spawn(ns, process.execPath, [process.argv[1]!, '--upstream', dir, ip, String(port)]);
   const reqs: UpstreamReq[] = [];
@@ -307,55 +255,15 @@ export async function startUpstream(lab: BenchLab, ns: string, dir: string, ip: 
 }
 
 function serveUpstream(dir: string, ip: string, port: number): void {
-  const srv = http.createServer((req, res) => {
-    const path = decodeURIComponent((req.url ?? '/').split('?')[0]!);
-    const file = normalize(join(dir, path));
-    let sent = 0;
-    const report = (status: number) => process.stdout.write(JSON.stringify({ path, status, bytes: sent, range: req.headers.range }) + '\n');
-    if (!file.startsWith(dir)) return void (res.writeHead(403).end(), report(403));
-    let st;
-    try {
-      st = statSync(file);
-    } catch {
-      return void (res.writeHead(404).end(), report(404));
-    }
-    if (!st.isFile()) return void (res.writeHead(404).end(), report(404));
-    let start = 0;
-    let end = st.size - 1;
-    let status = 200;
-    const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-    if (m) {
-      if (m[1]) start = Number(m[1]);
-      if (m[2]) end = Math.min(end, Number(m[2]));
-      if (!m[1] && m[2]) (start = Math.max(0, st.size - Number(m[2]))), (end = st.size - 1);
-      if (start > end) return void (res.writeHead(416, { 'content-range': `bytes */${st.size}` }).end(), report(416));
-      status = 206;
-    }
-    const headers: Record<string, string | number> = {
-      'content-length': end - start + 1,
-      'content-type': 'application/octet-stream',
-      'last-modified': st.mtime.toUTCString(),
-      etag: `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`,
-      'accept-ranges': 'bytes',
-      'cache-control': 'max-age=3600',
-    };
-    if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${st.size}`;
-    res.writeHead(status, headers);
-    if (req.method === 'HEAD') return void (res.end(), report(status));
-    const rs = createReadStream(file, { start, end, highWaterMark: 256 * 1024 });
-    rs.on('data', (c) => (sent += c.length));
-    rs.pipe(res);
-    let reported = false;
-    const fin = () => {
-      if (reported) return;
-      reported = true;
-      rs.destroy();
-      report(status);
-    };
-    res.on('finish', fin);
-    res.on('close', fin);
-  });
-  srv.listen(port, ip, () => process.stdout.write('ready\n'));
+  const up = new TestUpstream(dir, undefined, '/');
+  up.onDone = (r) => {
+    process.stdout.write(JSON.stringify({ path: `/${r.path}`, status: r.status, bytes: r.bytes, range: r.headers.range }) + '\n');
+    up.requests.length = 0; // reported: not kept (a bench makes many)
+  };
+  up.start(port, ip).then(
+    () => process.stdout.write('ready\n'),
+    (err: Error) => (console.error(`upstream: ${err.message}`), process.exit(1)),
+  );
   process.on('SIGTERM', () => process.exit(0));
 }
 

@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '../../agent/log';
+import type { Logger } from 'pino';
 import type { ArchKey, Dhcp6ReceivedEvent, EmitFn, Firmware } from '../../proto/events';
 import { DecodeError } from '../../proto/errors';
 import { canonicalIp6, inPrefix6 } from '../../proto/dhcp6/addr';

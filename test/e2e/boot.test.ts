@@ -120,13 +120,17 @@ describeSkipIf(reason)('e2e: PXE boot through the relay (QEMU, TCG)', () => {
     const link = spawnSync('ip', ['-n', lab.nsWanc, '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' });
     const wanMac = (JSON.parse(link.stdout)[0] as { address: string }).address;
     const dhcpEvents = () => lab.events(wanMac).filter((e) => /^dhcp\./.test(String(e.type))).length;
-    const nft = ['table inet bootrelay {', '  chain input {', '    type filter hook input priority 0; policy accept;', '    iifname "wan" udp dport { 67, 69, 4011 } drop', '  }', '}', ''].join('\n');
+    const nft = ['table inet bootrelay {', '  chain input {', '    type filter hook input priority 0; policy accept;', '    iifname "wan" udp dport { 67, 69, 4011 } counter drop', '  }', '}', ''].join('\n');
     const r = await lab.net.exec(lab.nsRelay, 'nft', ['-f', '-'], { input: nft });
     expect(r.code, r.stderr).toBe(0);
     const before = dhcpEvents();
+    console.log(`[e2e] dhcp events from the uplink client before the firewall: ${before}`);
     const fw = await lab.uplinkDhcpProbe();
     expect(fw.gotLease, fw.output).toBe(false);
     expect(dhcpEvents()).toBe(before);
+    // and it was the rule that kept them out: it counted the probe's packets
+    const rules = await lab.net.exec(lab.nsRelay, 'nft', ['list', 'table', 'inet', 'bootrelay']);
+    expect(Number(/counter packets (\d+)/.exec(rules.stdout)?.[1] ?? 0), rules.stdout + rules.stderr).toBeGreaterThan(0);
   }, 40_000);
 
   itSkipIf(mqttReason)('published each client to the remote broker: retained state booted, events in order', async () => {

@@ -1,6 +1,6 @@
 /**
  * End to end, the dashboard (issue 5): a real headless Chromium (Debian's
- * `chromium`, DevTools protocol over --remote-debugging-pipe) runs inside the
+ * `chromium`, driven by playwright-core: test/helpers/browser.ts) runs inside the
  * relay's namespace, opens http://10.99.1.1/dashboard/ and watches an OVMF
  * UEFI VM boot through the relay. The page must show the client moving
  * through the contract's phases in order and a progress bar that moves while
@@ -16,18 +16,16 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import type { Page } from 'playwright-core';
 import { CLIENT_PHASES } from '../../proto/events';
-import { PipeBrowser, chromiumSkipReason, type CdpPage } from '../helpers/cdp';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { chromiumSkipReason, launchChromium, type Headless } from '../helpers/browser';
+import { hasCmd } from '../helpers/netns';
 import { BootLab, labSkipReason, labWorkDir, RELAY_LAN_IP, type BootResult } from './lab';
 import { agentBundle } from './steps';
 import { describeSkipIf } from '../helpers/skip';
 
 const reason = labSkipReason() ?? chromiumSkipReason() ?? (hasCmd('tc') ? undefined : 'missing tc (iproute2)');
-if (reason) console.warn(`[e2e-dashboard] skipped: ${reason}`);
 
-const ARTIFACTS = resolve(__dirname, '../../artifacts');
 const MAC = '52:54:00:99:da:05';
 const LAN_RATE = '16mbit';
 const POLL_MS = 250;
@@ -74,8 +72,8 @@ function phaseRuns(samples: Sample[]): string[] {
 
 describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real boot (QEMU, TCG)', () => {
   let lab: BootLab;
-  let browser: PipeBrowser | undefined;
-  let page: CdpPage;
+  let browser: Headless | undefined;
+  let page: Page;
   const timings: Record<string, number> = {};
 
   beforeAll(async () => {
@@ -90,8 +88,8 @@ describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real bo
       if (tc.status !== 0) throw new Error(`tc: ${tc.stderr}`);
       t0 = Date.now();
       // the browser lives in the relay's namespace (10.99.1.1 exists only there); DevTools over the pipe
-      browser = await PipeBrowser.launch({ spawn: (cmd, args, o) => lab.net.spawn(lab.nsRelay, cmd, args, o) });
-      page = await browser.newPage();
+      browser = await launchChromium({ netns: lab.nsRelay });
+      page = browser.page;
       timings.browserUp = (Date.now() - t0) / 1000;
     } catch (e) {
       await browser?.close();
@@ -109,14 +107,15 @@ describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real bo
 
   it('shows the UEFI client moving through its phases, with a moving progress bar, until booted', async () => {
     await page.goto(`http://${RELAY_LAN_IP}/dashboard/`);
-    await waitFor(() => page.eval<boolean>(`document.getElementById('conn')?.textContent === 'live' && !!document.querySelector('.relay[data-agent="lab-relay"]')`), 20_000, 'dashboard live on the relay');
-    expect(await page.eval<string>(`document.querySelector('.relay .empty') ? document.querySelector('.relay .empty').textContent : ''`)).toBe('no clients yet');
-    await page.eval(RECORDER_JS(MAC));
+    await page.locator('#conn', { hasText: /^live$/ }).waitFor({ timeout: 20_000 });
+    await page.locator('.relay[data-agent="lab-relay"]').waitFor({ timeout: 20_000 });
+    expect(await page.locator('.relay .empty').textContent()).toBe('no clients yet');
+    await page.evaluate(RECORDER_JS(MAC));
 
     const polled: Sample[] = [];
     const shots: string[] = [];
     const shot = async (name: string) => {
-      await page.screenshot(join(ARTIFACTS, `e2e-dashboard-${name}.png`));
+      await browser!.screenshot(`e2e-dashboard-${name}`);
       shots.push(name);
     };
     const t0 = Date.now();
@@ -124,7 +123,7 @@ describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real bo
     const booting = lab.boot('uefi', MAC, 180_000).then((r) => (result = r));
     // poll what the page shows until it says booted (or the boot is over and the page had time to catch up)
     while (Date.now() - t0 < 200_000) {
-      const s = await page.eval<Sample | null>(SNAP_JS(MAC));
+      const s = await page.evaluate<Sample | null>(SNAP_JS(MAC));
       if (s) {
         polled.push(s);
         if (!shots.includes('loader') && s.phase === 'loader') await shot('loader');
@@ -140,7 +139,7 @@ describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real bo
     await shot('booted');
     expect(result!.ok, `${result!.reason}\n${result!.serialTail}`).toBe(true);
 
-    const rec = await page.eval<Sample[]>('window.__rec');
+    const rec = await page.evaluate<Sample[]>('window.__rec');
     const runs = phaseRuns(rec);
     const polledRuns = phaseRuns(polled);
     const transfer = rec.filter(isTransfer);
@@ -173,7 +172,7 @@ describeSkipIf(reason)('e2e: the dashboard in headless Chromium during a real bo
     expect(shots).toContain('transfer');
 
     // the finished card: timeline of every phase the relay tracked, in order, and the events list
-    const end = await page.eval<{ segs: string[]; text: string; events: string }>(
+    const end = await page.evaluate<{ segs: string[]; text: string; events: string }>(
       `(() => { const c = document.querySelector('.client[data-mac="${MAC}"]'); return { segs: [...c.querySelectorAll('.seg')].map(s => s.dataset.seg), text: c.textContent, events: document.getElementById('events').textContent }; })()`,
     );
     expect(end.segs.at(-1)).toBe('booted');

@@ -24,15 +24,15 @@ import { it, expect, beforeAll, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hasCmd, waitFor } from '../helpers/netns';
+import { waitFor } from '../helpers/netns';
 import { BootLab, labWorkDir, labSkipReason, UP_IP, RELAY_LAN_IP, type AgentLine } from './lab';
 import { agentBundle } from './steps';
-import { describeSkipIf } from '../helpers/skip';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const BASE = 'bootrelay/lab-relay';
 const reason =
   labSkipReason() ??
-  (['mosquitto', 'mosquitto_sub', 'mosquitto_pub', 'nft'].find((c) => !hasCmd(c)) ? 'mosquitto, mosquitto-clients and nft needed' : undefined);
+  missingCmds('mosquitto', 'mosquitto_sub', 'mosquitto_pub', 'nft');
 
 /** pino's own fields on an event line; everything else is the event */
 const PINO = new Set(['level', 'time', 'pid', 'hostname', 'agentId', 'component', 'msg']);

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { AgentLine } from './lab';
+import { distAgent } from '../helpers/repo';
 
 const ROOT = resolve(__dirname, '../..');
 
@@ -21,9 +22,7 @@ export function agentBundle(work: string): { js: string; from: string } {
     const js = join(x, 'data', 'usr', 'lib', 'bootrelay', 'bootrelay.js');
     if (existsSync(js)) return { js, from: `package ${ipk}` };
   }
-  const js = join(dist, 'bootrelay.js');
-  if (!existsSync(js)) throw new Error('dist/bootrelay.js missing: run `make build` first');
-  return { js, from: 'dist/bootrelay.js' };
+  return { js: distAgent(), from: 'dist/bootrelay.js' };
 }
 
 /** Asserts the steps appear in this order in the agent's events; returns the matched events. */

@@ -3,7 +3,9 @@
  * a tmp dir with ETag, Last-Modified, Range, If-Range, conditional GET and HEAD.
  * Knobs to misbehave: per-request log, slow mode (bytes/s), cut the connection after
  * N bytes (once), serve an altered body, truncate the body (Content-Length stays
- * full), SHA256SUMS writer, stop/start on the same port.
+ * full), SHA256SUMS writer, stop/start on the same port. The benchmarks serve their
+ * upstream with it too (bench/_lib/common.ts: another address, files at `/`, a line
+ * per finished request with the body bytes sent).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -19,6 +21,8 @@ export interface UpstreamRequestLog {
   path: string;
   headers: http.IncomingHttpHeaders;
   status: number;
+  /** body bytes sent */
+  bytes: number;
 }
 
 export class TestUpstream {
@@ -41,20 +45,25 @@ export class TestUpstream {
   readonly chunked = new Set<string>();
   /** paths answered 500 */
   readonly fail500 = new Set<string>();
+  /** called once a request is over (answered, cut, or the client gone) */
+  onDone?: (r: UpstreamRequestLog) => void;
+  private host = '127.0.0.1';
 
-  /** tls: serve https with this key and certificate (PEM). */
+  /** tls: serve https with this key and certificate (PEM); files are served below `prefix`. */
   constructor(
     dir?: string,
     private readonly tls?: { key: Buffer | string; cert: Buffer | string },
+    readonly prefix = '/boot/',
   ) {
     this.dir = dir ?? fs.mkdtempSync(join(os.tmpdir(), 'br-upstream-'));
   }
 
   get url(): string {
-    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}/boot/`;
+    return `${this.tls ? 'https' : 'http'}://${this.host}:${this.port}${this.prefix}`;
   }
 
-  async start(port = this.port): Promise<void> {
+  async start(port = this.port, host = this.host): Promise<void> {
+    this.host = host;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch(() => res.destroy());
     };
@@ -65,10 +74,15 @@ export class TestUpstream {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
+      server.listen(port, host, () => resolve());
     });
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
+  }
+
+  /** Closes the kept-alive connections that are idle now (the server side of a keep-alive timeout). */
+  dropIdle(): void {
+    this.server?.closeIdleConnections();
   }
 
   /** Stops listening and cuts every open connection (uplink down). */
@@ -117,15 +131,16 @@ export class TestUpstream {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const raw = (req.url ?? '/').split('?')[0]!;
     const method = req.method ?? 'GET';
-    const entry: UpstreamRequestLog = { method, path: '', headers: req.headers, status: 0 };
+    const entry: UpstreamRequestLog = { method, path: '', headers: req.headers, status: 0, bytes: 0 };
     this.requests.push(entry);
+    res.once('close', () => this.onDone?.(entry));
     const reply = (status: number, headers: http.OutgoingHttpHeaders = {}, body?: string) => {
       entry.status = status;
       res.writeHead(status, headers);
       res.end(method === 'HEAD' ? undefined : body);
     };
-    if (!raw.startsWith('/boot/')) return reply(404);
-    const rel = decodeURIComponent(raw.slice('/boot/'.length));
+    if (!raw.startsWith(this.prefix)) return reply(404);
+    const rel = decodeURIComponent(raw.slice(this.prefix.length));
     entry.path = rel;
     if (rel.split('/').includes('..')) return reply(403);
     if (this.fail500.has(rel)) return reply(500, {}, 'boom');
@@ -170,10 +185,10 @@ export class TestUpstream {
     entry.status = status;
     res.writeHead(status, headers);
     if (method === 'HEAD') return void res.end();
-    await this.sendBody(rel, file, res, start, end);
+    await this.sendBody(rel, file, res, start, end, entry);
   }
 
-  private async sendBody(rel: string, file: string, res: http.ServerResponse, start: number, end: number): Promise<void> {
+  private async sendBody(rel: string, file: string, res: http.ServerResponse, start: number, end: number, entry: UpstreamRequestLog): Promise<void> {
     const altered = this.alter.get(rel);
     let cut = this.cutOnce.get(rel);
     if (cut !== undefined && cut > start) this.cutOnce.delete(rel);
@@ -204,6 +219,7 @@ export class TestUpstream {
         if (buf.length === 0) break;
         pos += buf.length;
         sent += buf.length;
+        entry.bytes += buf.length;
         if (!res.write(buf))
           await new Promise<void>((r) => {
             const done = () => {

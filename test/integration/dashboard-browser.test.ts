@@ -1,6 +1,6 @@
 /**
- * The dashboard rendered by a real headless Chromium (Debian's `chromium`),
- * driven over the DevTools protocol with the `ws` package (no extra dependency).
+ * The dashboard rendered by a real headless Chromium (Debian's `chromium`,
+ * driven by playwright-core: test/helpers/browser.ts).
  *  - local feed: a tiny node:http server offers /dashboard/, /api/status,
  *    /api/clients and the /api/events WebSocket; the DOM must show the client
  *    and follow a live phase change.
@@ -9,11 +9,11 @@
  * Screenshots go to artifacts/ (gitignored).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import WebSocket, { WebSocketServer } from 'ws';
 import { DASHBOARD_HTML } from '../../agent/dashboard/index';
 import { MqttPublisher } from '../../agent/publish/mqtt';
@@ -22,98 +22,9 @@ import { silentLogger } from '../../agent/log';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/netns';
 import { describeSkipIf } from '../helpers/skip';
+import { chromiumSkipReason, launchChromium, type Headless } from '../helpers/browser';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? mosquittoSkipReason() : `missing ${CHROMIUM} (apt-get install chromium)`;
-const ARTIFACTS = resolve(__dirname, '../../artifacts');
-
-/** One page of a headless Chromium, spoken to over the DevTools protocol. */
-class Browser {
-  private proc!: ChildProcess;
-  private ws!: WebSocket;
-  private id = 0;
-  private waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
-  private profile = mkdtempSync(join(tmpdir(), 'br-chromium-'));
-
-  async launch(): Promise<void> {
-    this.proc = spawn(
-      CHROMIUM,
-      ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--no-default-browser-check', '--disable-extensions', '--remote-debugging-port=0', `--user-data-dir=${this.profile}`, '--window-size=1280,900', 'about:blank'],
-      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
-    );
-    let err = '';
-    const browserUrl = await new Promise<string>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`chromium did not start: ${err}`)), 20_000);
-      this.proc.stderr!.on('data', (d) => {
-        err += d;
-        const m = /DevTools listening on (ws:\/\/\S+)/.exec(err);
-        if (m) {
-          clearTimeout(t);
-          res(m[1]!);
-        }
-      });
-      this.proc.once('exit', () => rej(new Error(`chromium exited: ${err}`)));
-    });
-    const port = new URL(browserUrl).port;
-    const pages = await waitFor(async () => {
-      const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
-      return list.find((p) => p.type === 'page');
-    }, 10_000, 'a page target');
-    this.ws = new WebSocket(pages.webSocketDebuggerUrl);
-    await new Promise((res, rej) => {
-      this.ws.once('open', res);
-      this.ws.once('error', rej);
-    });
-    this.ws.on('message', (data) => {
-      const msg = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
-      const w = msg.id !== undefined ? this.waiting.get(msg.id) : undefined;
-      if (!w) return;
-      this.waiting.delete(msg.id!);
-      if (msg.error) w.reject(new Error(msg.error.message));
-      else w.resolve(msg.result);
-    });
-  }
-
-  send<T = any>(method: string, params: Record<string, unknown> = {}): Promise<T> {
-    const id = ++this.id;
-    return new Promise<T>((res, rej) => {
-      this.waiting.set(id, { resolve: res, reject: rej });
-      this.ws.send(JSON.stringify({ id, method, params }));
-    });
-  }
-
-  async goto(url: string): Promise<void> {
-    await this.send('Page.enable');
-    await this.send('Page.navigate', { url });
-  }
-
-  async eval<T>(expression: string): Promise<T> {
-    const r = await this.send<{ result: { value: T }; exceptionDetails?: unknown }>('Runtime.evaluate', { expression, returnByValue: true });
-    if (r.exceptionDetails) throw new Error(`evaluate failed: ${JSON.stringify(r.exceptionDetails)}`);
-    return r.result.value;
-  }
-
-  async screenshot(file: string): Promise<void> {
-    const r = await this.send<{ data: string }>('Page.captureScreenshot', { format: 'png' });
-    mkdirSync(ARTIFACTS, { recursive: true });
-    writeFileSync(join(ARTIFACTS, file), Buffer.from(r.data, 'base64'));
-  }
-
-  async close(): Promise<void> {
-    this.ws?.close();
-    const p = this.proc;
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const exited = new Promise((r) => p.once('exit', r));
-      try {
-        process.kill(-p.pid!, 'SIGKILL'); // the process group chromium leads (we started it detached)
-      } catch {
-        p.kill('SIGKILL');
-      }
-      await exited;
-    }
-    rmSync(this.profile, { recursive: true, force: true });
-  }
-}
+const skip = chromiumSkipReason() ?? mosquittoSkipReason();
 
 const now = Date.now();
 const iso = (msAgo: number) => new Date(now - msAgo).toISOString();
@@ -137,7 +48,8 @@ const CLIENT = {
 const FAILED = { ...CLIENT, mac: '52:54:00:00:00:08', ip: '10.99.0.108', phase: 'failed', failedPhase: 'loader', error: 'TFTP timeout on ipxe/snponly.efi', file: 'ipxe/snponly.efi', bytes: 0, totalBytes: 1000, phases: { dhcp: { startedAt: iso(5000), endedAt: iso(4000) }, bound: { startedAt: iso(4000), endedAt: iso(3900) }, loader: { startedAt: iso(3900), endedAt: iso(100) } } };
 
 describeSkipIf(skip)('dashboard in headless Chromium', () => {
-  let browser: Browser;
+  let browser: Headless;
+  let page: Page;
   let server: Server;
   let wss: WebSocketServer;
   let port = 0;
@@ -171,8 +83,8 @@ describeSkipIf(skip)('dashboard in headless Chromium', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as { port: number }).port;
-    browser = new Browser();
-    await browser.launch();
+    browser = await launchChromium();
+    page = browser.page;
   }, 60_000);
 
   afterAll(async () => {
@@ -183,27 +95,25 @@ describeSkipIf(skip)('dashboard in headless Chromium', () => {
   });
 
   it('shows the relay and every client from /api, and follows the /api/events feed', async () => {
-    await browser.goto(`http://127.0.0.1:${port}/dashboard/`);
-    const q = (mac: string) => `document.querySelector('.client[data-mac="${mac}"]')`;
-    await waitFor(() => browser.eval<boolean>(`!!${q(CLIENT.mac)} && !!${q(FAILED.mac)}`), 10_000, 'clients rendered');
-    const card = await browser.eval<{ phase: string; text: string; width: string; segs: string[] }>(
-      `(() => { const c = ${q(CLIENT.mac)}; return { phase: c.dataset.phase, text: c.textContent, width: c.querySelector('.bar > div').style.width, segs: [...c.querySelectorAll('.seg')].map(s => s.textContent) }; })()`,
-    );
-    expect(card.phase).toBe('kernel');
-    expect(card.text).toContain('10.99.0.107');
-    expect(card.text).toContain('uefi-x64 / ipxe');
-    expect(card.text).toContain('profile: debian');
-    expect(card.text).toContain('debian/vmlinuz');
-    expect(card.text).toMatch(/38%/);
-    expect(card.text).toContain('ETA 5.0 s');
-    expect(card.width).toBe('38%');
-    expect(card.segs).toEqual(['dhcp1.0 s', 'bound500 ms', 'loader1.5 s', 'ipxe3.0 s', expect.stringMatching(/^kernel\d/)]);
-    const failed = await browser.eval<{ err: string; color: string }>(
-      `(() => { const e = ${q(FAILED.mac)}.querySelector('.error'); return { err: e.textContent, color: getComputedStyle(e).color }; })()`,
-    );
-    expect(failed.err).toBe('loader: TFTP timeout on ipxe/snponly.efi');
-    expect(failed.color).toBe('rgb(248, 81, 73)'); // red
-    expect(await browser.eval<string>(`document.querySelector('.relay').dataset.agent`)).toBe('lab-relay');
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    const card = (mac: string) => page.locator(`.client[data-mac="${mac}"]`);
+    const c = card(CLIENT.mac);
+    await c.waitFor({ timeout: 10_000 });
+    await card(FAILED.mac).waitFor({ timeout: 10_000 });
+    expect(await c.getAttribute('data-phase')).toBe('kernel');
+    const text = (await c.textContent()) ?? '';
+    expect(text).toContain('10.99.0.107');
+    expect(text).toContain('uefi-x64 / ipxe');
+    expect(text).toContain('profile: debian');
+    expect(text).toContain('debian/vmlinuz');
+    expect(text).toMatch(/38%/);
+    expect(text).toContain('ETA 5.0 s');
+    expect(await c.locator('.bar > div').evaluate((e) => e.style.width)).toBe('38%');
+    expect(await c.locator('.seg').allTextContents()).toEqual(['dhcp1.0 s', 'bound500 ms', 'loader1.5 s', 'ipxe3.0 s', expect.stringMatching(/^kernel\d/)]);
+    const err = card(FAILED.mac).locator('.error');
+    expect(await err.textContent()).toBe('loader: TFTP timeout on ipxe/snponly.efi');
+    expect(await err.evaluate((e) => e.ownerDocument.defaultView!.getComputedStyle(e).color)).toBe('rgb(248, 81, 73)'); // red
+    expect(await page.locator('.relay').getAttribute('data-agent')).toBe('lab-relay');
 
     // live: the feed moves the client to booted and adds an event
     await waitFor(() => feeds.size > 0, 10_000, 'page subscribed to /api/events');
@@ -212,17 +122,19 @@ describeSkipIf(skip)('dashboard in headless Chromium', () => {
       f.send(JSON.stringify({ kind: 'client', state: booted }));
       f.send(JSON.stringify({ kind: 'event', event: { ts: new Date().toISOString(), type: 'client.booted', mac: CLIENT.mac } }));
     }
-    await waitFor(() => browser.eval<boolean>(`${q(CLIENT.mac)}.dataset.phase === 'booted'`), 5000, 'booted rendered');
-    await waitFor(() => browser.eval<boolean>(`document.getElementById('events').textContent.includes('client.booted')`), 5000, 'event rendered');
-    expect(await browser.eval<string>(`document.getElementById('conn').textContent`)).toBe('live');
-    await browser.screenshot('dashboard-local.png');
+    await page.locator(`.client[data-mac="${CLIENT.mac}"][data-phase="booted"]`).waitFor({ timeout: 5000 });
+    await page.locator('#events', { hasText: 'client.booted' }).waitFor({ timeout: 5000 });
+    expect(await page.locator('#conn').textContent()).toBe('live');
+    await browser.screenshot('dashboard-local');
 
     // the feed drops: the page says so, comes back, refetches and subscribes again
-    for (const f of feeds) f.terminate();
+    const dropped = [...feeds];
+    feeds.clear();
+    for (const f of dropped) f.terminate();
     await waitFor(() => feeds.size > 0, 10_000, 'page resubscribed');
-    await waitFor(() => browser.eval<boolean>(`document.getElementById('conn').textContent === 'live'`), 5000, 'live again');
+    await page.locator('#conn', { hasText: /^live$/ }).waitFor({ timeout: 5000 });
     // refetched from /api/clients: the server's copy still says kernel
-    await waitFor(() => browser.eval<boolean>(`${q(CLIENT.mac)}.dataset.phase === 'kernel'`), 5000, 'refetched state');
+    await page.locator(`.client[data-mac="${CLIENT.mac}"][data-phase="kernel"]`).waitFor({ timeout: 5000 });
   });
 
   it('shows a fleet from MQTT over WebSocket, grouped by agentId', async () => {
@@ -246,18 +158,21 @@ describeSkipIf(skip)('dashboard in headless Chromium', () => {
       await waitFor(() => pubs.every((p) => p.connected), 5000, 'publishers');
       pubs[0]!.publishClient({ ...CLIENT });
       pubs[1]!.publishClient({ ...FAILED });
-      await browser.goto(`http://127.0.0.1:${port}/dashboard/?broker=${encodeURIComponent(broker.wsUrl)}&prefix=fleet`);
-      const relays = () => browser.eval<string[]>(`[...document.querySelectorAll('.relay')].map(r => r.dataset.agent + ':' + [...r.querySelectorAll('.client')].map(c => c.dataset.mac + '=' + c.dataset.phase).join(','))`);
-      await waitFor(async () => (await relays()).length === 2, 10_000, 'two relays');
+      await page.goto(`http://127.0.0.1:${port}/dashboard/?broker=${encodeURIComponent(broker.wsUrl)}&prefix=fleet`);
+      const relays = () =>
+        page.locator('.relay').evaluateAll((rs) => rs.map((r) => `${r.dataset.agent}:${[...r.querySelectorAll('.client')].map((c) => `${c.dataset.mac}=${c.dataset.phase}`).join(',')}`));
+      await page.locator(`.relay[data-agent="dongle-01"] .client[data-mac="${CLIENT.mac}"]`).waitFor({ timeout: 10_000 });
+      await page.locator(`.relay[data-agent="dongle-02"] .client[data-mac="${FAILED.mac}"]`).waitFor({ timeout: 10_000 });
       expect(await relays()).toEqual([`dongle-01:${CLIENT.mac}=kernel`, `dongle-02:${FAILED.mac}=failed`]);
-      expect(await browser.eval<string>(`document.getElementById('events').textContent`)).toBe('no events yet');
+      expect(await page.locator('#events').textContent()).toBe('no events yet');
       // live update over MQTT, and a relay going offline (its will / graceful stop)
       pubs[0]!.publishClient({ ...CLIENT, phase: 'initrd', file: 'debian/initrd.img' });
-      await waitFor(async () => (await relays())[0] === `dongle-01:${CLIENT.mac}=initrd`, 5000, 'live update');
+      await page.locator(`.relay[data-agent="dongle-01"] .client[data-mac="${CLIENT.mac}"][data-phase="initrd"]`).waitFor({ timeout: 5000 });
+      expect((await relays())[0]).toBe(`dongle-01:${CLIENT.mac}=initrd`);
       await pubs[1]!.stop();
-      await waitFor(() => browser.eval<boolean>(`document.querySelector('.relay[data-agent="dongle-02"]').classList.contains('offline')`), 5000, 'offline relay');
-      expect(await browser.eval<string>(`document.getElementById('conn').textContent`)).toBe('broker connected');
-      await browser.screenshot('dashboard-fleet.png');
+      await page.locator('.relay[data-agent="dongle-02"].offline').waitFor({ timeout: 5000 });
+      expect(await page.locator('#conn').textContent()).toBe('broker connected');
+      await browser.screenshot('dashboard-fleet');
     } finally {
       for (const p of pubs) await p.stop(500);
       await broker.cleanup();

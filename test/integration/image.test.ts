@@ -4,7 +4,7 @@
  * packaged programs run.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -13,8 +13,11 @@ import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+/** <package.json version>-r<PKG_RELEASE of the SDK feed Makefile>: one version for .ipk, .apk and SDK */
+const release = /^PKG_RELEASE:=(\d+)$/m.exec(readFileSync(join(root, 'image/openwrt/Makefile'), 'utf8'))![1]!;
+const version = `${pkg.version}-r${release}`;
 const tmp = mkdtempSync(join(tmpdir(), 'bootrelay-image-'));
-const ipk = join(tmp, 'out', `bootrelay_${pkg.version}_all.ipk`);
+const ipk = join(tmp, 'out', `bootrelay_${version}_all.ipk`);
 const outer = join(tmp, 'outer');
 const data = join(tmp, 'data');
 const control = join(tmp, 'control');
@@ -33,7 +36,8 @@ function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Proc
 }
 
 function buildIpk(outDir: string): void {
-  sh('bash', ['image/build-ipk.sh', outDir], { env: { SOURCE_DATE_EPOCH: epoch } });
+  // the .apk is checked with the real apk in image-apk.test.ts
+  sh('bash', ['image/build-ipk.sh', outDir], { env: { SOURCE_DATE_EPOCH: epoch, APK: 'none' } });
 }
 
 /** `tar -tvzf` → {path: {mode, owner}} */
@@ -89,7 +93,8 @@ describe('bootrelay_<version>_all.ipk', () => {
   it('has the control fields opkg needs', () => {
     const f = controlFields(readFileSync(join(control, 'control'), 'utf8'));
     expect(f.Package).toBe('bootrelay');
-    expect(f.Version).toBe(pkg.version);
+    expect(f.Version).toBe(version);
+    expect(version).toMatch(/^\d+\.\d+\.\d+-r\d+$/);
     expect(f.Architecture).toBe('all');
     expect(f.Depends!.split(/,\s*/)).toContain('node');
     expect(f.Section).toBe('net');
@@ -124,14 +129,31 @@ describe('bootrelay_<version>_all.ipk', () => {
       './usr/lib/bootrelay/bootrelay.js': '-rw-r--r--',
       './usr/lib/bootrelay/relayctl.js': '-rw-r--r--',
       './usr/libexec/bootrelay-router': '-rwxr-xr-x',
+      './usr/share/bootrelay/config.txt': '-rw-r--r--',
     });
     for (const [, e] of d) expect(e.owner).toBe('0/0');
     // sorted, ./-prefixed, as ipkg-build's tar --sort=name makes it
     const names = [...d.keys()];
     expect(names[0]).toBe('./');
     expect(names).toEqual([...names].sort());
-    expect(readFileSync(join(data, 'usr/bin/bootrelay'), 'utf8')).toBe('#!/bin/sh\nexec node /usr/lib/bootrelay/bootrelay.js "$@"\n');
+    expect(readFileSync(join(data, 'usr/bin/bootrelay'), 'utf8')).toMatch(/\nexec node \/usr\/lib\/bootrelay\/bootrelay\.js "\$@"\n$/);
     expect(readFileSync(join(data, 'usr/lib/bootrelay/bootrelay.js'))).toEqual(readFileSync(join(bundleDir, 'bootrelay.js')));
+  });
+
+  it('the wrappers say in one line when node is missing or older than 20 (exit 127)', () => {
+    const bin = join(tmp, 'fake-node');
+    mkdirSync(bin, { recursive: true });
+    for (const w of ['bootrelay', 'relayctl']) {
+      const wrapper = join(data, 'usr/bin', w);
+      const none = spawnSync('/bin/sh', [wrapper, '--version'], { encoding: 'utf8', env: { PATH: bin } });
+      expect(none.status).toBe(127);
+      expect(none.stderr).toMatch(new RegExp(`^${w}: node is not installed \\(needs Node\\.js >= 20: [^\n]*opkg install node[^\n]*apk add node[^\n]*\\)\n$`));
+      writeFileSync(join(bin, 'node'), '#!/bin/sh\necho v18.20.4\n', { mode: 0o755 });
+      const old = spawnSync('/bin/sh', [wrapper, '--version'], { encoding: 'utf8', env: { PATH: bin } });
+      expect(old.status).toBe(127);
+      expect(old.stderr).toBe(`${w}: node v18.20.4 is too old (Node.js 20 or newer is needed)\n`);
+      rmSync(join(bin, 'node'));
+    }
   });
 
   it('has a procd init script that respawns, logs to logd, reloads on UCI changes and validates first', () => {
@@ -155,7 +177,7 @@ describe('bootrelay_<version>_all.ipk', () => {
 
   it('is reproducible: the same inputs give the same bytes', () => {
     buildIpk(join(tmp, 'again'));
-    expect(readFileSync(join(tmp, 'again', `bootrelay_${pkg.version}_all.ipk`))).toEqual(readFileSync(ipk));
+    expect(readFileSync(join(tmp, 'again', `bootrelay_${version}_all.ipk`))).toEqual(readFileSync(ipk));
   });
 
   it('runs the packaged relayctl', () => {

@@ -55,7 +55,7 @@ describeSkipIf(missingCmds('tmux'))('relayctl watch on a terminal (tmux)', () =>
     });
     if (!r.ok) throw new Error('config');
     bus = new Bus();
-    tracker = new ClientTracker({ plan: new BootPlan({ boot: r.config.boot }), progressIntervalMs: 0 });
+    tracker = new ClientTracker({ plan: new BootPlan({ boot: r.config.boot }) });
     bus.on('relay', (e) => tracker.apply(e));
     tracker.on('client', (s) => bus.emit('client', s));
     const deps: CommandDeps = {

@@ -28,7 +28,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { hasCmd, NetLab, skipReason, waitFor } from '../helpers/netns';
+import { NetLab, skipReason, waitFor } from '../helpers/netns';
+import { netemuSkipReason, startNetemu } from '../helpers/netemu';
 import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('curl', 'atftp', 'tc', 'ss', 'mount', 'umount');
@@ -267,18 +268,8 @@ describeSkipIf(reason)('uplink faults: the real agent between a faulty upstream 
     nsR = lab.addNs('relay');
     nsC = lab.addNs('client');
     // the Wi-Fi-like uplink
-    const netemuC = join(root, 'bench/_lib/netemu.c');
-    const bin = join(work, 'netemu');
-    if (!process.env.BRF_NO_NETEMU && existsSync(netemuC) && hasCmd('gcc') && spawnSync('gcc', ['-O2', '-o', bin, netemuC]).status === 0) {
-      const p = lab.spawn(nsUp, bin, [`${nsUp}:eth0`, `${nsR}:wan`, '10000', '20000', '1000']);
-      let out = '';
-      let err = '';
-      p.stdout!.on('data', (d) => (out += d));
-      p.stderr!.on('data', (d) => (err += d));
-      await waitFor(() => {
-        if (p.exitCode !== null) throw new Error(`netemu exited: ${err}`);
-        return out.includes('ready');
-      }, 5000, 'netemu ready');
+    if (!process.env.BRF_NO_NETEMU && !netemuSkipReason()) {
+      await startNetemu(lab, { ns: nsUp, dev: 'eth0' }, { ns: nsR, dev: 'wan' }, { delayUs: 10_000, rateKbit: 20_000, limit: 1000, workDir: work });
       lab.ip(nsUp, 'link', 'set', 'eth0', 'up');
       lab.ip(nsR, 'link', 'set', 'wan', 'up');
       link = 'netemu: 10 ms each way, 20 Mbit/s';

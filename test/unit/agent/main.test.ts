@@ -83,3 +83,19 @@ describe('Agent reload and the boot plan', () => {
     await agent.stop();
   });
 });
+
+describe('Agent wiring of the tracker', () => {
+  it('publishes a failure once, as client.failed after the event that caused it, derived from the state change', async () => {
+    const { agent } = makeAgent();
+    const seen: string[] = [];
+    agent.bus.on('relay', (e) => seen.push(e.type));
+    agent.bus.on('client', (u) => seen.push(`client:${u.state.phase}:${u.kind}`));
+    agent.emit({ type: 'dhcp.discover', mac: mac(9), firmware: 'ipxe', arch: 'bios' });
+    agent.emit({ type: 'http.start', mac: mac(9), file: 'debian/vmlinuz', totalBytes: 10 });
+    agent.emit({ type: 'http.progress', mac: mac(9), file: 'debian/vmlinuz', bytes: 5, totalBytes: 10 });
+    agent.emit({ type: 'http.error', mac: mac(9), file: 'debian/vmlinuz', reason: 'not-found', error: 'not found', status: 404 });
+    expect(seen).toEqual(['dhcp.discover', 'client:dhcp:phase', 'http.start', 'client:kernel:phase', 'http.progress', 'client:kernel:progress', 'http.error', 'client.failed', 'client:failed:phase']);
+    expect(agent.tracker.get(mac(9))).toMatchObject({ phase: 'failed', error: 'upstream 404 for debian/vmlinuz' });
+    await agent.stop();
+  });
+});

@@ -1,6 +1,8 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../agent/config/load';
 import { looksLikeUci, parseUci, uciToConfigObject } from '../../../agent/config/uci';
 
 const fixture = (name: string): string => readFileSync(join(__dirname, '../../fixtures/uci', name), 'utf8');
@@ -19,20 +21,70 @@ describe('parseUci', () => {
     ["option a 'x'# comment", 'x'],
     ["option a 'a#b'", 'a#b'],
     ['option a "a;b"', 'a;b'],
-    ["option a ''", ''],
     ['option a "joined\\\nhere"', 'joinedhere'],
     ['option a joined\\\nhere', 'joinedhere'],
     ["option a 'pre'\"mid\"post", 'premidpost'],
+    ["option a 'l1\nl2'", 'l1\nl2'],
+    ['option a "l1\nl2"', 'l1\nl2'],
+    ["option a '1'; option b 2", '1'],
   ])('reads %j as %j', (line, value) => {
     const { pkg, issues } = parseUci(`config t 's'\n\t${line}\n`);
     expect(issues).toEqual([]);
     expect(pkg.sections[0]!.options.get('a')).toBe(value);
   });
 
-  it('splits statements at ; and continues a statement after a trailing backslash', () => {
-    const { pkg, issues } = parseUci("config t; option a 1; option b \\\n  '2'\n");
+  it('splits statements at a ; after a blank or a quote; a ; right after a bare word ends the line (as libuci)', () => {
+    const opts = (t: string): Record<string, unknown> => {
+      const { pkg, issues } = parseUci(t);
+      expect(issues).toEqual([]);
+      return Object.fromEntries(pkg.sections[0]!.options);
+    };
+    expect(opts("config t\n option a 1 ; option b '2'; option c 3\n")).toEqual({ a: '1', b: '2', c: '3' });
+    expect(opts('config t\n option a 1; option b 2\n')).toEqual({ a: '1' });
+    expect(opts('config t; option a 1\n')).toEqual({});
+  });
+
+  it('notes what uci silently ignores: text after a ; glued to a bare word, options set to nothing', () => {
+    expect(parseUci("config t\n option a 1; option b 2\n option c ''\n option d\n option e 1 ; option f '2'; option g 3 # x;y\n").notes).toEqual([
+      'bootrelay: line 2: "option b 2" after ";" is ignored (uci ends the line at a ";" right after an unquoted word: put a blank before it)',
+      "bootrelay: line 3: option c has no value and is ignored (delete the line, or write list c '' for an empty item)",
+      "bootrelay: line 4: option d has no value and is ignored (delete the line, or write list d '' for an empty item)",
+    ]);
+    expect(parseUci('config t; # only a comment after it\n').notes).toEqual([]);
+    const { issues, warnings } = uciToConfigObject("config dhcp\n option mode server; option port 67\n");
     expect(issues).toEqual([]);
-    expect(Object.fromEntries(pkg.sections[0]!.options)).toEqual({ a: '1', b: '2' });
+    expect(warnings).toEqual([expect.stringContaining('line 2: "option port 67" after ";" is ignored')]);
+    // loadConfig (what the agent and `relayctl config check` use) passes them on as warnings
+    const dir = mkdtempSync(join(tmpdir(), 'bootrelay-uci-'));
+    const file = join(dir, 'bootrelay');
+    writeFileSync(file, readFileSync(shippedDefault, 'utf8').replace("option mode 'server'", 'option mode server; option port 6767'));
+    const r = loadConfig(file);
+    rmSync(dir, { recursive: true });
+    expect(r.ok).toBe(true);
+    expect(r.warnings[0]).toMatch(/^bootrelay: line \d+: "option port 6767" after ";" is ignored/);
+  });
+
+  it('joins lines at a backslash-newline inside a word only', () => {
+    expect(parseUci('config t\n option a joined\\\nhere\n').pkg.sections[0]!.options.get('a')).toBe('joinedhere');
+    expect(parseUci("config t\n option b \\\n  '2'\n").issues).toEqual([
+      'bootrelay: line 3: parse error (too many arguments): "2" (quote a value that has blanks)',
+    ]);
+  });
+
+  it("sets nothing for option a '' or a valueless option; keeps an empty list item", () => {
+    const { pkg, issues } = parseUci("config t\n option a 1\n option a ''\n option b\n list c ''\n");
+    expect(issues).toEqual([]);
+    expect(Object.fromEntries(pkg.sections[0]!.options)).toEqual({ a: '1', c: [''] });
+  });
+
+  it('rejects one section name with two types; non-strict parsing takes the second', () => {
+    const text = "config t 'd'\n option x 1\nconfig u 'd'\n option y 2\n";
+    expect(parseUci(text).issues).toEqual([
+      'bootrelay: line 3: parse error (section of different type overwrites prior section with same name): "d" is a "t" section, line 1',
+    ]);
+    const loose = parseUci(text, 'bootrelay', false);
+    expect(loose.issues).toEqual([]);
+    expect(loose.pkg.sections.map((s) => [s.type, s.name, Object.fromEntries(s.options)])).toEqual([['u', 'd', { x: '1', y: '2' }]]);
   });
 
   it('collects list items in order and turns an option followed by list items into a list', () => {
@@ -53,15 +105,16 @@ describe('parseUci', () => {
   });
 
   it.each([
-    ["config t\n option a 'open", 'line 2: unterminated single quote'],
-    ["config t\n option a 'two\n option b 1", 'line 2: unterminated single quote'],
-    ['config t\n option a "open', 'line 2: unterminated double quote'],
-    ["option a 'b'", 'line 1: "option" outside of a config section'],
-    ["config t\n option a 'b' 'c'", 'line 2: "option" takes a name and one value, got 3 arguments'],
-    ['config t\n option a', 'line 2: "option" takes a name and one value, got 1 arguments'],
-    ["config t 'bad-name'", 'line 1: invalid section name "bad-name"'],
-    ["config t\n option 'bad.key' 1", 'line 2: invalid option name "bad.key"'],
-    ['frob x', 'line 1: unknown statement "frob"'],
+    ["config t\n option a 'open", `line 2: parse error (EOF with unterminated '): the quote opened on line 2`],
+    ["config t\n option a 'two\n option b 1", `line 3: parse error (EOF with unterminated '): the quote opened on line 2`],
+    ['config t\n option a "open', 'line 2: parse error (EOF with unterminated "): the quote opened on line 2'],
+    ["option a 'b'", 'line 1: parse error (option/list command found before the first section)'],
+    ["config t\n option a 'b' 'c'", 'line 2: parse error (too many arguments): "c"'],
+    ['config t\n option', 'line 2: parse error (option without name)'],
+    ['config t\n option \n', 'line 2: parse error (insufficient arguments)'],
+    ["config t 'bad-name'", 'line 1: parse error (invalid character in name field): "bad-name" (letters, digits and _ only)'],
+    ["config t\n option 'bad.key' 1", 'line 2: parse error (invalid character in name field): "bad.key"'],
+    ['frob x', 'line 1: parse error (invalid command): "frob" (expected config, option, list or package)'],
   ])('reports %j', (text, msg) => {
     const { issues } = parseUci(text);
     expect(issues).toHaveLength(1);
@@ -195,11 +248,11 @@ describe('uciToConfigObject', () => {
 
   it('reports structural problems, each on one line naming where', () => {
     const { issues } = uciToConfigObject(fixture('bad-structure.uci'));
+    // the file's first syntax error (as `uci` reports it), then what the sections non-strict
+    // parsing (config_load) still reads would give: `option prefix` of the rejected
+    // `config lan 'bad-name'` lands in the section before it
     expect(issues).toEqual([
-      'bootrelay: line 31: unterminated double quote',
-      'bootrelay: line 1: "option" outside of a config section',
-      'bootrelay: line 25: invalid section name "bad-name" (letters, digits and _ only)',
-      'bootrelay: line 30: "option" takes a name and one value, got 3 arguments',
+      'bootrelay: line 1: parse error (option/list command found before the first section)',
       expect.stringMatching(/^bootrelay\.main\.colour: unknown option for a "agent" section \(expected one of enabled, agent_id, /),
       expect.stringMatching(/^bootrelay\.@frobnicator\[0\]: unknown section type "frobnicator" \(expected one of agent, lan, /),
       'bootrelay.@dhcp[0].range_end: missing (range_start is set)',
@@ -207,6 +260,7 @@ describe('uciToConfigObject', () => {
       'bootrelay.@loader[0].arch: missing (e.g. bios, uefi-x64, uefi-arm64)',
       "bootrelay.@profile[0]: a profile needs a name (config profile 'NAME' or option name)",
       'bootrelay.@assign[0].profile: missing (an assignment needs mac and profile)',
+      'bootrelay.@assign[0].prefix: unknown option for a "assign" section (expected one of mac, profile)',
       'bootrelay.@upstream[0].header: expected "Name: value", got "no colon here"',
     ]);
   });

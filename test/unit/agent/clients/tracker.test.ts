@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ClientThrottle } from '../../../../agent/clients/throttle';
 import { cleanFile, ClientTracker, transferFailure, type ClientState } from '../../../../agent/clients/tracker';
 import type { BootConfig } from '../../../../agent/config/types';
 import { BootPlan } from '../../../../relay/boot/plan';
@@ -21,10 +22,15 @@ const MAC = '52:54:00:99:0b:01';
 function setup(opts: Partial<ConstructorParameters<typeof ClientTracker>[0]> = {}) {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const emitted: ClientState[] = [];
-  const failures: Array<Record<string, unknown>> = [];
+  const failures: object[] = [];
   const plan = new BootPlan({ boot: BOOT });
-  const t = new ClientTracker({ plan, now: () => now, emit: (e) => failures.push(e), ...opts });
-  t.on('client', (s) => emitted.push(s));
+  const t = new ClientTracker({ plan, now: () => now, ...opts });
+  // subscribers see updates through the shared throttle (250 ms, as relayctl watch and the dashboard)
+  const feed = new ClientThrottle({ intervalMs: 250, now: () => now, timers: false, send: (s) => emitted.push(s) });
+  t.on('client', (u) => {
+    feed.offer(u);
+    if (u.failed) failures.push(u.failed);
+  });
   const ev = <T extends RelayEventType>(type: T, f: EventFields<T> = {}) => t.apply(scripted(type, { mac: MAC, ...f }));
   return {
     t,
@@ -34,7 +40,9 @@ function setup(opts: Partial<ConstructorParameters<typeof ClientTracker>[0]> = {
     ev,
     advance: (ms: number) => {
       now += ms;
-      return t.tick(now);
+      const changed = t.tick(now);
+      feed.flush(now);
+      return changed;
     },
     phases: () => [...new Set(emitted.filter((s) => s.mac === (emitted.at(-1)?.mac ?? MAC)).map((s) => s.phase))],
   };
