@@ -7,11 +7,22 @@
  * which stands after those tokens.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BootLab, labSkipReason, labWorkDir, RELAY_LAN_IP } from './lab';
 import { agentBundle, expectInOrder, is } from './steps';
-import { describeSkipIf } from '../helpers/skip';
+import { describeSkipIf, itSkipIf } from '../helpers/skip';
+import { hasCmd } from '../helpers/netns';
+
+/** TFTP read requests in the lab's LAN capture: [client ip, file, options]. */
+function rrqs(work: string): Array<[string, string, string]> {
+  const r = spawnSync('tshark', ['-r', join(work, 'lan.pcap'), '-Y', 'tftp.opcode==1', '-T', 'fields', '-e', 'ip.src', '-e', 'tftp.source_file', '-e', 'tftp.option.name'], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t') as [string, string, string]);
+}
 
 const TRICKY = '#hash || && ; a=b;c';
 
@@ -85,4 +96,23 @@ describeSkipIf(labSkipReason())('e2e: iPXE runs an escaped script (QEMU, TCG)', 
       ['booted', is('client.booted')],
     ]);
   }, 300_000);
+
+  itSkipIf(hasCmd('tshark') && hasCmd('tcpdump') ? undefined : 'needs tshark and tcpdump (the LAN capture)')(
+    'option 13: with the loader cached, EDK2 takes its size from the ACK and skips the tsize probe (RFC 2132 §3.7)',
+    async () => {
+      const cold = '52:54:00:99:4e:02'; // booted above, with the loader not yet cached
+      const warm = '52:54:00:99:4e:03';
+      const r = await lab.boot('uefi', warm, 240_000);
+      timings.uefiWarm = r.seconds;
+      expect(r.ok, `${r.reason}\n${r.serialTail}`).toBe(true);
+      const ipOf = (mac: string) => String(lab.events(mac).find((e) => e.type === 'dhcp.ack')?.ip);
+      const loaderRrqs = (mac: string) => rrqs(work).filter(([ip, f]) => ip === ipOf(mac) && f === 'ipxe/snponly.efi');
+      // the cold boot probed the size with tsize (no option 13: the cache did not know it yet)
+      expect(loaderRrqs(cold).some(([, , o]) => /tsize/.test(o ?? '')), JSON.stringify(rrqs(work))).toBe(true);
+      // the warm one read the loader once, without a tsize probe
+      expect(loaderRrqs(warm).length, JSON.stringify(rrqs(work))).toBeGreaterThan(0);
+      expect(loaderRrqs(warm).filter(([, , o]) => /tsize/.test(o ?? ''))).toEqual([]);
+    },
+    300_000,
+  );
 });
