@@ -241,3 +241,38 @@ describe('option 13 and the UEFI HTTP Boot URL', () => {
     expect(() => new URL(d.reply.options.str(Opt.BootFileName)!)).not.toThrow();
   });
 });
+
+describe('loader fallback (issue 12 item 3)', () => {
+  const GUID2 = Buffer.from('00' + 'aabbccdd' + '0011' + '2233' + '4455' + '66778899aabb', 'hex');
+  const loaders2 = { 'uefi-x64': ['ipxe/snponly.efi', 'ipxe/ipxe.efi'] };
+  function ackLoader(c: PolicyContext, mac: string, opts: Opts, xid: number) {
+    const o = reply(decide(msg(MessageType.DISCOVER, mac, opts, { xid }), classifyClient(msg(MessageType.DISCOVER, mac, opts)), c));
+    const rq = msg(MessageType.REQUEST, mac, [...opts, [54, Buffer.from([10, 99, 0, 1])], [50, Buffer.from(o.ip!.split('.').map(Number))]], { xid });
+    return reply(decide(rq, classifyClient(rq), c));
+  }
+
+  it.each([
+    ['iPXE on the same MAC', '52:54:00:99:05:01', [...UEFI] as Opts],
+    ['iPXE on another NIC of the same machine (same option 97 GUID)', '52:54:00:99:05:99', [...UEFI, [97, GUID2]] as Opts],
+  ])('no fallback after %s asked for an address', (_w, ipxeMac, ipxeOpts) => {
+    const history = new BootHistory();
+    let now = 1_000_000;
+    const c = () => ctx({ loaders: loaders2, history, now });
+    const fw: Opts = [...UEFI, [97, GUID2]];
+    expect(ackLoader(c(), '52:54:00:99:05:01', fw, 1).reply.file).toBe('ipxe/snponly.efi');
+    now += 5_000;
+    const ipxe = msg(MessageType.DISCOVER, ipxeMac, [...ipxeOpts, [77, 'iPXE']], { xid: 2 });
+    expect(reply(decide(ipxe, classifyClient(ipxe), c())).boot?.role).toBe('script');
+    now += 5_000;
+    const again = msg(MessageType.DISCOVER, '52:54:00:99:05:01', fw, { xid: 3 });
+    const d = reply(decide(again, classifyClient(again), c()));
+    expect(d.reply.file).toBe('ipxe/snponly.efi');
+    expect(d.side).toEqual([]);
+    // and the same without iPXE in between: the fallback (the check can fail)
+    const h2 = new BootHistory();
+    const c2 = () => ctx({ loaders: loaders2, history: h2, now });
+    ackLoader(c2(), '52:54:00:99:05:02', UEFI, 4);
+    const next = msg(MessageType.DISCOVER, '52:54:00:99:05:02', UEFI, { xid: 5 });
+    expect(reply(decide(next, classifyClient(next), c2())).side.map((s) => s.type)).toEqual(['dhcp.loader-fallback']);
+  });
+});
