@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCmd } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsMissing } from '../helpers/openwrt-tools';
 
 const root = join(__dirname, '../..');
@@ -63,7 +64,7 @@ config control 'control'
 let out = '';
 const at = (key: string): string | undefined => new RegExp(`^@@ .*\\b${key}=(\\S*)`, 'm').exec(out)?.[1];
 
-describe.skipIf(!!skip)(`the init script under procd ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)('the init script under procd', () => {
   beforeAll(() => {
     const R = join(tmp, 'root');
     const { ipk } = buildPackages(join(tmp, 'pkg'), 1);
