@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hasCmd } from '../helpers/netns';
 import { describeSkipIf } from '../helpers/skip';
 import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsMissing } from '../helpers/openwrt-tools';
