@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCmd } from '../helpers/netns';
-import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsDir, toolsMissing } from '../helpers/openwrt-tools';
 
 const root = join(__dirname, '../..');
 const fixtures = join(root, 'test/fixtures/procd');
@@ -90,6 +90,9 @@ describe.skipIf(!!skip)(`the init script under procd ${skip ? `(${skip})` : ''}`
     copyFileSync(procdBin.ubusd, join(R, 'usr/sbin/ubusd'));
     copyFileSync(procdBin.ubus, join(R, 'usr/bin/ubus'));
     copyFileSync(procdBin.setlbf, join(R, 'usr/lib/libsetlbf.so'));
+    // their libraries in /usr/lib too: the tools dir may be under /tmp, which is a fresh tmpfs inside
+    const lib = join(toolsDir, 'lib');
+    for (const f of readdirSync(lib).filter((n) => n.endsWith('.so'))) copyFileSync(join(lib, f), join(R, 'usr/lib', f));
     copyFileSync(toolBin('uci'), join(R, 'usr/bin/uci'));
     copyFileSync(join(toolBin('uci'), '../jshn'), join(R, 'usr/bin/jshn'));
     copyFileSync(join(openwrtFiles(), 'package/system/procd/files/service'), join(R, 'usr/sbin/service'));
