@@ -55,8 +55,7 @@ export type FailKind =
   | 'stall'
   | 'no-request-tftp'
   | 'no-request-http'
-  | 'no-request-script'
-  | 'reported';
+  | 'no-request-script';
 
 interface Base {
   /** ISO-8601 time. */

@@ -350,7 +350,8 @@ function renderClients(list: ClientView[]): string {
   if (!list.length) return 'no clients seen yet\n';
   return table(
     ['MAC', 'IP', 'ARCH', 'FIRMWARE', 'PROFILE', 'PHASE', 'FILE', 'PROGRESS', 'UPDATED', 'ERROR'],
-    list.map((c) => [c.mac, c.ip, c.arch, c.firmware, c.profile, c.phase, c.file, progressText(c), ago(c.updatedAt), c.error]),
+    // a dual-stack client shows both addresses; an IPv6-only one its IPv6 address
+    list.map((c) => [c.mac, [c.ip, c.ip6].filter(Boolean).join(' ') || null, c.arch, c.firmware, c.profile, c.phase, c.file, progressText(c), ago(c.updatedAt), c.error]),
   );
 }
 

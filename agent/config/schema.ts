@@ -205,7 +205,7 @@ class Ctx {
 // ---------------------------------------------------------------- sections
 
 /** The running parts a reload can restart, in the order they are restarted. */
-export const SERVICES = ['cache', 'http', 'tftp', 'dhcp', 'control', 'mqtt'] as const;
+export const SERVICES = ['cache', 'http', 'tftp', 'dhcp', 'dhcp6', 'control', 'mqtt'] as const;
 export type Service = (typeof SERVICES)[number];
 
 /**
@@ -217,18 +217,18 @@ export type Service = (typeof SERVICES)[number];
  */
 export const RESTARTS: Record<keyof Config, readonly Service[]> = {
   agentId: ['mqtt'],
-  stateDir: ['dhcp', 'mqtt'],
-  lan: ['http', 'tftp', 'dhcp'],
+  stateDir: ['dhcp', 'dhcp6', 'mqtt'],
+  lan: ['http', 'tftp', 'dhcp', 'dhcp6'],
   dhcp: ['dhcp'],
-  dhcp6: [], // relay/dhcp6 is not run by the agent yet: nothing to restart
-  tftp: ['tftp', 'dhcp'],
-  http: ['http', 'dhcp'],
+  dhcp6: ['dhcp6'],
+  tftp: ['tftp', 'dhcp', 'dhcp6'],
+  http: ['http', 'dhcp', 'dhcp6'],
   upstream: ['cache'],
   cache: ['cache'],
-  boot: ['dhcp'],
+  boot: ['dhcp', 'dhcp6'],
   mqtt: ['mqtt'],
   control: ['control'],
-  log: ['http', 'tftp', 'dhcp', 'mqtt'],
+  log: ['http', 'tftp', 'dhcp', 'dhcp6', 'mqtt'],
 };
 
 const ROOT_KEYS = ['$schema', 'agentId', 'stateDir', 'lan', 'dhcp', 'dhcp6', 'tftp', 'http', 'upstream', 'cache', 'boot', 'mqtt', 'control', 'log'] as const;

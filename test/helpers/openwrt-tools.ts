@@ -1,8 +1,9 @@
 /**
  * OpenWrt's own package tools (opkg 24.10, apk-tools 3.0.2 and uci/libuci of 25.12), built from
  * ../shared/openwrt's pinned sources by scripts/openwrt-tools.sh into .cache/openwrt-tools/
- * (`.ci/run` builds them before `make test`). OPENWRT_TOOLS=DIR points elsewhere.
- * Tests use `describe.skipIf(!!toolsMissing(...))(...)` with the reason this returns.
+ * (`make test` builds them first: make openwrt-tools). OPENWRT_TOOLS=DIR points elsewhere.
+ * Tests use `describeSkipIf(toolsMissing(...))(...)` (test/helpers/skip.ts): the reason this returns
+ * goes into the title, and `make test`'s summary.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
