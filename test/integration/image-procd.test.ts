@@ -14,8 +14,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCmd } from '../helpers/netns';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsDir, toolsMissing } from '../helpers/openwrt-tools';
 
 const root = join(__dirname, '../..');
@@ -24,7 +24,7 @@ const skip =
   toolsMissing('opkg', 'uci', 'apk') ||
   (!existsSync(procdBin.procd) ? `procd not built in ${procdBin.procd} (scripts/openwrt-tools.sh)` : '') ||
   (process.getuid?.() !== 0 ? 'needs root (namespaces, overlay mounts)' : '') ||
-  (['unshare', 'busybox', 'ip', 'node'].find((c) => !hasCmd(c)) ?? '') ||
+  (missingCmds('unshare', 'busybox', 'ip', 'node') ?? '') ||
   (!existsSync('/usr/bin/python3') ? 'no /usr/bin/python3 for the jsonfilter stand-in' : '');
 const tmp = mkdtempSync(join(tmpdir(), 'bootrelay-procd-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -63,7 +63,7 @@ config control 'control'
 let out = '';
 const at = (key: string): string | undefined => new RegExp(`^@@ .*\\b${key}=(\\S*)`, 'm').exec(out)?.[1];
 
-describe.skipIf(!!skip)(`the init script under procd ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)('the init script under procd', () => {
   beforeAll(() => {
     const R = join(tmp, 'root');
     const { ipk } = buildPackages(join(tmp, 'pkg'), 1);
