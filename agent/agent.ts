@@ -366,6 +366,8 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       trace: this.trace,
+      // option 13 (RFC 2132 §3.7): the loader's size when the cache knows it (EDK2 then skips its tsize probe)
+      bootFileSize: (path) => this.cache?.sizeOf(path),
     });
     await this.bind('dhcp', '0.0.0.0', cfg.dhcp.port, () => dhcp.start());
     this.dhcp = dhcp;

@@ -179,6 +179,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         type === 'client.booted' ||
         type === 'dhcp.no-loader' ||
         type === 'dhcp6.no-loader' ||
+        type === 'dhcp.unknown-client' ||
         (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
       c = this.create(mac, ev, t);
@@ -225,6 +226,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         this.fail(c, t, `no loader configured for arch ${arch}`, 'no-loader');
         break;
       }
+      case 'dhcp.unknown-client':
+        this.fail(c, t, 'not a known client: dhcp.knownClientsOnly is on and this MAC is not in dhcp.static, boot.assign or a boot.match mac rule', 'unknown-client');
+        break;
       case 'dhcp.pool-exhausted':
         this.fail(c, t, `the DHCP pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
         break;
