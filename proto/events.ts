@@ -43,6 +43,7 @@ export type DhcpIgnoreReason =
   | 'unknown-type'
   | 'no-requested-ip'
   | 'not-our-lease'
+  | 'unknown-client' // dhcp.knownClientsOnly: a MAC not named in the config gets no boot
   | 'no-mac'; // hlen 0: nothing to key a lease or a boot on
 
 /** Why a cache fill or check failed (relay/cache; metric bootrelay_cache_errors_total{reason} spells disk full `disk-full`). */
@@ -58,6 +59,7 @@ export type FailKind =
   | 'no-request-tftp'
   | 'no-request-http'
   | 'no-request-script'
+  | 'unknown-client'
   | 'secure-boot' // a UEFI loader fetched completely, then not run (agent/clients/secureboot.ts)
   | 'needs-ipxe' // an iPXE-script profile for a client on the Secure Boot chain
   | 'kernel-refused' // GRUB could not load the kernel (Secure Boot: not signed for this shim)
@@ -114,6 +116,12 @@ export interface DhcpPoolExhaustedEvent extends DhcpBase {
   type: 'dhcp.pool-exhausted';
   /** dhcp.range: first and last address */
   range: [string, string];
+}
+
+/** dhcp.knownClientsOnly: a netboot client whose MAC the config does not name gets no boot file. */
+export interface DhcpUnknownClientEvent extends DhcpBase {
+  type: 'dhcp.unknown-client';
+  detail: string;
 }
 
 export interface DhcpLoaderFallbackEvent extends DhcpBase {
@@ -305,6 +313,7 @@ export type RelayEvent =
   | DhcpNoLoaderEvent
   | DhcpPoolExhaustedEvent
   | DhcpLoaderFallbackEvent
+  | DhcpUnknownClientEvent
   | Dhcp6ReceivedEvent
   | Dhcp6ReplyEvent
   | Dhcp6NoLoaderEvent
@@ -356,7 +365,7 @@ export function isProgressEvent(ev: RelayEvent): ev is TftpProgressEvent | HttpP
 }
 
 /** The DHCP service's events (dhcp.* and proxy.*): they carry the client's firmware and arch. */
-export type DhcpEvent = DhcpReceivedEvent | DhcpReplyEvent | DhcpNoLoaderEvent | DhcpPoolExhaustedEvent | DhcpLoaderFallbackEvent;
+export type DhcpEvent = DhcpReceivedEvent | DhcpReplyEvent | DhcpNoLoaderEvent | DhcpPoolExhaustedEvent | DhcpLoaderFallbackEvent | DhcpUnknownClientEvent;
 
 export function isDhcpEvent(ev: RelayEvent): ev is DhcpEvent {
   return ev.type.startsWith('dhcp.') || ev.type.startsWith('proxy.');

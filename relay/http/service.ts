@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { pipeline } from 'node:stream';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import type { BootPlan } from '../boot/plan';
@@ -29,6 +29,8 @@ import { renderBootScript, renderFailScript } from './ipxe-script';
 
 export interface HttpServiceOptions {
   address: string;
+  /** also listen on this IPv6 address (same port) */
+  address6?: string;
   port: number;
   source: FileSource;
   log: Logger;
@@ -115,6 +117,39 @@ export function parseRange(h: string | undefined): { start?: number; end?: numbe
   return { start, end };
 }
 
+/**
+ * pipeline(src, res, cb) that also hands each chunk back to the source
+ * (`release`) once its socket write has completed, so a reader can reuse its
+ * buffers: with 20 clients, waiting for the garbage collector to free them
+ * costs tens of MiB of RSS. `cb` runs once: after 'finish', or with the error
+ * (the source is then destroyed; the caller destroys the response).
+ */
+function pumpTo(src: Readable, res: http.ServerResponse, release: ((c: Buffer) => void) | undefined, cb: (err?: Error) => void): void {
+  let done = false;
+  const finish = (err?: Error) => {
+    if (done) return;
+    done = true;
+    src.off('data', onData);
+    res.off('drain', onDrain);
+    if (err) src.destroy();
+    cb(err);
+  };
+  const onData = (c: Buffer) => {
+    const ok = release ? res.write(c, () => release(c)) : res.write(c);
+    if (!ok) src.pause();
+  };
+  const onDrain = () => src.resume();
+  src.on('data', onData);
+  res.on('drain', onDrain);
+  src.once('end', () => res.end());
+  src.once('error', (err) => finish(err));
+  res.once('error', (err) => finish(err));
+  res.once('finish', () => finish());
+  res.once('close', () => {
+    if (!res.writableFinished) finish(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+  });
+}
+
 function cleanIp(a: string | undefined): string {
   if (!a) return '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
@@ -128,6 +163,7 @@ function etagMatches(inm: string, etag: string): boolean {
 
 export class HttpService {
   private server: http.Server | undefined;
+  private server6: http.Server | undefined;
   private wss: WebSocketServer | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly log: Logger;
@@ -217,7 +253,28 @@ export class HttpService {
     this.server = server;
     this.wss = wss;
     this.boundPort = (server.address() as AddressInfo).port;
-    this.log.info({ address: this.o.address, port: this.boundPort }, 'http listening');
+    if (this.o.address6) {
+      // the same handlers on a second listener: the IPv6 LAN address, same port
+      const s6 = http.createServer();
+      s6.keepAliveTimeout = server.keepAliveTimeout;
+      s6.maxConnections = server.maxConnections;
+      for (const ev of ['request', 'clientError', 'upgrade'] as const) for (const l of server.listeners(ev)) s6.on(ev, l as (...a: unknown[]) => void);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          s6.once('error', reject);
+          s6.listen({ port: this.boundPort, host: this.o.address6, ipv6Only: true }, () => {
+            s6.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        await this.stop();
+        throw err;
+      }
+      s6.on('error', (err) => this.log.error({ err }, 'http server error'));
+      this.server6 = s6;
+    }
+    this.log.info({ address: this.o.address, address6: this.o.address6, port: this.boundPort }, 'http listening');
   }
 
   async stop(): Promise<void> {
@@ -226,13 +283,15 @@ export class HttpService {
     for (const ws of this.wss?.clients ?? []) ws.terminate();
     this.wss?.close();
     this.wss = undefined;
-    const s = this.server;
-    this.server = undefined;
-    if (!s) return;
-    await new Promise<void>((r) => {
-      s.close(() => r());
-      s.closeAllConnections();
-    });
+    const servers = [this.server, this.server6];
+    this.server = this.server6 = undefined;
+    for (const s of servers) {
+      if (!s) continue;
+      await new Promise<void>((r) => {
+        s.close(() => r());
+        s.closeAllConnections();
+      });
+    }
   }
 
   // ---- routing ---------------------------------------------------------------
@@ -450,7 +509,7 @@ export class HttpService {
         this.o.emit({ type: 'http.progress', mac, ip, file, bytes, totalBytes: size });
       }
     });
-    pipeline(opened.stream, res, (err) => {
+    pumpTo(opened.stream, res, opened.release, (err) => {
       this.o.metrics.inc('bootrelay_http_bytes_total', {}, bytes);
       if (err) {
         // Never end a body normally after a source error: the client must see a failed transfer.
@@ -499,8 +558,11 @@ export class HttpService {
   private baseUrl(req: http.IncomingMessage): string {
     if (this.o.publicUrl) return this.o.publicUrl.replace(/\/+$/, '');
     const host = req.headers.host;
-    if (host && /^[A-Za-z0-9.\-:[\]]+$/.test(host)) return `http://${host}`;
-    const a = this.o.address.includes(':') ? `[${this.o.address}]` : this.o.address;
+    // a bare IPv6 address (no brackets) cannot name a port: use the address we were reached on
+    if (host && /^[A-Za-z0-9.\-:[\]]+$/.test(host) && (host.startsWith('[') || (host.match(/:/g)?.length ?? 0) < 2)) return `http://${host}`;
+    // no Host header: the address the client reached us on (so an IPv6 client gets IPv6 URLs)
+    const local = cleanIp(req.socket.localAddress).split('%')[0] || this.o.address;
+    const a = local.includes(':') ? `[${local}]` : local;
     return this.boundPort === 80 ? `http://${a}` : `http://${a}:${this.boundPort}`;
   }
 

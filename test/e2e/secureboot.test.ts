@@ -10,7 +10,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeSkipIf } from '../helpers/skip';
 import { BootLab, labBaseDir, labSkipReason, labWorkDir } from './lab';
 import { agentBundle, expectInOrder, is } from './steps';
 import { clientState, discoverToBooted, installSignedPayload, ovmfSecureBootArgs, runVm, useSignedChain } from './vm';
@@ -29,7 +30,7 @@ const reason = sbSkipReason();
 // a command line with spaces, quotes, `$` and `;`: GRUB's lexer and its loader must hand it over intact
 const QUOTING = 'lab.quoting="x y;$z"';
 
-describe.skipIf(!!reason)('e2e: Secure Boot through the relay (QEMU q35 + SMM, OVMF secboot, TCG)', () => {
+describeSkipIf(reason)('e2e: Secure Boot through the relay (QEMU q35 + SMM, OVMF secboot, TCG)', () => {
   let lab: BootLab;
   const timings: Record<string, number> = {};
 

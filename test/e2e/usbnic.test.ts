@@ -11,7 +11,8 @@
  */
 import { copyFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeSkipIf } from '../helpers/skip';
 import { BootLab, labSkipReason, labWorkDir } from './lab';
 import { agentBundle, expectInOrder, is, isScript } from './steps';
 import { clientState, discoverToBooted, espDir, runVm } from './vm';
@@ -42,7 +43,7 @@ const EHCI = [
 ];
 const QEMU_USB_NET = { bus: 'usb', vendor: '0525', device: 'a4a2' };
 
-describe.skipIf(!!reason)('e2e: a USB NIC only, iPXE 2.0 from boot media (QEMU usb-net, TCG)', () => {
+describeSkipIf(reason)('e2e: a USB NIC only, iPXE 2.0 from boot media (QEMU usb-net, TCG)', () => {
   let lab: BootLab;
   const timings: Record<string, number> = {};
 

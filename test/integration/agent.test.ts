@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundleAgent } from '../helpers/bundle';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/netns';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
@@ -19,7 +19,6 @@ import mqtt from 'mqtt';
 import { onJsonLines } from '../helpers/jsonl';
 import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
-const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'bragent-'));
 const AGENT = join(work, 'bootrelay.js');
 const CTL = join(work, 'relayctl.js');
@@ -93,11 +92,7 @@ function writeCfg(c: Record<string, unknown>, file = cfgFile): void {
 }
 
 beforeAll(async () => {
-  const common = { bundle: true, platform: 'node' as const, target: 'node20', format: 'cjs' as const, logLevel: 'error' as const, absWorkingDir: root, define: { __BOOTRELAY_VERSION__: '"0.0.0-test"' } };
-  await Promise.all([
-    build({ ...common, entryPoints: ['agent/main.ts'], outfile: AGENT }),
-    build({ ...common, entryPoints: ['agent/cli/relayctl.ts'], outfile: CTL }),
-  ]);
+  await bundleAgent(work);
   await upstream.start();
   await upstream.addFile('ipxe/undionly.kpxe', Buffer.alloc(70_000, 7));
   await upstream.addFile('debian/vmlinuz', Buffer.alloc(300_000, 1));
@@ -249,16 +244,16 @@ describe('bootrelay (bundled agent)', () => {
       await waitFor(() => a.lines.some((l) => l.msg === 'config reloaded'), 5000, 'reloaded');
       const reload = a.lines.find((l) => l.msg === 'reloading config')!;
       expect(reload.changed).toEqual(['boot']);
-      expect(reload.restart).toEqual(['dhcp']);
+      expect(reload.restart).toEqual(['dhcp', 'dhcp6']); // boot feeds both DHCP servers' boot answers
       const profiles = JSON.parse((await ctl(['profiles', '--json'], sock)).stdout);
       expect(profiles.find((p: { default: boolean }) => p.default).name).toBe('other');
-      // a new HTTP port: only HTTP (and DHCP, which names it) restart
+      // a new HTTP port: only HTTP (and DHCP and DHCPv6, which name it) restart
       const port2 = await freeTcpPort();
       writeCfg({ ...baseCfg, http: { port: port2 } });
       const before = a.lines.length;
       a.proc.kill('SIGHUP');
       await waitFor(() => a.lines.slice(before).some((l) => l.msg === 'config reloaded'), 5000, 'reloaded again');
-      expect(a.lines.slice(before).find((l) => l.msg === 'reloading config')).toMatchObject({ changed: ['http', 'boot'], restart: ['http', 'dhcp'] });
+      expect(a.lines.slice(before).find((l) => l.msg === 'reloading config')).toMatchObject({ changed: ['http', 'boot'], restart: ['http', 'dhcp', 'dhcp6'] });
       expect((await fetch(`http://127.0.0.1:${port2}/api/status`)).status).toBe(200);
       await expect(fetch(`http://127.0.0.1:${httpPort}/api/status`)).rejects.toThrow();
       writeCfg(baseCfg);
@@ -329,7 +324,7 @@ describe('bootrelay (bundled agent)', () => {
       a.proc.kill('SIGTERM');
       expect(await a.exited).toBe(0);
       expect(existsSync(sock)).toBe(false);
-      expect(a.lines.at(-1)?.msg).toBe('stopped');
+      expect(a.lines.at(-1)?.msg, JSON.stringify(a.lines.slice(-8))).toBe('stopped');
       const dead = await ctl(['status'], sock);
       expect(dead.code).toBe(1);
       expect(dead.stderr).toBe(`relayctl: cannot reach the agent at ${sock}: ENOENT (is bootrelay running?)\n`);

@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 import { silentLogger } from '../../agent/log';
 import { makeEvent, type RelayEvent } from '../../proto/events';
 import { ChainSource } from '../../relay/boot/chain-source';
@@ -19,7 +20,6 @@ import { Metrics } from '../../relay/metrics';
 import type { FileSource, OpenOptions } from '../../relay/source';
 import { TftpService } from '../../relay/tftp/service';
 import { DirSource } from '../helpers/dir-source';
-import { hasCmd } from '../helpers/netns';
 
 const MAC = '52:54:00:99:c4:01';
 const chain: ChainLoader = { shim: 'sb/shimx64.efi', grub: 'sb/grubnetx64.efi.signed', fetch: 'tftp' };
@@ -46,7 +46,7 @@ class Hanging implements FileSource {
   }
 }
 
-describe.skipIf(!hasCmd('curl'))('Secure Boot chain over TFTP and HTTP (curl)', () => {
+describeSkipIf(missingCmds('curl'))('Secure Boot chain over TFTP and HTTP (curl)', () => {
   let dir: string;
   let out: string;
   let tftp: TftpService;
