@@ -18,6 +18,8 @@ import { VERSION } from '../proto/version';
 import { BootPlan } from '../relay/boot/plan';
 import { FileCache } from '../relay/cache/cache';
 import { DhcpService } from '../relay/dhcp/service';
+import { macFromEui64 } from '../proto/dhcp6/addr';
+import { Dhcp6Service } from '../relay/dhcp6/service';
 import { HttpService } from '../relay/http/service';
 import { Metrics } from '../relay/metrics';
 import type { FileSource, OpenOptions } from '../relay/source';
@@ -85,6 +87,7 @@ export class Agent {
   private http?: HttpService;
   private tftp?: TftpService;
   private dhcp?: DhcpService;
+  private dhcp6?: Dhcp6Service;
   private mqtt?: MqttPublisher;
   private control?: ControlServer;
   private uplink?: UplinkMonitor;
@@ -175,6 +178,7 @@ export class Agent {
       lan: cfg.lan,
       services: {
         dhcp: cfg.dhcp.mode === 'off' ? { mode: 'off' } : { mode: cfg.dhcp.mode, port: this.dhcp?.port ?? null, leases: this.dhcp?.leases().length ?? 0 },
+        dhcp6: cfg.dhcp6.mode === 'off' ? { mode: 'off' } : { mode: cfg.dhcp6.mode, port: this.dhcp6?.port ?? null, leases: this.dhcp6?.leases().length ?? 0, address6: cfg.lan.address6 },
         tftp: cfg.tftp === false ? 'off' : { port: this.tftp?.port ?? null },
         http: { port: this.http?.port ?? null },
         control: { socket: cfg.control.socket },
@@ -186,6 +190,11 @@ export class Agent {
   }
 
   private macForIp(ip: string): string | undefined {
+    if (ip.includes(':')) {
+      // IPv6: our DHCPv6 lease (or boot-service peer), a client seen there, or the MAC in a SLAAC EUI-64 address
+      const a = ip.split('%')[0]!;
+      return this.dhcp6?.macForIp6(a) ?? this.tracker.macForIp(a) ?? macFromEui64(a);
+    }
     return this.dhcp?.macForIp(ip) ?? this.tracker.macForIp(ip);
   }
 
@@ -294,6 +303,7 @@ export class Agent {
     const cfg = this.cfg;
     const http = new HttpService({
       address: cfg.lan.address,
+      address6: cfg.lan.address6,
       port: cfg.http.port,
       source: this.source!,
       log: this.component('http', true),
@@ -326,6 +336,7 @@ export class Agent {
     if (cfg.tftp === false) return;
     const tftp = new TftpService({
       address: cfg.lan.address,
+      address6: cfg.lan.address6,
       port: cfg.tftp.port,
       source: this.source!,
       config: cfg.tftp,
@@ -355,9 +366,34 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       trace: this.trace,
+      // option 13 (RFC 2132 §3.7): the loader's size when the cache knows it (EDK2 then skips its tsize probe)
+      bootFileSize: (path) => this.cache?.sizeOf(path),
     });
     await this.bind('dhcp', '0.0.0.0', cfg.dhcp.port, () => dhcp.start());
     this.dhcp = dhcp;
+  }
+
+  private async startDhcp6(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg.dhcp6.mode === 'off' || !cfg.lan.address6) return;
+    ensureDir('the state directory', cfg.stateDir);
+    const dhcp6 = new Dhcp6Service({
+      dhcp6: cfg.dhcp6,
+      interface: cfg.lan.interface,
+      address6: cfg.lan.address6,
+      prefix6: cfg.lan.prefix6 ?? 64,
+      loaders: cfg.boot.loaders,
+      httpPort: this.http?.port ?? cfg.http.port,
+      tftpPort: cfg.tftp === false ? 69 : (this.tftp?.port ?? cfg.tftp.port),
+      tftpEnabled: cfg.tftp !== false,
+      stateDir: cfg.stateDir,
+      log: this.component('dhcp6'),
+      metrics: this.metrics,
+      emit: this.emit,
+      trace: this.trace,
+    });
+    await this.bind('dhcp6', '[::]', cfg.dhcp6.port, () => dhcp6.start());
+    this.dhcp6 = dhcp6;
   }
 
   private async startControl(): Promise<void> {
@@ -434,6 +470,7 @@ export class Agent {
       await this.startHttp();
       await this.startTftp();
       await this.startDhcp();
+      await this.startDhcp6();
       await this.startControl();
       await this.startMqtt();
     } catch (err) {
@@ -456,6 +493,7 @@ export class Agent {
         config: this.configFile,
         lan: `${cfg.lan.address}/${cfg.lan.prefix}`,
         dhcp: cfg.dhcp.mode === 'off' ? 'off' : `${cfg.dhcp.mode}:${this.dhcp?.port}`,
+        dhcp6: this.dhcp6 ? `${cfg.dhcp6.mode}:${this.dhcp6.port}` : 'off',
         tftp: this.tftp ? this.tftp.port : 'off',
         http: this.http?.port,
         control: cfg.control.socket,
@@ -474,6 +512,7 @@ export class Agent {
     const steps: Array<[string, (() => Promise<void> | void) | undefined]> = [
       ['control', this.control && (() => this.control!.stop())],
       ['dhcp', this.dhcp && (() => this.dhcp!.stop())],
+      ['dhcp6', this.dhcp6 && (() => this.dhcp6!.stop())],
       ['tftp', this.tftp && (() => this.tftp!.stop())],
       ['http', this.http && (() => this.http!.stop())],
       ['mqtt', this.mqtt && (() => this.mqtt!.stop())],
@@ -487,7 +526,7 @@ export class Agent {
         this.log.warn({ err, service: name }, 'stop failed');
       }
     }
-    this.control = this.dhcp = this.tftp = this.http = this.mqtt = this.cache = undefined;
+    this.control = this.dhcp = this.dhcp6 = this.tftp = this.http = this.mqtt = this.cache = undefined;
     this.state.flush();
   }
 
@@ -554,6 +593,7 @@ export class Agent {
     if (restart.has('http')) await again('http', async () => (await this.http?.stop(), (this.http = undefined)), () => this.startHttp());
     if (restart.has('tftp')) await again('tftp', async () => (await this.tftp?.stop(), (this.tftp = undefined)), () => this.startTftp());
     if (restart.has('dhcp')) await again('dhcp', async () => (await this.dhcp?.stop(), (this.dhcp = undefined)), () => this.startDhcp());
+    if (restart.has('dhcp6')) await again('dhcp6', async () => (await this.dhcp6?.stop(), (this.dhcp6 = undefined)), () => this.startDhcp6());
     if (restart.has('control')) await again('control', async () => (await this.control?.stop(), (this.control = undefined)), () => this.startControl());
     if (restart.has('mqtt')) await again('mqtt', async () => (await this.mqtt?.stop(), (this.mqtt = undefined)), () => this.startMqtt());
     this.mqtt?.publishStatus();

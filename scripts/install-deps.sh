@@ -13,8 +13,10 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   qemu-system-x86 ipxe-qemu ipxe ovmf   # real firmware: SeaBIOS + iPXE ROMs, OVMF, iPXE loaders
   dnsmasq-base                           # IPv6 RAs on the lab LAN; proxy-mode neighbour; bench baseline
+  radvd                                  # RAs with the M/O flags (as odhcpd sends them) for the IPv6 e2e
   busybox-static cpio                    # the lab's initrd
   isc-dhcp-client udhcpc kea-admin       # DHCP clients: dhclient, udhcpc, perfdhcp
+  isc-dhcp-relay                         # a real DHCP relay agent (giaddr, option 82) for the relay-subnet test
   tftp-hpa atftp curl tftpd-hpa          # TFTP clients; tftpd-hpa as the bench baseline
   mosquitto mosquitto-clients            # the MQTT broker the tests talk to
   tcpdump tshark                         # captures, `relayctl trace` checks
@@ -32,7 +34,7 @@ PKGS=(
 # are not checked there).
 declare -A PROBE=(
   [qemu-system-x86]=qemu-system-x86_64 [ipxe]=/usr/lib/ipxe/snponly.efi [ovmf]=/usr/share/ovmf/OVMF.fd
-  [dnsmasq-base]=dnsmasq [busybox-static]=busybox [cpio]=cpio [isc-dhcp-client]=dhclient [udhcpc]=udhcpc
+  [dnsmasq-base]=dnsmasq [radvd]=radvd [busybox-static]=busybox [cpio]=cpio [isc-dhcp-client]=dhclient [isc-dhcp-relay]=dhcrelay [udhcpc]=udhcpc
   [kea-admin]=perfdhcp [tftp-hpa]=tftp [atftp]=atftp [curl]=curl [mosquitto]=mosquitto
   [mosquitto-clients]=mosquitto_sub [tshark]=tshark [shellcheck]=shellcheck [chromium]=chromium
   [nftables]=nft [iproute2]=ip [python3]=python3 [tmux]=tmux [openssl]=openssl

@@ -350,15 +350,17 @@ function renderClients(list: ClientView[]): string {
   if (!list.length) return 'no clients seen yet\n';
   return table(
     ['MAC', 'IP', 'ARCH', 'FIRMWARE', 'PROFILE', 'PHASE', 'FILE', 'PROGRESS', 'UPDATED', 'ERROR'],
-    list.map((c) => [c.mac, c.ip, c.arch, c.firmware, c.profile, c.phase, c.file, progressText(c), ago(c.updatedAt), c.error]),
+    // a dual-stack client shows both addresses; an IPv6-only one its IPv6 address
+    list.map((c) => [c.mac, [c.ip, c.ip6].filter(Boolean).join(' ') || null, c.arch, c.firmware, c.profile, c.phase, c.file, progressText(c), ago(c.updatedAt), c.error]),
   );
 }
 
 function renderLeases(list: Array<Record<string, unknown>>): string {
   if (!list.length) return 'no leases\n';
   return table(
-    ['MAC', 'IP', 'EXPIRES', 'STATIC', 'ACTIVE', 'HOSTNAME'],
-    list.map((l) => [l.mac, l.ip, l.static ? 'never' : l.expiresAt, l.static, l.active, l.hostname]),
+    ['MAC', 'IP', 'EXPIRES', 'STATIC', 'ACTIVE', 'HOSTNAME', 'FQDN', 'CLIENT-ID'],
+    // option 12, option 81's name, and the option 61 the lease is keyed by (RFC 6842)
+    list.map((l) => [l.mac, l.ip, l.static ? 'never' : l.expiresAt, l.static, l.active, l.hostname, l.fqdn, l.clientId]),
   );
 }
 

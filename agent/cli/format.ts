@@ -53,6 +53,7 @@ export function bar(fraction: number, width = 24): string {
 export interface ClientView {
   mac: string;
   ip?: string | null;
+  ip6?: string;
   arch?: string | null;
   firmware?: string | null;
   profile?: string | null;
@@ -76,7 +77,7 @@ export function progressText(c: ClientView): string {
 
 /** One live line of `relayctl watch` on a terminal. */
 export function watchLine(c: ClientView, cols = 120): string {
-  const head = `${c.mac}  ${(c.ip ?? '-').padEnd(15)}  ${(c.arch ?? '-').padEnd(10)}  ${c.phase.padEnd(7)}`;
+  const head = `${c.mac}  ${(c.ip ?? c.ip6 ?? '-').padEnd(15)}  ${(c.arch ?? '-').padEnd(10)}  ${c.phase.padEnd(7)}`;
   let tail: string;
   if (c.phase === 'failed') tail = `FAILED: ${c.error ?? ''}`;
   else if (c.phase === 'booted') tail = `booted${c.profile ? ` (${c.profile})` : ''}`;

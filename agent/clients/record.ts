@@ -15,6 +15,8 @@ export interface PhaseTiming {
 export interface ClientState {
   mac: string;
   ip: string | null;
+  /** its IPv6 address (DHCPv6 lease, or the address it fetched files from); absent when none is known */
+  ip6?: string;
   arch: ArchKey | null;
   /** the firmware that started this boot (bios, uefi, uefi-http, ipxe for an iPXE ROM) */
   firmware: Firmware | null;
@@ -67,7 +69,7 @@ export interface ClientUpdate {
 }
 
 /** What a client is doing, as opposed to how far along it is (bytes, rate, eta). */
-const MOVES = ['phase', 'ip', 'arch', 'firmware', 'profile', 'file', 'error'] as const;
+const MOVES = ['phase', 'ip', 'ip6', 'arch', 'firmware', 'profile', 'file', 'error'] as const;
 
 /**
  * The one definition of "only the bytes moved": `progress` when nothing but the byte count

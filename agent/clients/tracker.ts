@@ -16,9 +16,11 @@ import { EventEmitter } from 'node:events';
 import {
   CLIENT_PHASES,
   eventProfile,
+  isDhcp6Event,
   isDhcpEvent,
   isDhcpReply,
   type ClientPhase,
+  type Dhcp6Event,
   type DhcpReceivedEvent,
   type ClientFailedEvent,
   type DhcpReplyEvent,
@@ -161,13 +163,13 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     if (!mac && typeof ev.ip === 'string') mac = this.macForIp(ev.ip);
     if (!mac) return undefined;
     const type = ev.type;
-    const dhcp = isDhcpEvent(ev) ? ev : undefined;
+    const dhcp = isDhcpEvent(ev) ? ev : isDhcp6Event(ev) ? ev : undefined;
     const fw = dhcp?.firmware;
     const evArch = dhcp?.arch;
 
     let c = this.clients.get(mac);
     const created = !c;
-    const isDhcp = type.startsWith('dhcp.') || type.startsWith('proxy.');
+    const isDhcp = type.startsWith('dhcp.') || type.startsWith('proxy.') || type.startsWith('dhcp6.');
     if (!c) {
       // only netboot clients start a record: a phone's DHCP is not a boot
       const starts =
@@ -176,6 +178,8 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         type === 'http.start' ||
         type === 'client.booted' ||
         type === 'dhcp.no-loader' ||
+        type === 'dhcp6.no-loader' ||
+        type === 'dhcp.unknown-client' ||
         (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
       c = this.create(mac, ev, t);
@@ -184,7 +188,11 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     const before = { ...s };
     this.remember(c, ev, t);
 
-    if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
+    // IPv6: the DHCPv6 lease, or the address TFTP/HTTP saw (never into `ip`)
+    if (typeof ev.ip6 === 'string' && (type === 'dhcp6.reply' || !s.ip6)) s.ip6 = ev.ip6;
+    if (typeof ev.ip === 'string' && ev.ip.includes(':')) {
+      if (!s.ip6 || type.startsWith('tftp.') || type.startsWith('http.')) s.ip6 = ev.ip.split('%')[0];
+    } else if (typeof ev.ip === 'string' && ev.ip !== '0.0.0.0' && (type === 'dhcp.ack' || type === 'proxy.ack' || !s.ip || type.startsWith('tftp.') || type.startsWith('http.'))) s.ip = ev.ip;
     if (evArch && evArch !== 'unknown' && (s.arch === null || s.arch === 'unknown')) s.arch = evArch;
     const named = eventProfile(ev);
     if (named) s.profile = named;
@@ -200,11 +208,27 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
       case 'dhcp.inform':
         this.onDhcp(c, ev, t);
         break;
+      case 'dhcp6.solicit':
+      case 'dhcp6.request':
+      case 'dhcp6.inform':
+      case 'dhcp6.advertise':
+      case 'dhcp6.reply':
+        this.onDhcp(c, asDhcp4(ev), t);
+        break;
+      case 'dhcp6.no-loader':
+        this.fail(c, t, `no loader configured for arch ${ev.arch ?? s.arch ?? 'unknown'}`, 'no-loader');
+        break;
+      case 'dhcp6.pool-exhausted':
+        this.fail(c, t, `the DHCPv6 pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
+        break;
       case 'dhcp.no-loader': {
         const arch = ev.arch ?? s.arch ?? 'unknown';
         this.fail(c, t, `no loader configured for arch ${arch}`, 'no-loader');
         break;
       }
+      case 'dhcp.unknown-client':
+        this.fail(c, t, 'not a known client: dhcp.knownClientsOnly is on and this MAC is not in dhcp.static, boot.assign or a boot.match mac rule', 'unknown-client');
+        break;
       case 'dhcp.pool-exhausted':
         this.fail(c, t, `the DHCP pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
         break;
@@ -249,7 +273,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
   /** The MAC of the client last seen at this address. */
   macForIp(ip: string): string | undefined {
     let best: Internal | undefined;
-    for (const c of this.clients.values()) if (c.s.ip === ip && (!best || c.s.updatedAt > best.s.updatedAt)) best = c;
+    for (const c of this.clients.values()) if ((c.s.ip === ip || c.s.ip6 === ip) && (!best || c.s.updatedAt > best.s.updatedAt)) best = c;
     return best?.s.mac;
   }
 
@@ -561,5 +585,26 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
   explain(mac: string): string[] {
     const m = normalizeMac(mac) ?? mac;
     return explain(m, this.clients.get(m), this.now());
+  }
+}
+
+/**
+ * A DHCPv6 exchange read as its DHCPv4 counterpart (SOLICIT ≈ DISCOVER, ADVERTISE ≈ OFFER,
+ * REQUEST ≈ REQUEST, REPLY ≈ ACK, INFORMATION-REQUEST ≈ INFORM): the boot phases are the same.
+ * A proxy ADVERTISE (stateless: no address) names the boot file as a proxy offer does.
+ */
+function asDhcp4(ev: Dhcp6Event): DhcpReceivedEvent | DhcpReplyEvent {
+  const { ts, mac, xid, arch, firmware } = ev;
+  const base = { ts, mac, xid, arch, firmware };
+  switch (ev.type) {
+    case 'dhcp6.solicit':
+      return { ...base, type: 'dhcp.discover' };
+    case 'dhcp6.request':
+      return { ...base, type: 'dhcp.request' };
+    case 'dhcp6.advertise':
+    case 'dhcp6.reply':
+      return { ...base, type: ev.type === 'dhcp6.reply' || ev.proxy || !ev.ip6 ? 'dhcp.ack' : 'dhcp.offer', file: ev.file, url: ev.url, role: ev.role };
+    default:
+      return { ...base, type: 'dhcp.inform' };
   }
 }

@@ -161,6 +161,9 @@ export interface AgentOpts {
   stateFiles?: Record<string, string>;
   upstreamUrl: string;
   dhcp?: Record<string, unknown>;
+  /** IPv6: lan.address6/prefix6 and the dhcp6 section */
+  lan6?: { address6: string; prefix6: number };
+  dhcp6?: Record<string, unknown>;
   mqttUrl?: string;
   tftp?: Record<string, unknown>;
   boot?: Record<string, unknown>;
@@ -199,8 +202,9 @@ export async function startAgent(lab: BenchLab, o: AgentOpts, keepLines = false)
   const cfg = {
     agentId: 'bench-relay',
     stateDir: join(o.dir, 'state'),
-    lan: { interface: o.lanIf, address: o.lanIp, prefix: o.lanPrefix ?? 24 },
+    lan: { interface: o.lanIf, address: o.lanIp, prefix: o.lanPrefix ?? 24, ...(o.lan6 ?? {}) },
     dhcp: o.dhcp ?? { mode: 'off' },
+    ...(o.dhcp6 ? { dhcp6: o.dhcp6 } : {}),
     tftp: { port: 69, maxBlksize: 1468, maxWindowsize: 64, maxTransfers: 64, maxTransfersPerClient: 8, ...(o.tftp ?? {}) },
     http: { port: 80 },
     upstream: { url: o.upstreamUrl, timeoutMs: 30_000 },

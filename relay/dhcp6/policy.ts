@@ -190,9 +190,11 @@ export function decide6(msg: Dhcp6Message, c: Client6, ctx: Policy6Context): Dec
     // no addresses here: a boot client's SOLICIT gets a proxy ADVERTISE (boot URL, PXEClient, no address)
     if (t !== Msg6.SOLICIT) return ignore('stateless', `message ${t} needs a stateful server`);
     if (!boot) return ignore('stateless', 'not a boot client');
+    // What EDK2 takes for a proxy offer (PxeBcDhcp6.c, Dhcp6Io.c), not RFC 8415 §18.3.9's
+    // NoAddrsAvail: no IA at all (an IA makes it a "BINL" address offer) and no status other
+    // than Success (Dhcp6SeekStsOption drops the whole ADVERTISE), and no Preference (255 would
+    // make the firmware take it at once instead of waiting for the address server's ADVERTISE).
     const r = reply(Msg6.ADVERTISE);
-    r.options.add(Opt6.Preference, Buffer.from([ctx.preference]));
-    for (const ia of ias) r.options.add(ia.code, iaWith(ia, lt, [], [ia.code === Opt6.IaPd ? Status6.NoPrefixAvail : Status6.NoAddrsAvail, 'stateless: addresses come from SLAAC']));
     addBoot(r);
     return { kind: 'reply', reply: r, event: 'dhcp6.advertise', ops: [], ips: [], boot, side };
   }

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ArchKey, Dhcp6ReceivedEvent, EmitFn, Firmware } from '../../proto/events';
 import { DecodeError } from '../../proto/errors';
-import { canonicalIp6, inPrefix6 } from '../../proto/dhcp6/addr';
+import { canonicalIp6, inPrefix6, isLinkLocal6 } from '../../proto/dhcp6/addr';
 import { classifyClient6 } from '../../proto/dhcp6/classify';
 import { decodeDuid, encodeDuidLlt, encodeDuidUuid, msg6Name, Msg6, Opt6, Options6 } from '../../proto/dhcp6/options';
 import { decodeDhcp6, encodeDhcp6, isRelay, xid6, type Dhcp6Message, type Dhcp6Packet, type Dhcp6RelayMessage } from '../../proto/dhcp6/packet';
@@ -109,6 +109,8 @@ export class Dhcp6Service {
   private running = false;
   /** mac → the address it last got (tracker/API) */
   private ip6ByMac = new Map<string, string>();
+  /** global source address → mac, for clients that talk to us from an address someone else gave (the 4011 boot service) */
+  private macBySource = new Map<string, string>();
 
   constructor(private readonly o: Dhcp6ServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -151,7 +153,7 @@ export class Dhcp6Service {
   /** The client (MAC) holding an IPv6 address: TFTP/HTTP over IPv6 name their clients by it. */
   macForIp6(ip: string): string | undefined {
     const a = canonicalIp6(ip);
-    return a ? this.store.macForIp(a) : undefined;
+    return a ? (this.store.macForIp(a) ?? this.macBySource.get(a)) : undefined;
   }
 
   async start(): Promise<void> {
@@ -242,6 +244,12 @@ export class Dhcp6Service {
     metrics.inc('bootrelay_dhcp6_received_total', { type: msg6Name(msg.type) });
     const peer = relays.length ? relays[relays.length - 1]!.peerAddress : rinfo.address.split('%')[0]!;
     const c = classifyClient6(msg, { address: peer, linkLayer: this.o.neighbourMac?.(peer) });
+    const src = canonicalIp6(rinfo.address.split('%')[0]!);
+    if (c.mac && src && !relays.length && !isLinkLocal6(src)) {
+      this.macBySource.delete(src);
+      this.macBySource.set(src, c.mac);
+      if (this.macBySource.size > 4096) this.macBySource.delete(this.macBySource.keys().next().value!);
+    }
     const base = { mac: c.mac, xid: xid6(msg.xid), arch: c.arch, firmware: c.firmware, duid: c.duid?.hex } satisfies Record<string, unknown>;
     this.o.trace?.record({ mac: c.mac ?? '', dir: 'in', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: via === 'proxy' ? this.proxyPort : this.port, payload: raw });
     const d = decide6(msg, c, {
@@ -306,7 +314,9 @@ export class Dhcp6Service {
     });
     metrics.inc('bootrelay_dhcp6_sent_total', { type: msg6Name(d.reply.type) });
     this.o.trace?.record({ mac: base.mac ?? '', dir: 'out', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: sock.address().port, payload: buf });
-    const ip6 = d.ips[0];
+    // the address the client gets, or (boot service on 4011) the one it came from
+    const from = canonicalIp6(rinfo.address.split('%')[0]!);
+    const ip6 = d.ips[0] ?? (via === 'proxy' && from && !isLinkLocal6(from) ? from : undefined);
     if (ip6 && base.mac && d.event === 'dhcp6.reply' && req.type !== Msg6.CONFIRM) this.ip6ByMac.set(base.mac, ip6);
     emit({ type: d.event, ...base, ip6, file: d.boot?.path, role: d.boot?.role, url: d.boot?.url, status: d.status, proxy: via === 'proxy' || undefined });
     if (d.boot && (d.event === 'dhcp6.reply' || log.isLevelEnabled('debug'))) log.info({ ...base, ip6, url: d.boot.url, to: rinfo.address }, `${d.event} sent`);

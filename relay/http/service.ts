@@ -28,6 +28,8 @@ import { renderBootScript, renderFailScript } from './ipxe-script';
 
 export interface HttpServiceOptions {
   address: string;
+  /** also listen on this IPv6 address (same port) */
+  address6?: string;
   port: number;
   source: FileSource;
   log: Logger;
@@ -160,6 +162,7 @@ function etagMatches(inm: string, etag: string): boolean {
 
 export class HttpService {
   private server: http.Server | undefined;
+  private server6: http.Server | undefined;
   private wss: WebSocketServer | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly log: Logger;
@@ -249,7 +252,28 @@ export class HttpService {
     this.server = server;
     this.wss = wss;
     this.boundPort = (server.address() as AddressInfo).port;
-    this.log.info({ address: this.o.address, port: this.boundPort }, 'http listening');
+    if (this.o.address6) {
+      // the same handlers on a second listener: the IPv6 LAN address, same port
+      const s6 = http.createServer();
+      s6.keepAliveTimeout = server.keepAliveTimeout;
+      s6.maxConnections = server.maxConnections;
+      for (const ev of ['request', 'clientError', 'upgrade'] as const) for (const l of server.listeners(ev)) s6.on(ev, l as (...a: unknown[]) => void);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          s6.once('error', reject);
+          s6.listen({ port: this.boundPort, host: this.o.address6, ipv6Only: true }, () => {
+            s6.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        await this.stop();
+        throw err;
+      }
+      s6.on('error', (err) => this.log.error({ err }, 'http server error'));
+      this.server6 = s6;
+    }
+    this.log.info({ address: this.o.address, address6: this.o.address6, port: this.boundPort }, 'http listening');
   }
 
   async stop(): Promise<void> {
@@ -258,13 +282,15 @@ export class HttpService {
     for (const ws of this.wss?.clients ?? []) ws.terminate();
     this.wss?.close();
     this.wss = undefined;
-    const s = this.server;
-    this.server = undefined;
-    if (!s) return;
-    await new Promise<void>((r) => {
-      s.close(() => r());
-      s.closeAllConnections();
-    });
+    const servers = [this.server, this.server6];
+    this.server = this.server6 = undefined;
+    for (const s of servers) {
+      if (!s) continue;
+      await new Promise<void>((r) => {
+        s.close(() => r());
+        s.closeAllConnections();
+      });
+    }
   }
 
   // ---- routing ---------------------------------------------------------------
@@ -526,8 +552,11 @@ export class HttpService {
   private baseUrl(req: http.IncomingMessage): string {
     if (this.o.publicUrl) return this.o.publicUrl.replace(/\/+$/, '');
     const host = req.headers.host;
-    if (host && /^[A-Za-z0-9.\-:[\]]+$/.test(host)) return `http://${host}`;
-    const a = this.o.address.includes(':') ? `[${this.o.address}]` : this.o.address;
+    // a bare IPv6 address (no brackets) cannot name a port: use the address we were reached on
+    if (host && /^[A-Za-z0-9.\-:[\]]+$/.test(host) && (host.startsWith('[') || (host.match(/:/g)?.length ?? 0) < 2)) return `http://${host}`;
+    // no Host header: the address the client reached us on (so an IPv6 client gets IPv6 URLs)
+    const local = cleanIp(req.socket.localAddress).split('%')[0] || this.o.address;
+    const a = local.includes(':') ? `[${local}]` : local;
     return this.boundPort === 80 ? `http://${a}` : `http://${a}:${this.boundPort}`;
   }
 

@@ -25,6 +25,8 @@ import type { PacketTrace } from '../trace';
 
 export interface TftpServiceOptions {
   address: string;
+  /** also listen on this IPv6 address (same port); transfers to IPv6 clients use it */
+  address6?: string;
   port: number;
   source: FileSource;
   config: TftpConfig;
@@ -72,6 +74,7 @@ export const MAX_REQUEST_BYTES = 4096;
 
 export class TftpService {
   private socket: dgram.Socket | undefined;
+  private socket6: dgram.Socket | undefined;
   private boundPort = 0;
   private readonly transfers = new Map<string, Transfer>();
   private readonly perClient = new Map<string, number>();
@@ -115,8 +118,7 @@ export class TftpService {
         resolve();
       });
     });
-    sock.on('error', (err) => this.log.error({ err }, 'socket error'));
-    sock.on('message', (msg, rinfo) => {
+    const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => {
       try {
         this.onRequest(msg, { ip: rinfo.address, port: rinfo.port });
       } catch (err) {
@@ -124,17 +126,48 @@ export class TftpService {
         this.drop('internal');
         this.log.error({ err }, 'request handling failed');
       }
-    });
+    };
+    sock.on('error', (err) => this.log.error({ err }, 'socket error'));
+    sock.on('message', onMessage);
     this.socket = sock;
     this.boundPort = (sock.address() as AddressInfo).port;
-    this.log.info({ address: this.opts.address, port: this.boundPort }, 'listening');
+    if (this.opts.address6) {
+      const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          s6.once('error', reject);
+          s6.bind({ address: this.opts.address6, port: this.boundPort, exclusive: true }, () => {
+            s6.removeAllListeners('error');
+            resolve();
+          });
+        });
+      } catch (err) {
+        await this.stop();
+        try {
+          s6.close();
+        } catch {
+          /* never bound */
+        }
+        throw err;
+      }
+      s6.on('error', (err) => this.log.error({ err }, 'socket error'));
+      s6.on('message', onMessage);
+      this.socket6 = s6;
+    }
+    this.log.info({ address: this.opts.address, address6: this.opts.address6, port: this.boundPort }, 'listening');
+  }
+
+  /** @internal A socket for talking to `peer`: IPv6 peers from address6, the others from address. */
+  socketFor(peer: Peer, reuseAddr = false): { sock: dgram.Socket; address: string } {
+    if (peer.ip.includes(':') && !peer.ip.startsWith('::ffff:')) return { sock: dgram.createSocket({ type: 'udp6', ipv6Only: true, reuseAddr }), address: this.opts.address6 ?? '::' };
+    return { sock: dgram.createSocket({ type: 'udp4', reuseAddr }), address: this.opts.address };
   }
 
   async stop(): Promise<void> {
-    const sock = this.socket;
-    this.socket = undefined;
+    const socks = [this.socket, this.socket6];
+    this.socket = this.socket6 = undefined;
     for (const t of [...this.transfers.values()]) t.stop();
-    if (sock) await new Promise<void>((r) => sock.close(() => r()));
+    for (const sock of socks) if (sock) await new Promise<void>((r) => sock.close(() => r()));
   }
 
   // ---- internals shared with Transfer ----
@@ -251,7 +284,7 @@ export class TftpService {
   /** An ERROR answer to a request, from a fresh port (the TID a transfer would have had). */
   private refuse(peer: Peer, mac: string | undefined, code: number, message: string): void {
     const buf = encodeError(code, message);
-    const s = dgram.createSocket('udp4');
+    const { sock: s, address } = this.socketFor(peer);
     const close = () => {
       try {
         s.close();
@@ -263,7 +296,7 @@ export class TftpService {
       this.log.debug({ err }, 'refusal socket error');
       close();
     });
-    s.bind({ address: this.opts.address, port: 0 }, () => {
+    s.bind({ address, port: 0 }, () => {
       const port = (s.address() as AddressInfo).port;
       this.traceOut(mac, peer, port, buf);
       try {
@@ -281,6 +314,8 @@ class Transfer {
   private socket: dgram.Socket | undefined;
   /** connected to the client (see connectToPeer) */
   private connected = false;
+  /** the local address the transfer socket is bound to */
+  private address = '';
   /** shares the port: answers datagrams from other senders with ERROR 5 */
   private stray: dgram.Socket | undefined;
   private localPort = 0;
@@ -336,11 +371,12 @@ class Transfer {
   async run(): Promise<void> {
     const { deps } = this.svc;
     try {
-      // SO_REUSEADDR: a second socket shares the port (the stray socket below)
-      const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+      // SO_REUSEADDR: a second socket shares the port (the stray socket, connectToPeer)
+      const { sock, address } = this.svc.socketFor(this.peer, true);
       this.socket = sock;
+      this.address = address;
       sock.on('error', (err) => this.log.debug({ err }, 'transfer socket error'));
-      await bindP(sock, deps.address, 0);
+      await bindP(sock, address, 0);
       this.localPort = (sock.address() as AddressInfo).port;
       if (this.finished) return;
       await this.connectToPeer(sock);
@@ -425,11 +461,10 @@ class Transfer {
    * answers strays itself.
    */
   private async connectToPeer(sock: dgram.Socket): Promise<void> {
-    const { deps } = this.svc;
-    const stray = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    const { sock: stray } = this.svc.socketFor(this.peer, true);
     stray.on('error', (err) => this.log.debug({ err }, 'stray socket error'));
     try {
-      await bindP(stray, deps.address, this.localPort);
+      await bindP(stray, this.address, this.localPort);
       await new Promise<void>((resolve, reject) => {
         sock.once('error', reject);
         sock.connect(this.peer.port, this.peer.ip, () => {

@@ -51,6 +51,16 @@ export interface LabOptions {
   configure?: (cfg: Record<string, any>) => void;
   /** print agent events as they happen */
   onLine?: (l: AgentLine) => void;
+  /**
+   * Who sends the LAN's IPv6 RAs: dnsmasq ra-only (default: SLAAC, no flags), or radvd
+   * with the M flag ('managed': addresses by DHCPv6) or the O flag ('other': stateless
+   * DHCPv6), as OpenWrt's odhcpd does when bootrelay serves DHCPv6.
+   */
+  ra?: 'dnsmasq' | 'managed' | 'other';
+  /** extra QEMU arguments for every VM (e.g. OVMF's fw_cfg switches) */
+  qemuArgs?: string[];
+  /** proxy mode: the LAN's own dnsmasq also hands out IPv6 addresses (DHCPv6, fd99:1::2000–2fff) from fd99:1::2 */
+  dhcp6Neighbour?: boolean;
 }
 
 export interface BootResult {
@@ -168,6 +178,10 @@ export class BootLab {
       n.veth(nsDhcp, 'eth0', this.nsSw, 'dhcpport');
       n.ip(this.nsSw, 'link', 'set', 'dhcpport', 'master', 'br0');
       n.addr(nsDhcp, 'eth0', `${DHCP_IP}/24`);
+      if (this.opts.dhcp6Neighbour) {
+        spawnSync('ip', ['netns', 'exec', nsDhcp, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+        n.ip(nsDhcp, 'addr', 'add', 'fd99:1::2/64', 'dev', 'eth0', 'nodad');
+      }
       const conf = join(this.opts.work, 'dnsmasq-stock.conf');
       writeFileSync(
         conf,
@@ -175,6 +189,7 @@ export class BootLab {
           'interface=eth0', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'no-ping', 'dhcp-authoritative',
           `dhcp-leasefile=${join(this.opts.work, 'dnsmasq-stock.leases')}`,
           'dhcp-range=10.99.1.100,10.99.1.199,255.255.255.0,10m', `dhcp-option=option:router,${RELAY_LAN_IP}`,
+          ...(this.opts.dhcp6Neighbour ? ['dhcp-range=fd99:1::2000,fd99:1::2fff,64,10m'] : []),
         ].join('\n') + '\n',
       );
       n.spawn(nsDhcp, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${conf}`]);
@@ -192,11 +207,22 @@ export class BootLab {
     up.stderr?.pipe(upLog);
 
     const ra = join(this.opts.work, 'ra.conf');
-    writeFileSync(
-      ra,
-      ['interface=lan', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'enable-ra', 'dhcp-range=::,constructor:lan,ra-only', `pid-file=${join(this.opts.work, 'ra.pid')}`].join('\n') + '\n',
-    );
-    n.spawn(this.nsRelay, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${ra}`]);
+    if (this.opts.ra === 'managed' || this.opts.ra === 'other') {
+      const m = this.opts.ra === 'managed' ? 'on' : 'off';
+      writeFileSync(
+        ra,
+        `interface lan {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 10;\n  AdvManagedFlag ${m};\n  AdvOtherConfigFlag on;\n  prefix fd99:1::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n`,
+      );
+      // radvd wants a router: forwarding on (inside the relay namespace only)
+      spawnSync('ip', ['netns', 'exec', this.nsRelay, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+      n.spawn(this.nsRelay, 'radvd', ['-n', '-C', ra, '-p', join(this.opts.work, 'radvd.pid'), '-m', 'stderr']);
+    } else {
+      writeFileSync(
+        ra,
+        ['interface=lan', 'bind-interfaces', 'port=0', 'no-resolv', 'no-hosts', 'user=root', 'enable-ra', 'dhcp-range=::,constructor:lan,ra-only', `pid-file=${join(this.opts.work, 'ra.pid')}`].join('\n') + '\n',
+      );
+      n.spawn(this.nsRelay, 'dnsmasq', ['--keep-in-foreground', `--conf-file=${ra}`]);
+    }
 
     // keep the LAN's DHCP/TFTP exchange for post-mortems (work/lan.pcap; TFTP data cut short)
     if (spawnSync('sh', ['-c', 'command -v tcpdump'], { stdio: 'ignore' }).status === 0) {
@@ -242,7 +268,7 @@ export class BootLab {
   }
 
   /** Boots one QEMU VM on the LAN segment and waits for it to report booted. */
-  async boot(kind: 'bios' | 'uefi', mac: string, timeoutMs = 180_000): Promise<BootResult> {
+  async boot(kind: 'bios' | 'uefi', mac: string, timeoutMs = 180_000, qemuArgs: string[] = this.opts.qemuArgs ?? [], until?: () => boolean): Promise<BootResult> {
     const tap = `tap${this.vmCount++}`;
     const n = this.net;
     n.ip(this.nsSw, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
@@ -257,7 +283,7 @@ export class BootLab {
         ? ['-machine', 'pc,graphics=off', '-boot', 'n', ...netdev, '-device', `e1000,netdev=n0,mac=${mac},bootindex=1`]
         : ['-machine', 'q35,graphics=off', '-bios', '/usr/share/ovmf/OVMF.fd', ...netdev, '-device', `virtio-net-pci,netdev=n0,mac=${mac},bootindex=1,romfile=`];
     const t0 = Date.now();
-    const qemu = n.spawn(this.nsSw, 'qemu-system-x86_64', [...common, ...fw]);
+    const qemu = n.spawn(this.nsSw, 'qemu-system-x86_64', [...common, ...fw, ...qemuArgs]);
     let qerr = '';
     qemu.stderr?.on('data', (d) => (qerr += d));
     const serialText = () => readFileSync(serial, 'latin1').replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '').replace(/\r/g, '');
@@ -266,6 +292,7 @@ export class BootLab {
       await waitFor(
         () => {
           if (this.events(mac).some((e) => e.type === 'client.booted')) return true;
+          if (until?.()) return true;
           if (qemu.exitCode !== null && !this.events(mac).some((e) => e.type === 'client.booted')) {
             // the guest powers off right after reporting; give the log a moment
             if (Date.now() - t0 > 1000 && qemu.exitCode !== null) {

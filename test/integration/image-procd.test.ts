@@ -14,8 +14,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hasCmd } from '../helpers/netns';
+import { describeSkipIf } from '../helpers/skip';
 import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsMissing } from '../helpers/openwrt-tools';
 
 const root = join(__dirname, '../..');
@@ -63,7 +64,7 @@ config control 'control'
 let out = '';
 const at = (key: string): string | undefined => new RegExp(`^@@ .*\\b${key}=(\\S*)`, 'm').exec(out)?.[1];
 
-describe.skipIf(!!skip)(`the init script under procd ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)('the init script under procd', () => {
   beforeAll(() => {
     const R = join(tmp, 'root');
     const { ipk } = buildPackages(join(tmp, 'pkg'), 1);

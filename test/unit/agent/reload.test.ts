@@ -25,19 +25,20 @@ const change = (f: (c: Config) => void): Config => {
 describe('restartPlan', () => {
   it.each<[string, (c: Config) => void, string[], string[]]>([
     ['nothing', () => {}, [], []],
-    ['a profile', (c) => (c.boot.profiles.rescue = { kernel: 'r/vmlinuz' }), ['boot'], ['dhcp']],
-    ['the HTTP port', (c) => (c.http.port = 8080), ['http'], ['http', 'dhcp']],
-    ['the HTTP port and a profile', (c) => ((c.http.port = 8080), (c.boot.defaultProfile = 'debian'), (c.boot.profiles.x = {})), ['http', 'boot'], ['http', 'dhcp']],
-    ['TFTP off', (c) => (c.tftp = false), ['tftp'], ['tftp', 'dhcp']],
-    ['the LAN address', (c) => (c.lan.address = '10.99.0.2'), ['lan'], ['http', 'tftp', 'dhcp']],
+    ['a profile', (c) => (c.boot.profiles.rescue = { kernel: 'r/vmlinuz' }), ['boot'], ['dhcp', 'dhcp6']],
+    ['the HTTP port', (c) => (c.http.port = 8080), ['http'], ['http', 'dhcp', 'dhcp6']],
+    ['the HTTP port and a profile', (c) => ((c.http.port = 8080), (c.boot.defaultProfile = 'debian'), (c.boot.profiles.x = {})), ['http', 'boot'], ['http', 'dhcp', 'dhcp6']],
+    ['TFTP off', (c) => (c.tftp = false), ['tftp'], ['tftp', 'dhcp', 'dhcp6']],
+    ['the LAN address', (c) => (c.lan.address = '10.99.0.2'), ['lan'], ['http', 'tftp', 'dhcp', 'dhcp6']],
     ['the upstream', (c) => (c.upstream.url = 'http://10.99.9.2/boot/'), ['upstream'], ['cache']],
     ['the cache size', (c) => (c.cache.maxBytes = 1e6), ['cache'], ['cache']],
-    ['the log level', (c) => (c.log.level = 'debug'), ['log'], ['http', 'tftp', 'dhcp', 'mqtt']],
-    ['the state directory', (c) => (c.stateDir = '/tmp/other'), ['stateDir'], ['dhcp', 'mqtt']],
+    ['the log level', (c) => (c.log.level = 'debug'), ['log'], ['http', 'tftp', 'dhcp', 'dhcp6', 'mqtt']],
+    ['the state directory', (c) => (c.stateDir = '/tmp/other'), ['stateDir'], ['dhcp', 'dhcp6', 'mqtt']],
     ['the agent id', (c) => (c.agentId = 'other'), ['agentId'], ['mqtt']],
     ['the control socket', (c) => (c.control.socket = '/tmp/other.sock'), ['control'], ['control']],
     ['MQTT off', (c) => delete c.mqtt, ['mqtt'], ['mqtt']],
     ['netboot-once', (c) => (c.dhcp.netbootOnce = true), ['dhcp'], ['dhcp']],
+    ['DHCPv6 on', (c) => ((c.lan.address6 = 'fd99::1'), (c.dhcp6.mode = 'server')), ['lan', 'dhcp6'], ['http', 'tftp', 'dhcp', 'dhcp6']],
   ])('%s', (_what, f, changed, restart) => {
     expect(restartPlan(base, change(f))).toEqual({ changed, restart });
   });
