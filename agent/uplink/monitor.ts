@@ -9,10 +9,9 @@
 import { EventEmitter } from 'node:events';
 import type { EmitFn, UplinkDownEvent, UplinkUpEvent } from '../../proto/events';
 import type { Logger } from '../log';
-import { readUplinkStatus, type Exec, type ReadUplinkOptions, type UplinkStatus } from './status';
+import { UplinkReader, type UplinkReaderOptions, type UplinkStatus } from './status';
 
-export interface UplinkMonitorOptions extends ReadUplinkOptions {
-  exec?: Exec;
+export interface UplinkMonitorOptions extends UplinkReaderOptions {
   /** poll period; default 10 s */
   intervalMs?: number;
   log?: Logger;
@@ -50,6 +49,7 @@ export class UplinkMonitor extends EventEmitter<Events> {
   private last: UplinkStatus | undefined;
   private inFlight: Promise<UplinkStatus> | undefined;
   private stopped = true;
+  private reader: UplinkReader | undefined;
 
   constructor(private readonly o: UplinkMonitorOptions = {}) {
     super();
@@ -94,7 +94,7 @@ export class UplinkMonitor extends EventEmitter<Events> {
   private async readOnce(): Promise<UplinkStatus> {
     let next: UplinkStatus;
     try {
-      next = this.o.read ? await this.o.read() : await readUplinkStatus(this.o.exec, this.o);
+      next = this.o.read ? await this.o.read() : await (this.reader ??= new UplinkReader(this.o)).read();
     } catch (err) {
       next = { up: false, source: 'none', reason: `uplink check failed: ${(err as Error).message}`, checkedAt: new Date().toISOString() };
     }
