@@ -5,6 +5,10 @@
  * SSID changes (signal and bit rate move all the time: they are in `current()` but are not
  * transitions). The agent turns a change of `up` into an `uplink.up` / `uplink.down` event,
  * puts `current()` into `…/status`, and on `down` tells the cache to serve what it has.
+ *
+ * A poll reads through UplinkReader (status.ts): the kernel's files every time (no process: a
+ * launch cost the event loop ~45 ms, issue 15), ubus/iwinfo on OpenWrt only on a change of that
+ * view or every 30 s.
  */
 import { EventEmitter } from 'node:events';
 import type { EmitFn, UplinkDownEvent, UplinkUpEvent } from '../../proto/events';
