@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE ?= node
 
-.PHONY: all build typecheck test test-unit test-e2e demo image bench deps sysdeps clean
+.PHONY: all build typecheck test test-unit test-e2e demo image bench deps sysdeps openwrt-tools clean
 
 all: build
 
@@ -17,6 +17,10 @@ deps: node_modules/.package-lock.json
 sysdeps:
 	@bash scripts/install-deps.sh
 
+## OpenWrt's opkg/apk/uci, built once into .cache/openwrt-tools for the package tests
+openwrt-tools: sysdeps
+	@bash scripts/openwrt-tools.sh
+
 ## dist/bootrelay.js and dist/relayctl.js: single files, no node_modules beside them
 build: deps
 	$(NODE) scripts/build.mjs
@@ -30,7 +34,7 @@ image: build
 	bash image/build-ipk.sh
 
 ## everything: type check, unit, integration (loopback, namespaces, real clients) and the QEMU e2e boot
-test: sysdeps build image typecheck
+test: sysdeps openwrt-tools build image typecheck
 	$(NODE) scripts/test.mjs
 
 test-unit: deps

@@ -36,6 +36,7 @@ import { DASHBOARD_HTML } from './dashboard/index';
 import { createLogger, type Logger } from './log';
 import { MqttPublisher } from './publish/mqtt';
 import { bindUplinkEvents, UplinkMonitor } from './uplink/monitor';
+import { UplinkState } from './uplink/state';
 import { restartPlan } from './reload';
 import { AgentState } from './state';
 import type { UplinkStatus } from './uplink/status';
@@ -90,6 +91,8 @@ export class Agent {
   private mqtt?: MqttPublisher;
   private control?: ControlServer;
   private uplink?: UplinkMonitor;
+  /** the one source of uplink.up/down and of status().uplink.state (monitor + cache) */
+  private readonly uplinkState: UplinkState;
   private tickTimer?: NodeJS.Timeout;
   private statusTimer?: NodeJS.Timeout;
   private reloading: Promise<void> = Promise.resolve();
@@ -109,6 +112,7 @@ export class Agent {
     this.bus = new Bus(this.component('bus'));
     this.plan = new BootPlan({ boot: cfg.boot, netbootOnce: cfg.dhcp.netbootOnce });
     this.tracker = new ClientTracker({ plan: this.plan });
+    this.uplinkState = new UplinkState({ link: () => this.uplink?.current(), upstream: () => this.cache?.stats().uplink ?? 'unknown', emit: (ev) => this.emit(ev) });
     this.state = new AgentState({ dir: () => this.cfg.stateDir, log: this.log, clients: () => this.tracker.list() });
     this.state.watchPlan(this.plan);
     // every event goes to the bus first, then to the tracker (which is no bus listener: what it
@@ -162,7 +166,7 @@ export class Agent {
     for (const c of clients) byPhase[c.phase] = (byPhase[c.phase] ?? 0) + 1;
     const up: UplinkStatus | undefined = this.uplink?.current();
     const cacheStats = this.cache?.stats();
-    const uplinkState = up ? (up.up ? 'up' : 'down') : (cacheStats?.uplink ?? 'unknown');
+    const uplinkState = this.uplinkState.state;
     const cfg = this.cfg;
     return {
       online: true,
@@ -268,7 +272,13 @@ export class Agent {
         cache: cfg.cache,
         log: this.component('cache', true),
         metrics: this.metrics,
-        emit: this.emit,
+        // the cache's uplink word goes to UplinkState (read once the cache has taken it in), not to the bus
+        emit: (ev) => {
+          if (ev.type === 'uplink.up' || ev.type === 'uplink.down') {
+            const reason = ev.type === 'uplink.down' ? ev.reason : undefined;
+            queueMicrotask(() => this.uplinkState.changed(reason));
+          } else this.emit(ev);
+        },
         plan: this.plan,
       });
     } catch (err) {
@@ -356,6 +366,8 @@ export class Agent {
       metrics: this.metrics,
       emit: this.emit,
       trace: this.trace,
+      // option 13 (RFC 2132 §3.7): the loader's size when the cache knows it (EDK2 then skips its tsize probe)
+      bootFileSize: (path) => this.cache?.sizeOf(path),
     });
     await this.bind('dhcp', '0.0.0.0', cfg.dhcp.port, () => dhcp.start());
     this.dhcp = dhcp;
@@ -434,7 +446,8 @@ export class Agent {
     const uplink = new UplinkMonitor({ log: this.component('uplink'), target, intervalMs: 3000 });
     const publish = () => this.mqtt?.publishStatus();
     // a lost uplink: the cache serves what it has and stops trying the upstream until it is back
-    bindUplinkEvents(uplink, this.emit, {
+    // the monitor's transitions are not published as they are: UplinkState merges them with the cache's word
+    bindUplinkEvents(uplink, () => this.uplinkState.changed(), {
       down: (st) => {
         // only a reading says the link is down; "could not read it" (no ip/ubus) leaves the cache trying
         if (st.source !== 'none') this.cache?.setLinkState(false, st.reason ?? 'uplink down');

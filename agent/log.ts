@@ -11,7 +11,10 @@ export function createLogger(opts: { level?: string; agentId?: string; destinati
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    opts.destination ?? pino.destination({ fd: 1, sync: false }),
+    // Synchronous: lines stay in order and nothing is left in a buffer at process.exit
+    // (an async SonicBoom lost or reordered the last lines on a loaded machine). The
+    // agent logs per boot step, not per packet, so a blocking write costs nothing measurable.
+    opts.destination ?? pino.destination({ fd: 1, sync: true }),
   );
 }
 

@@ -311,7 +311,7 @@ async function main(): Promise<void> {
   }
 
   console.log(
-    `\nDHCP knees: highest offered DORA/s with < 1 % loss on every exchange (perfdhcp ${SECONDS} s per trial, fresh server state per trial, bisection to ${PRECISION * 100} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+    `\nDHCP knees: highest offered DORA/s with < 1 % loss on every exchange (perfdhcp ${SECONDS} s per trial, fresh server state per trial, bisection to ${Math.round(PRECISION * 100)} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
   );
   const kneeRows: string[][] = [];
   for (const row of rows) {
@@ -372,9 +372,11 @@ async function main(): Promise<void> {
   console.log(table(['ratio (per repetition, min–med–max; < 1: bootrelay faster)', 'answer', 'p50', 'p99', 'max'], ratioRows));
 
   if (timings.length) {
-    console.log(`\nbootrelay stage times during the latency runs (BOOTRELAY_DHCP_TIMING, process.hrtime; ms except batch-records; median of ${timings.length} runs)`);
+    console.log(
+      `\nbootrelay stage times during the latency runs (BOOTRELAY_DHCP_TIMING, process.hrtime; ms except batch-records; median of ${timings.length} runs; loop-delay: the agent's event-loop delay from its first datagram on, 1 ms timer)`,
+    );
     const names = [...new Set(timings.flatMap((t) => Object.keys(t)))];
-    const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-write+sync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack'];
+    const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-write+sync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack', 'loop-delay'];
     names.sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
     console.log(
       table(

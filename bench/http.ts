@@ -23,12 +23,19 @@
 import { type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BenchLab, MB, curl, fx, has, isRoot, machineLine, makeFile, pct, rssMb, runMain, startAgent, startUpstream, table, waitFor, type CurlResult } from './_lib/common';
+import { cgroupV1, CpuGroup } from './_lib/cgroup';
+import { BenchLab, MB, curl, fx, has, isRoot, launcherNodeArgs, machineLine, makeFile, pct, rssMb, runMain, startAgent, startUpstream, table, waitFor, type CurlResult } from './_lib/common';
 
 const SIZE_MB = Number(process.env.BENCH_HTTP_MB ?? 200);
 const CLIENTS = (process.env.BENCH_HTTP_CLIENTS ?? '1,5,20').split(',').filter(Boolean).map(Number);
 const SLICE_CLIENTS = (process.env.BENCH_HTTP_SLICE_CLIENTS ?? '20').split(',').filter(Boolean).map(Number);
-const RSS_MB = (process.env.BENCH_HTTP_RSS_MB ?? '10,1024').split(',').filter(Boolean).map(Number);
+const RSS_MB = (process.env.BENCH_HTTP_RSS_MB ?? '10,256,1024').split(',').filter(Boolean).map(Number);
+const ONLY = process.env.BENCH_HTTP_ONLY; // "rss" | "delivery" | "quota"
+const RSS_GOAL_MB = 72;
+const QUOTA = 0.25;
+const QUOTA_CLIENTS = 5;
+const QUOTA_MB = Number(process.env.BENCH_HTTP_QUOTA_MB ?? 256); // issue 13: peak at 20 concurrent transfers
+const IDLE_GOAL_MB = 56;
 const RSS_CLIENTS = 20;
 const UP_DELAY_US = 10_000;
 const UP_KBIT = 20_000;
@@ -132,6 +139,7 @@ async function main(): Promise<void> {
   const wireS = (limitS * 1514) / 1448;
   const rows: string[][] = [];
   const rssRows: string[][] = [];
+  const quotaRows: string[][] = [];
   try {
     const up = lab.net.addNs('up');
     const relay = lab.net.addNs('relay');
@@ -142,13 +150,15 @@ async function main(): Promise<void> {
     const www = join(lab.tmp, 'www');
     mkdirSync(www, { recursive: true });
     writeFileSync(join(www, 'probe.txt'), 'probe\n');
-    makeFile(join(www, 'big.bin'), size);
+    if (!ONLY || ONLY === 'delivery') makeFile(join(www, 'big.bin'), size);
     const ups = await startUpstream(lab, up, www, '0.0.0.0', 8080);
 
     console.log(`file ${SIZE_MB} MiB; uplink ${UP_KBIT / 1000} Mbit/s, ${UP_DELAY_US / 1000} ms each way (netemu); physical limit ${fx(limitS, 1)} s`);
     const plan: Array<[Kind, number]> = [];
-    for (const n of CLIENTS) plan.push(['bootrelay', n], ['nginx lock', n]);
-    for (const n of SLICE_CLIENTS) plan.push(['nginx slice', n]);
+    if (!ONLY || ONLY === 'delivery') {
+      for (const n of CLIENTS) plan.push(['bootrelay', n], ['nginx lock', n]);
+      for (const n of SLICE_CLIENTS) plan.push(['nginx slice', n]);
+    }
     for (const [kind, n] of plan) {
       const srv = await startServer(lab, kind, UP_SLOW, 'big.bin');
       try {
@@ -184,21 +194,65 @@ async function main(): Promise<void> {
     rmSync(join(lab.tmp, 'agent'), { recursive: true, force: true });
     rmSync(join(lab.tmp, 'nginx'), { recursive: true, force: true });
 
-    // peak RSS vs file size: 20 concurrent cold transfers over the unthrottled uplink
-    for (const mb of RSS_MB) {
+    // issue 13: peak RSS idle, then per file size (a fresh agent per scenario): 20
+    // concurrent cold transfers over the unthrottled uplink, then 20 warm ones
+    if (!ONLY || ONLY === 'rss') {
+      const idle = await startServer(lab, 'bootrelay', UP_FAST, 'probe.txt');
+      try {
+        await curl(lab, cli, idle.url);
+        await new Promise((r) => setTimeout(r, 3000));
+        const hwm = rssMb(idle.pid!);
+        rssRows.push(['idle (one small request)', '-', '-', '-', '-', fx(rssMb(idle.pid!, 'VmRSS'), 0), fx(hwm, 0), `${fx(hwm / IDLE_GOAL_MB, 2)}× of ${IDLE_GOAL_MB}`]);
+        console.log(`  rss ${rssRows[rssRows.length - 1]!.join(' | ')}`);
+      } finally {
+        await idle.stop();
+        rmSync(join(lab.tmp, 'agent'), { recursive: true, force: true });
+      }
+    }
+    for (const mb of !ONLY || ONLY === 'rss' ? RSS_MB : []) {
       const name = `rss-${mb}.bin`;
       makeFile(join(www, name), mb * MB);
       const srv = await startServer(lab, 'bootrelay', UP_FAST, name);
       try {
         const before = rssMb(srv.pid!, 'VmRSS');
-        const r = await round(lab, srv.url, RSS_CLIENTS, mb * MB);
-        rssRows.push([`${mb} MiB`, String(RSS_CLIENTS), `${r.ok}/${RSS_CLIENTS}`, fx(r.wall, 1), fx(before, 0), fx(rssMb(srv.pid!), 0)]);
+        const cold = await round(lab, srv.url, RSS_CLIENTS, mb * MB);
+        const coldHwm = rssMb(srv.pid!);
+        const warm = await round(lab, srv.url, RSS_CLIENTS, mb * MB);
+        const hwm = rssMb(srv.pid!);
+        rssRows.push([`${mb} MiB`, String(RSS_CLIENTS), `${cold.ok}+${warm.ok}/${2 * RSS_CLIENTS}`, `${fx(cold.wall, 1)} / ${fx(warm.wall, 1)}`, fx(before, 0), fx(coldHwm, 0), fx(hwm, 0), `${fx(hwm / RSS_GOAL_MB, 2)}× of ${RSS_GOAL_MB}`]);
         console.log(`  rss ${rssRows[rssRows.length - 1]!.join(' | ')}`);
       } finally {
         await srv.stop();
         rmSync(join(www, name), { force: true });
         rmSync(join(lab.tmp, 'agent'), { recursive: true, force: true });
       }
+    }
+    // issue 13: a small router core's budget: the server's cgroup limited to 25 % of one
+    // CPU, warm cache, QUOTA_CLIENTS clients at once; nginx (proxy_cache) the baseline
+    if ((!ONLY || ONLY === 'quota') && !cgroupV1()) {
+      const name = 'quota.bin';
+      makeFile(join(www, name), QUOTA_MB * MB);
+      for (const kind of ['bootrelay', 'nginx lock'] as const) {
+        const srv = await startServer(lab, kind, UP_FAST, name);
+        const g = new CpuGroup(`brht${process.pid}-q`);
+        try {
+          await round(lab, srv.url, 1, QUOTA_MB * MB); // fills the cache
+          for (const pid of [srv.pid!, ...childrenOf(srv.pid!)]) g.add(pid);
+          g.quota(QUOTA);
+          const c0 = g.cpuMs();
+          const r = await round(lab, srv.url, QUOTA_CLIENTS, QUOTA_MB * MB);
+          const cpu = g.cpuMs() - c0;
+          const mbs = (r.ok * QUOTA_MB) / r.wall;
+          quotaRows.push([kind, String(QUOTA_CLIENTS), `${r.ok}/${QUOTA_CLIENTS}`, fx(r.wall, 1), fx(mbs, 1), fx((mbs * MB) / 1e6, 1), fx(cpu / (r.ok * QUOTA_MB), 2)]);
+          console.log(`  quota ${quotaRows[quotaRows.length - 1]!.join(' | ')}`);
+        } finally {
+          g.remove();
+          await srv.stop();
+          rmSync(join(lab.tmp, 'agent'), { recursive: true, force: true });
+          rmSync(join(lab.tmp, 'nginx'), { recursive: true, force: true });
+        }
+      }
+      rmSync(join(www, name), { force: true });
     }
   } finally {
     await lab.cleanup();
@@ -214,8 +268,18 @@ async function main(): Promise<void> {
     ),
   );
   console.log('');
-  console.log(`Agent peak RSS (VmHWM, whole process) vs file size, ${RSS_CLIENTS} concurrent cold transfers, unthrottled uplink (veth):`);
-  console.log(table(['file', 'clients', 'ok', 'all done s', 'RSS at start MiB', 'peak RSS MiB'], rssRows));
+  console.log(`Agent peak RSS (VmHWM, whole process; a fresh agent per row; node options: ${launcherNodeArgs().join(' ') || 'none'}) idle and vs file size,`);
+  console.log(`${RSS_CLIENTS} concurrent cold transfers then ${RSS_CLIENTS} warm ones, unthrottled uplink (veth). Goal (issue 13): ≤ ${RSS_GOAL_MB} MiB at 20 transfers, ≤ ${IDLE_GOAL_MB} MiB idle.`);
+  console.log(table(['file', 'clients', 'ok (cold+warm)', 'all done s cold / warm', 'RSS at start MiB', 'peak after cold MiB', 'peak RSS MiB', 'vs goal'], rssRows));
+  if (quotaRows.length) {
+    console.log('');
+    console.log(`Under a CPU quota of ${QUOTA * 100} % of one core (cgroup cpu.cfs_quota_us, the server's processes only), warm cache, ${QUOTA_CLIENTS} clients fetching ${QUOTA_MB} MiB at once.`);
+    console.log('Goal (issue 13): bootrelay ≥ 11 MB/s together (a 100 Mbit/s LAN filled). MB/s = 10^6 bytes/s; MiB/s beside.');
+    console.log(table(['server', 'clients', 'ok', 'all done s', 'MiB/s total', 'MB/s total', 'CPU ms/MiB'], quotaRows));
+    const a = quotaRows.find((r) => r[0] === 'bootrelay');
+    const n = quotaRows.find((r) => r[0] === 'nginx lock');
+    if (a && n) console.log(`bootrelay/nginx throughput under the quota: ${fx(Number(a[5]) / Number(n[5]), 2)} ×; bootrelay ${a[5]} MB/s vs goal 11 MB/s: ${fx(Number(a[5]) / 11, 2)} ×`);
+  }
 }
 
 void runMain(main);

@@ -41,6 +41,7 @@ export type DhcpIgnoreReason =
   | 'unknown-type'
   | 'no-requested-ip'
   | 'not-our-lease'
+  | 'unknown-client' // dhcp.knownClientsOnly: a MAC not named in the config gets no boot
   | 'no-mac'; // hlen 0: nothing to key a lease or a boot on
 
 /** Why a cache fill or check failed (relay/cache; metric bootrelay_cache_errors_total{reason} spells disk full `disk-full`). */
@@ -56,6 +57,7 @@ export type FailKind =
   | 'no-request-tftp'
   | 'no-request-http'
   | 'no-request-script'
+  | 'unknown-client'
   | 'reported';
 
 interface Base {
@@ -107,6 +109,12 @@ export interface DhcpPoolExhaustedEvent extends DhcpBase {
   type: 'dhcp.pool-exhausted';
   /** dhcp.range: first and last address */
   range: [string, string];
+}
+
+/** dhcp.knownClientsOnly: a netboot client whose MAC the config does not name gets no boot file. */
+export interface DhcpUnknownClientEvent extends DhcpBase {
+  type: 'dhcp.unknown-client';
+  detail: string;
 }
 
 export interface DhcpLoaderFallbackEvent extends DhcpBase {
@@ -294,6 +302,7 @@ export type RelayEvent =
   | DhcpNoLoaderEvent
   | DhcpPoolExhaustedEvent
   | DhcpLoaderFallbackEvent
+  | DhcpUnknownClientEvent
   | Dhcp6ReceivedEvent
   | Dhcp6ReplyEvent
   | Dhcp6NoLoaderEvent
@@ -345,7 +354,7 @@ export function isProgressEvent(ev: RelayEvent): ev is TftpProgressEvent | HttpP
 }
 
 /** The DHCP service's events (dhcp.* and proxy.*): they carry the client's firmware and arch. */
-export type DhcpEvent = DhcpReceivedEvent | DhcpReplyEvent | DhcpNoLoaderEvent | DhcpPoolExhaustedEvent | DhcpLoaderFallbackEvent;
+export type DhcpEvent = DhcpReceivedEvent | DhcpReplyEvent | DhcpNoLoaderEvent | DhcpPoolExhaustedEvent | DhcpLoaderFallbackEvent | DhcpUnknownClientEvent;
 
 export function isDhcpEvent(ev: RelayEvent): ev is DhcpEvent {
   return ev.type.startsWith('dhcp.') || ev.type.startsWith('proxy.');

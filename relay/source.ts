@@ -40,6 +40,11 @@ export interface OpenedFile extends FileInfo {
    * after `timeoutMs` or if the fill fails. Reading the stream meanwhile is fine.
    */
   sizeWhenKnown?(timeoutMs: number): Promise<number | undefined>;
+  /**
+   * The consumer no longer needs a chunk it read from `stream` (its socket
+   * write completed): the source may reuse the memory. Optional on both sides.
+   */
+  release?(chunk: Buffer): void;
 }
 
 export interface FileSource {

@@ -16,6 +16,7 @@ PKGS=(
   radvd                                  # RAs with the M/O flags (as odhcpd sends them) for the IPv6 e2e
   busybox-static cpio                    # the lab's initrd
   isc-dhcp-client udhcpc kea-admin       # DHCP clients: dhclient, udhcpc, perfdhcp
+  isc-dhcp-relay                         # a real DHCP relay agent (giaddr, option 82) for the relay-subnet test
   tftp-hpa atftp curl tftpd-hpa          # TFTP clients; tftpd-hpa as the bench baseline
   mosquitto mosquitto-clients            # the MQTT broker the tests talk to
   tcpdump tshark                         # captures, `relayctl trace` checks
@@ -25,16 +26,19 @@ PKGS=(
   pxelinux syslinux-common               # the e2e PXELINUX chain (pxelinux.0, ldlinux.c32)
   nftables                               # the e2e uplink check: the firewall rules OpenWrt would have
   iproute2 python3 tmux openssl          # openssl: the test CA for MQTT over TLS and the https upstream
+  build-essential cmake pkg-config meson ninja-build libssl-dev zlib1g-dev libjson-c-dev
+                                         # scripts/openwrt-tools.sh builds OpenWrt's opkg/apk/uci with these
 )
 
 # Where there is no dpkg: a command or file each package provides (packages not named here
 # are not checked there).
 declare -A PROBE=(
   [qemu-system-x86]=qemu-system-x86_64 [ipxe]=/usr/lib/ipxe/snponly.efi [ovmf]=/usr/share/ovmf/OVMF.fd
-  [dnsmasq-base]=dnsmasq [radvd]=radvd [busybox-static]=busybox [cpio]=cpio [isc-dhcp-client]=dhclient [udhcpc]=udhcpc
+  [dnsmasq-base]=dnsmasq [radvd]=radvd [busybox-static]=busybox [cpio]=cpio [isc-dhcp-client]=dhclient [isc-dhcp-relay]=dhcrelay [udhcpc]=udhcpc
   [kea-admin]=perfdhcp [tftp-hpa]=tftp [atftp]=atftp [curl]=curl [mosquitto]=mosquitto
   [mosquitto-clients]=mosquitto_sub [tshark]=tshark [shellcheck]=shellcheck [chromium]=chromium
   [nftables]=nft [iproute2]=ip [python3]=python3 [tmux]=tmux [openssl]=openssl
+  [build-essential]=gcc [cmake]=cmake [pkg-config]=pkg-config [meson]=meson [ninja-build]=ninja
 )
 
 case "${1:-}" in
@@ -51,8 +55,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
 else
   for p in "${PKGS[@]}"; do [ -z "${PROBE[$p]:-}" ] || have "${PROBE[$p]}" || missing+=("$p"); done
 fi
-# the e2e lab and the demo download Debian's kernel package (apt-get download): they need the package lists
-lists_ok() { ! command -v apt-cache >/dev/null 2>&1 || apt-cache depends linux-image-amd64 2>/dev/null | grep -q 'Depends: linux-image-[0-9]'; }
+# the e2e lab and the demo (root only) download Debian's kernel package (apt-get download): they need the package lists
+lists_ok() { [ "$(id -u)" != 0 ] || ! command -v apt-cache >/dev/null 2>&1 || apt-cache depends linux-image-amd64 2>/dev/null | grep -q 'Depends: linux-image-[0-9]'; }
 
 if [ ${#missing[@]} -eq 0 ] && lists_ok; then exit 0; fi
 can_apt=0

@@ -358,8 +358,9 @@ function renderClients(list: ClientView[]): string {
 function renderLeases(list: Array<Record<string, unknown>>): string {
   if (!list.length) return 'no leases\n';
   return table(
-    ['MAC', 'IP', 'EXPIRES', 'STATIC', 'ACTIVE', 'HOSTNAME'],
-    list.map((l) => [l.mac, l.ip, l.static ? 'never' : l.expiresAt, l.static, l.active, l.hostname]),
+    ['MAC', 'IP', 'EXPIRES', 'STATIC', 'ACTIVE', 'HOSTNAME', 'FQDN', 'CLIENT-ID'],
+    // option 12, option 81's name, and the option 61 the lease is keyed by (RFC 6842)
+    list.map((l) => [l.mac, l.ip, l.static ? 'never' : l.expiresAt, l.static, l.active, l.hostname, l.fqdn, l.clientId]),
   );
 }
 

@@ -88,6 +88,8 @@ function hint(c: ClientRecord): string[] {
       return [`It was offered ${s.bootFile ?? 'a loader'} by URL but never fetched it: check that the relay's HTTP port is reachable from the LAN and that the firmware supports HTTP Boot.`];
     case 'no-request-script':
       return ["iPXE got the /boot.ipxe URL but never fetched it: check that the relay's HTTP port is reachable from the LAN (firewall) and that iPXE has an address on the LAN."];
+    case 'unknown-client':
+      return [`Name ${s.mac} in boot.assign or dhcp.static (or a boot.match rule with its MAC), or turn dhcp.knownClientsOnly off.`];
     case 'no-loader':
       return [`Add a loader for this architecture to boot.loaders in the config (e.g. "${s.arch ?? 'uefi-x64'}": "ipxe/…efi").`];
     case 'wrong-arch':

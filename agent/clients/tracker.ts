@@ -177,9 +177,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         type === 'tftp.start' ||
         type === 'http.start' ||
         type === 'client.booted' ||
-        type === 'client.failed' ||
         type === 'dhcp.no-loader' ||
         type === 'dhcp6.no-loader' ||
+        type === 'dhcp.unknown-client' ||
         (isDhcp && fw === undefined && evArch !== undefined && evArch !== 'unknown');
       if (!starts) return undefined;
       c = this.create(mac, ev, t);
@@ -226,6 +226,9 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         this.fail(c, t, `no loader configured for arch ${arch}`, 'no-loader');
         break;
       }
+      case 'dhcp.unknown-client':
+        this.fail(c, t, 'not a known client: dhcp.knownClientsOnly is on and this MAC is not in dhcp.static, boot.assign or a boot.match mac rule', 'unknown-client');
+        break;
       case 'dhcp.pool-exhausted':
         this.fail(c, t, `the DHCP pool is exhausted (range ${ev.range.join('–')}): no address left for this client`, 'pool');
         break;
@@ -250,9 +253,6 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
         c.transfers.clear();
         this.enter(c, 'booted', t);
         s.error = null;
-        break;
-      case 'client.failed':
-        if (s.phase !== 'failed') this.fail(c, t, ev.error || 'failed', 'reported', false);
         break;
       default:
         break;
@@ -370,7 +370,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     return false;
   }
 
-  private fail(c: Internal, t: number, error: string, kind: FailKind, announce = true): void {
+  private fail(c: Internal, t: number, error: string, kind: FailKind): void {
     const s = c.s;
     if (s.phase !== 'failed') s.failedPhase = s.phase;
     c.failKind = kind;
@@ -379,7 +379,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     this.enter(c, 'failed', t);
     s.error = error;
     delete s.etaSeconds;
-    if (announce && news) c.failed = { type: 'client.failed', mac: s.mac, ...(s.ip ? { ip: s.ip } : {}), phase: s.failedPhase, error, reason: kind, ts: new Date(t).toISOString() };
+    if (news) c.failed = { type: 'client.failed', mac: s.mac, ...(s.ip ? { ip: s.ip } : {}), phase: s.failedPhase, error, reason: kind, ts: new Date(t).toISOString() };
   }
 
   private onDhcp(c: Internal, ev: DhcpReceivedEvent | DhcpReplyEvent, t: number): void {

@@ -11,11 +11,16 @@ import { formatGot } from '../../proto/errors';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
 import type { ArchKey } from '../../proto/events';
+import { encodeClasslessRoutes, encodeDomainName, parseHex } from '../../proto/dhcp/extra';
 import type {
   BootConfig,
   CacheConfig,
   Config,
   DhcpConfig,
+  DhcpOptionsConfig,
+  MatchRuleConfig,
+  PxeMenuConfig,
+  RelaySubnetConfig,
   HttpConfig,
   LanConfig,
   MqttConfig,
@@ -263,9 +268,116 @@ function defaultRange(lan: LanConfig | undefined): [string, string] {
   return [intToIp(lo), intToIp(hi)];
 }
 
+/** dhcp.options / a profile's dhcpOptions: each value checked by the encoder that will send it. */
+function parseDhcpOptions(c: Ctx, v: unknown, path: string): DhcpOptionsConfig | undefined {
+  const o = c.section(v, path, ['ntp', 'domain', 'mtu', 'searchList', 'classlessRoutes', 'vendorEncapsulated']);
+  if (!o) return undefined;
+  const before = c.issues.length;
+  const out: DhcpOptionsConfig = {};
+  const ips = (x: unknown, p: string): string[] | undefined => {
+    const list = typeof x === 'string' ? [x] : x;
+    if (!Array.isArray(list) || list.length === 0) return c.bad(p, 'a list of IPv4 addresses', x);
+    const r = list.map((y, i) => c.ipv4(y, `${p}[${i}]`));
+    return r.every((y) => y !== undefined) ? (r as string[]) : undefined;
+  };
+  const domain = (x: unknown, p: string): string | undefined => {
+    if (typeof x !== 'string') return c.bad(p, 'a domain name', x);
+    try {
+      encodeDomainName(x);
+      return x;
+    } catch (e) {
+      return c.bad(p, `a domain name (${(e as Error).message})`, x);
+    }
+  };
+  if (o.ntp !== undefined) out.ntp = ips(o.ntp, sub(path, 'ntp'));
+  if (o.domain !== undefined) out.domain = domain(o.domain, sub(path, 'domain'));
+  if (o.mtu !== undefined) out.mtu = c.num(o, 'mtu', path, undefined, 68, 65535, 'an MTU'); // RFC 2132 §5.1
+  if (o.searchList !== undefined) {
+    const p = sub(path, 'searchList');
+    const list = typeof o.searchList === 'string' ? [o.searchList] : o.searchList;
+    if (!Array.isArray(list) || list.length === 0) c.bad(p, 'a list of domain names', o.searchList);
+    else {
+      const r = list.map((x, i) => domain(x, `${p}[${i}]`));
+      if (r.every((x) => x !== undefined)) out.searchList = r as string[];
+    }
+  }
+  if (o.classlessRoutes !== undefined) {
+    const p = sub(path, 'classlessRoutes');
+    if (!Array.isArray(o.classlessRoutes) || o.classlessRoutes.length === 0) c.bad(p, 'a list of {"network": "10.0.0.0/8", "gateway": "10.99.0.254"}', o.classlessRoutes);
+    else {
+      const routes: Array<{ network: string; gateway: string }> = [];
+      o.classlessRoutes.forEach((r, i) => {
+        const rp = `${p}[${i}]`;
+        const ro = c.section(r, rp, ['network', 'gateway'], true, 'an object {"network": "10.0.0.0/8", "gateway": "10.99.0.254"}');
+        if (!ro) return;
+        const gw = c.ipv4(ro.gateway, `${rp}.gateway`);
+        if (typeof ro.network !== 'string') return c.bad(`${rp}.network`, 'a network in CIDR form (10.0.0.0/8)', ro.network);
+        try {
+          encodeClasslessRoutes([{ network: ro.network, gateway: gw ?? '0.0.0.0' }]);
+        } catch (e) {
+          return c.bad(`${rp}.network`, `a network in CIDR form (${(e as Error).message})`, ro.network);
+        }
+        if (gw) routes.push({ network: ro.network, gateway: gw });
+      });
+      if (routes.length === o.classlessRoutes.length) {
+        out.classlessRoutes = routes;
+        // RFC 3442 §2: a client that takes option 121 ignores option 3
+        if (!routes.some((r) => /\/0$/.test(r.network))) c.warnings.push(`${p}: clients that use option 121 ignore the router (option 3); add {"network": "0.0.0.0/0", "gateway": …} for a default route`);
+      }
+    }
+  }
+  if (o.vendorEncapsulated !== undefined) {
+    const p = sub(path, 'vendorEncapsulated');
+    try {
+      if (typeof o.vendorEncapsulated !== 'string') throw new TypeError('not a string');
+      const b = parseHex(o.vendorEncapsulated);
+      if (b.length > 255) throw new TypeError('longer than 255 bytes');
+      out.vendorEncapsulated = o.vendorEncapsulated;
+    } catch (e) {
+      c.bad(p, `hex bytes such as "01:04:0a:63:00:01" (${(e as Error).message})`, o.vendorEncapsulated);
+    }
+  }
+  return c.issues.length === before ? out : undefined;
+}
+
+function parseRelaySubnets(c: Ctx, v: unknown, lan: LanConfig | undefined): RelaySubnetConfig[] | undefined {
+  const P = 'dhcp.relaySubnets';
+  if (!Array.isArray(v)) return c.bad(P, 'a list of {"network": "10.99.60.0/24", "range": [first, last]}', v);
+  const out: RelaySubnetConfig[] = [];
+  v.forEach((x, i) => {
+    const p = `${P}[${i}]`;
+    const o = c.section(x, p, ['network', 'range', 'router', 'dns'], true, 'an object {"network": "10.99.60.0/24", "range": [first, last]}');
+    if (!o) return;
+    const m = typeof o.network === 'string' ? /^([\d.]+)\/(\d{1,2})$/.exec(o.network) : null;
+    const sn = m && ipToInt(m[1]!) !== undefined ? subnetOf(m[1]!, Number(m[2])) : undefined;
+    if (!sn || sn.cidr !== o.network || Number(m![2]) < 8 || Number(m![2]) > 30) return c.bad(`${p}.network`, 'a network in CIDR form with host bits zero, /8 to /30 (10.99.60.0/24)', o.network);
+    if (lan && subnetOf(lan.address, lan.prefix)!.cidr === sn.cidr) return c.bad(`${p}.network`, 'a network other than the LAN (lan.address/prefix)', o.network);
+    const inside = `an IPv4 address inside ${sn.cidr}`;
+    if (!Array.isArray(o.range) || o.range.length !== 2) return c.bad(`${p}.range`, 'a list of two IPv4 addresses [first, last]', o.range);
+    const r0 = c.ipv4(o.range[0], `${p}.range[0]`, inside);
+    const r1 = c.ipv4(o.range[1], `${p}.range[1]`, inside);
+    if (r0 === undefined || r1 === undefined) return;
+    const [a, b] = [ipToInt(r0)!, ipToInt(r1)!];
+    if (a <= sn.net || a >= sn.bcast) return c.bad(`${p}.range[0]`, inside, r0);
+    if (b <= sn.net || b >= sn.bcast) return c.bad(`${p}.range[1]`, inside, r1);
+    if (a > b) return c.bad(`${p}.range`, 'first address not after the last', o.range);
+    const router = o.router === undefined ? undefined : c.ipv4(o.router, `${p}.router`);
+    let dns: string[] | undefined;
+    if (o.dns !== undefined) {
+      const list = typeof o.dns === 'string' ? [o.dns] : o.dns;
+      if (!Array.isArray(list)) c.bad(`${p}.dns`, 'a list of IPv4 addresses', o.dns);
+      else dns = list.map((y, k) => c.ipv4(y, `${p}.dns[${k}]`)).filter((y): y is string => y !== undefined);
+    }
+    if (out.some((s) => s.network === sn.cidr)) return c.bad(`${p}.network`, 'each network once', o.network);
+    out.push({ network: sn.cidr, range: [r0, r1], ...(router ? { router } : {}), ...(dns ? { dns } : {}) });
+  });
+  return out;
+}
+
 function parseDhcp(c: Ctx, v: unknown, lan: LanConfig | undefined): DhcpConfig | undefined {
   const P = 'dhcp';
-  const o = c.section(v, P, ['mode', 'port', 'proxyPort', 'range', 'leaseSeconds', 'router', 'dns', 'static', 'ipxeNoProxyDhcp', 'netbootOnce']) ?? {};
+  const o =
+    c.section(v, P, ['mode', 'port', 'proxyPort', 'range', 'leaseSeconds', 'router', 'dns', 'static', 'ipxeNoProxyDhcp', 'netbootOnce', 'options', 'knownClientsOnly', 'relaySubnets']) ?? {};
   const d = DEFAULTS.dhcp;
   const mode = c.oneOf(o, 'mode', P, ['server', 'proxy', 'off'] as const, 'server');
   const port = c.num(o, 'port', P, d.port, 0, 65535, 'a port number');
@@ -273,6 +385,9 @@ function parseDhcp(c: Ctx, v: unknown, lan: LanConfig | undefined): DhcpConfig |
   const leaseSeconds = c.num(o, 'leaseSeconds', P, d.leaseSeconds, 60, 31_536_000, 'a number of seconds');
   const ipxeNoProxyDhcp = c.bool(o, 'ipxeNoProxyDhcp', P, d.ipxeNoProxyDhcp);
   const netbootOnce = c.bool(o, 'netbootOnce', P, d.netbootOnce);
+  const knownClientsOnly = c.bool(o, 'knownClientsOnly', P, false);
+  const options = o.options === undefined ? undefined : parseDhcpOptions(c, o.options, 'dhcp.options');
+  const relaySubnets = o.relaySubnets === undefined ? undefined : parseRelaySubnets(c, o.relaySubnets, lan);
   const sn = lan ? subnetOf(lan.address, lan.prefix) : undefined;
   const lanInt = lan ? ipToInt(lan.address) : undefined;
   const inside = (n: number): boolean => !!sn && n > sn.net && n < sn.bcast;
@@ -357,7 +472,21 @@ function parseDhcp(c: Ctx, v: unknown, lan: LanConfig | undefined): DhcpConfig |
     c.bad('dhcp.proxyPort', `a port other than dhcp.port (${port})`, proxyPort);
 
   if (mode === undefined || port === undefined || proxyPort === undefined || leaseSeconds === undefined || !range) return undefined;
-  return { mode, port, proxyPort, range, leaseSeconds, ...(router ? { router } : {}), dns, static: stat, ipxeNoProxyDhcp, netbootOnce };
+  return {
+    mode,
+    port,
+    proxyPort,
+    range,
+    leaseSeconds,
+    ...(router ? { router } : {}),
+    dns,
+    static: stat,
+    ipxeNoProxyDhcp,
+    netbootOnce,
+    ...(options ? { options } : {}),
+    ...(knownClientsOnly ? { knownClientsOnly } : {}),
+    ...(relaySubnets?.length ? { relaySubnets } : {}),
+  };
 }
 
 function parseTftp(c: Ctx, v: unknown): TftpConfig | false | undefined {
@@ -434,14 +563,22 @@ function parseCache(c: Ctx, v: unknown): CacheConfig | undefined {
 }
 
 function parseProfile(c: Ctx, v: unknown, path: string): ProfileConfig | undefined {
-  const o = c.section(v, path, ['kernel', 'initrd', 'cmdline', 'script', 'sha256'], true);
+  const o = c.section(v, path, ['kernel', 'initrd', 'cmdline', 'script', 'sha256', 'dhcpOptions', 'pxeMenu'], true);
   if (!o) return undefined;
   const before = c.issues.length;
   const p: ProfileConfig = {};
   if (o.kernel !== undefined) p.kernel = c.bootPath(o.kernel, sub(path, 'kernel'));
   if (o.initrd !== undefined) p.initrd = c.strList(o.initrd, sub(path, 'initrd'), (s, pp) => c.bootPath(s, pp));
   const cmdline = c.str(o, 'cmdline', path, undefined, { nonEmpty: false });
-  if (cmdline !== undefined) p.cmdline = cmdline;
+  if (cmdline !== undefined) {
+    // iPXE expands ${…} inside a token and offers no way to write it literally (core/exec.c,
+    // expand_settings re-scans its output): such a command line cannot reach the kernel as written
+    const bad = cmdline.split(/\s+/).find((t) => /\$\{[^}]*\}/.test(t));
+    if (bad !== undefined) c.bad(sub(path, 'cmdline'), `a command line without \${…} (iPXE would expand ${JSON.stringify(bad)}; it cannot pass it through literally)`, cmdline);
+    else p.cmdline = cmdline;
+  }
+  if (o.dhcpOptions !== undefined) p.dhcpOptions = parseDhcpOptions(c, o.dhcpOptions, sub(path, 'dhcpOptions'));
+  if (o.pxeMenu !== undefined) p.pxeMenu = parsePxeMenu(c, o.pxeMenu, sub(path, 'pxeMenu'));
   if (o.script !== undefined) p.script = c.bootPath(o.script, sub(path, 'script'));
   if (o.sha256 !== undefined) {
     if (!isObj(o.sha256)) c.bad(sub(path, 'sha256'), 'an object of path → sha256 hex', o.sha256);
@@ -468,9 +605,74 @@ function parseProfile(c: Ctx, v: unknown, path: string): ProfileConfig | undefin
   return c.issues.length === before ? p : undefined;
 }
 
+function parsePxeMenu(c: Ctx, v: unknown, path: string): PxeMenuConfig | undefined {
+  const o = c.section(v, path, ['prompt', 'timeout', 'items'], true, 'an object {"prompt": "…", "timeout": 10, "items": [{"label": "…", "loader": "…"}]}');
+  if (!o) return undefined;
+  const before = c.issues.length;
+  const prompt = c.str(o, 'prompt', path, 'Press F8 for the boot menu');
+  if (prompt !== undefined && Buffer.byteLength(prompt, 'latin1') > 254) c.bad(sub(path, 'prompt'), 'a prompt of at most 254 bytes', prompt);
+  const timeout = c.num(o, 'timeout', path, 10, 0, 255, 'a number of seconds');
+  const items: PxeMenuConfig['items'] = [];
+  const ip = sub(path, 'items');
+  if (!Array.isArray(o.items) || o.items.length === 0 || o.items.length > 32) c.bad(ip, 'a list of 1 to 32 {"label": "…", "loader": "path" or "local"}', o.items);
+  else
+    o.items.forEach((x, i) => {
+      const p = `${ip}[${i}]`;
+      const it = c.section(x, p, ['label', 'loader'], true, 'an object {"label": "…", "loader": "path" or "local"}');
+      if (!it) return;
+      const label = c.str(it, 'label', p, undefined, { required: true });
+      if (label !== undefined && Buffer.byteLength(label, 'latin1') > 255) c.bad(`${p}.label`, 'a label of at most 255 bytes', label);
+      const loader = it.loader === 'local' ? 'local' : c.bootPath(it.loader, `${p}.loader`);
+      if (loader !== undefined && loader !== 'local' && Buffer.byteLength(loader, 'latin1') > 127) c.bad(`${p}.loader`, 'a path of at most 127 bytes (BIOS PXE ROMs read the 128-byte BOOTP file field)', loader);
+      if (label !== undefined && loader !== undefined) items.push({ label, loader });
+    });
+  if (c.issues.length !== before || prompt === undefined || timeout === undefined) return undefined;
+  return { prompt, timeout, items };
+}
+
+const MATCH_KEYS = ['mac', 'vendorClass', 'userClass', 'arch', 'uuid'] as const;
+
+function parseMatch(c: Ctx, v: unknown, names: string[], known: string): MatchRuleConfig[] {
+  const P = 'boot.match';
+  if (!Array.isArray(v)) {
+    c.bad(P, 'a list of {"profile": "…", "mac" | "vendorClass" | "userClass" | "arch" | "uuid": …}', v);
+    return [];
+  }
+  const out: MatchRuleConfig[] = [];
+  v.forEach((x, i) => {
+    const p = `${P}[${i}]`;
+    const o = c.section(x, p, ['profile', ...MATCH_KEYS], true, 'an object {"profile": "…", "vendorClass": "PXEClient:Arch:00007*"}');
+    if (!o) return;
+    const before = c.issues.length;
+    const r: MatchRuleConfig = { profile: '' };
+    if (typeof o.profile !== 'string' || !names.includes(o.profile)) c.bad(`${p}.profile`, known, o.profile);
+    else r.profile = o.profile;
+    if (o.mac !== undefined) {
+      if (typeof o.mac !== 'string' || !/^([0-9a-fA-F?]{2}|\*)([:-]([0-9a-fA-F?]{2}|\*)){5}$/.test(o.mac)) c.bad(`${p}.mac`, 'a MAC pattern of six bytes, each hex, "??"-style digits or "*" (52:54:00:*:*:*)', o.mac);
+      else r.mac = o.mac.toLowerCase();
+    }
+    for (const k of ['vendorClass', 'userClass'] as const) {
+      if (o[k] === undefined) continue;
+      if (typeof o[k] !== 'string' || o[k] === '') c.bad(`${p}.${k}`, 'a non-empty pattern (* and ? as wildcards)', o[k]);
+      else r[k] = o[k] as string;
+    }
+    if (o.arch !== undefined) {
+      if (typeof o.arch !== 'number' || !Number.isInteger(o.arch) || o.arch < 0 || o.arch > 65535) c.bad(`${p}.arch`, 'an option 93 architecture code from 0 to 65535 (0 BIOS, 7 x64 UEFI, 16 x64 UEFI HTTP)', o.arch);
+      else r.arch = o.arch;
+    }
+    if (o.uuid !== undefined) {
+      if (typeof o.uuid !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(o.uuid)) c.bad(`${p}.uuid`, 'a GUID (8-4-4-4-12 hex digits)', o.uuid);
+      else r.uuid = o.uuid.toLowerCase();
+    }
+    if (!MATCH_KEYS.some((k) => o[k] !== undefined)) c.badRaw(p, `at least one of ${MATCH_KEYS.join(', ')}`, 'none');
+    if (c.issues.length === before) out.push(r);
+  });
+  return out;
+}
+
 function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined): BootConfig | undefined {
   const P = 'boot';
-  const o = c.section(v, P, ['loaders', 'defaultProfile', 'profiles', 'assign'], true, 'an object with loaders and profiles');
+  const o = c.section(v, P, ['loaders', 'defaultProfile', 'profiles', 'assign', 'match'], true, 'an object with loaders and profiles');
   if (!o) return undefined;
   const before = c.issues.length;
 
@@ -485,7 +687,12 @@ function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined)
         c.badRaw(p, `an arch key (${LOADER_KEYS.join(', ')})`, `key ${JSON.stringify(k)}`);
         continue;
       }
-      const list = c.strList(x, p, (s, pp) => c.bootPath(s, pp));
+      const list = c.strList(x, p, (s, pp) => {
+        const r = c.bootPath(s, pp);
+        // RFC 2131 §2: the BOOTP file field is 128 bytes with its NUL; a BIOS PXE ROM reads nothing else
+        if (r !== undefined && k === 'bios' && Buffer.byteLength(r, 'latin1') > 127) return c.bad(pp, 'a path of at most 127 bytes (BIOS PXE ROMs read the 128-byte BOOTP file field)', r);
+        return r;
+      });
       if (list) loaders[k] = list;
     }
     if (Object.keys(o.loaders).length === 0 && dhcpMode !== 'off')
@@ -524,8 +731,9 @@ function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined)
       }
     }
   }
+  const match = o.match === undefined ? undefined : parseMatch(c, o.match, names, known);
   if (c.issues.length !== before || defaultProfile === undefined) return undefined;
-  return { loaders, defaultProfile, profiles, assign };
+  return { loaders, defaultProfile, profiles, assign, ...(match?.length ? { match } : {}) };
 }
 
 function parseMqtt(c: Ctx, v: unknown): MqttConfig | undefined {

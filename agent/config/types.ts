@@ -11,9 +11,9 @@ import type { HttpConfig } from '../../relay/http/config';
 import type { LanConfig } from '../../relay/net/lan';
 import type { TftpConfig } from '../../relay/tftp/config';
 
-export type { BootConfig, ProfileConfig } from '../../relay/boot/config';
+export type { BootConfig, MatchRuleConfig, ProfileConfig, PxeMenuConfig } from '../../relay/boot/config';
 export type { CacheConfig, UpstreamConfig } from '../../relay/cache/config';
-export type { DhcpConfig } from '../../relay/dhcp/config';
+export type { DhcpConfig, DhcpOptionsConfig, RelaySubnetConfig } from '../../relay/dhcp/config';
 export type { Dhcp6Config } from '../../relay/dhcp6/config';
 export type { HttpConfig } from '../../relay/http/config';
 export type { LanConfig } from '../../relay/net/lan';

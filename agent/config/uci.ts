@@ -589,14 +589,37 @@ function rangeOf(r: SectionReader): string[] | undefined {
 }
 
 /** Option names per section type (snake_case; camelCase is accepted too). */
+/** Extra DHCP options (dhcp.options / a profile's dhcpOptions) as UCI options of dhcp and profile sections. */
+const DHCP_OPTION_KEYS = ['ntp', 'domain', 'mtu', 'search', 'classless_route', 'vendor_encapsulated'] as const;
+
+/** `list ntp`, `option domain`, `option mtu`, `list search`, `list classless_route '10.0.0.0/8 10.99.0.254'`, `option vendor_encapsulated`. */
+function readDhcpOptions(r: SectionReader): Obj | undefined {
+  const o: Obj = {};
+  put(o, 'ntp', r.list('ntp'));
+  put(o, 'domain', r.str('domain'));
+  put(o, 'mtu', r.int('mtu'));
+  put(o, 'searchList', r.list('search'));
+  const routes = r.list('classless_route');
+  if (routes !== undefined)
+    o.classlessRoutes = routes.map((x) => {
+      const [network, gateway, ...rest] = x.trim().split(/\s+/);
+      if (!network || !gateway || rest.length) r.issue('classless_route', `expected "NETWORK/PREFIX GATEWAY" (10.0.0.0/8 10.99.0.254), got ${JSON.stringify(x)}`);
+      return { network, gateway };
+    });
+  put(o, 'vendorEncapsulated', r.str('vendor_encapsulated'));
+  return Object.keys(o).length ? o : undefined;
+}
+
 export const UCI_SCHEMA = {
   agent: ['enabled', 'agent_id', 'state_dir', 'log_level', 'log_levels'],
   lan: ['interface', 'address', 'prefix', 'address6', 'prefix6'],
   dhcp6: ['mode', 'port', 'range_start', 'range_end', 'range', 'lease_seconds', 'preference'],
   dhcp: [
     'mode', 'port', 'proxy_port', 'range_start', 'range_end', 'range', 'lease_seconds', 'router', 'dns',
-    'ipxe_no_proxy_dhcp', 'netboot_once',
+    'ipxe_no_proxy_dhcp', 'netboot_once', 'known_clients_only', ...DHCP_OPTION_KEYS,
   ],
+  relay_subnet: ['network', 'range_start', 'range_end', 'router', 'dns'],
+  match: ['profile', 'mac', 'vendor_class', 'user_class', 'arch', 'uuid'],
   static: ['mac', 'ip'],
   host: ['mac', 'ip'],
   tftp: [
@@ -608,7 +631,7 @@ export const UCI_SCHEMA = {
   cache: ['dir', 'max_bytes', 'ttl_seconds', 'negative_ttl_seconds'],
   boot: ['default_profile'],
   loader: ['arch', 'path'],
-  profile: ['name', 'kernel', 'initrd', 'cmdline', 'script', 'sha256'],
+  profile: ['name', 'kernel', 'initrd', 'cmdline', 'script', 'sha256', ...DHCP_OPTION_KEYS, 'menu_prompt', 'menu_timeout', 'menu_item'],
   assign: ['mac', 'profile'],
   mqtt: [
     'enabled', 'url', 'username', 'password', 'prefix', 'ca_file', 'journal_max_events', 'home_assistant',
@@ -700,6 +723,31 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
         put(d, 'dns', r.list('dns'));
         put(d, 'ipxeNoProxyDhcp', r.bool('ipxe_no_proxy_dhcp'));
         put(d, 'netbootOnce', r.bool('netboot_once'));
+        put(d, 'knownClientsOnly', r.bool('known_clients_only'));
+        put(d, 'options', readDhcpOptions(r));
+        break;
+      }
+      case 'relay_subnet': {
+        const n: Obj = {};
+        put(n, 'network', r.str('network'));
+        const start = r.str('range_start');
+        const end = r.str('range_end');
+        if (start === undefined || end === undefined) issues.push(`${sp}: a relay subnet needs range_start and range_end`);
+        else n.range = [start, end];
+        put(n, 'router', r.str('router'));
+        put(n, 'dns', r.list('dns'));
+        ((sub('dhcp').relaySubnets ??= []) as Obj[]).push(n);
+        break;
+      }
+      case 'match': {
+        const m: Obj = {};
+        put(m, 'profile', r.str('profile'));
+        put(m, 'mac', r.str('mac'));
+        put(m, 'vendorClass', r.str('vendor_class'));
+        put(m, 'userClass', r.str('user_class'));
+        put(m, 'arch', r.int('arch'));
+        put(m, 'uuid', r.str('uuid'));
+        ((boot().match ??= []) as Obj[]).push(m);
         break;
       }
       case 'static':
@@ -773,6 +821,17 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
         put(p, 'cmdline', r.str('cmdline'));
         put(p, 'script', r.str('script'));
         put(p, 'sha256', r.pairs('sha256', ['='], '"path=hex"'));
+        put(p, 'dhcpOptions', readDhcpOptions(r));
+        // list menu_item 'LOADER LABEL…' ('local' for the local disk): a PXE boot menu for BIOS ROMs
+        const items = r.list('menu_item');
+        const prompt = r.str('menu_prompt');
+        const timeout = r.int('menu_timeout');
+        if (items !== undefined) {
+          const menu: Obj = { items: items.map((x) => ({ loader: x.trim().split(/\s+/)[0], label: x.trim().replace(/^\S+\s*/, '') })) };
+          put(menu, 'prompt', prompt);
+          put(menu, 'timeout', timeout);
+          p.pxeMenu = menu;
+        } else if (prompt !== undefined || timeout !== undefined) r.issue(prompt !== undefined ? 'menu_prompt' : 'menu_timeout', 'a menu needs list menu_item entries');
         if (name === undefined) {
           issues.push(`${sp}: a profile needs a name (config profile 'NAME' or option name)`);
           break;

@@ -168,6 +168,23 @@ export interface AgentOpts {
   tftp?: Record<string, unknown>;
   boot?: Record<string, unknown>;
   logLevel?: string;
+  /** node options before the bundle (default: the launcher's, image/files/usr/bin/bootrelay) */
+  nodeArgs?: string[];
+}
+
+/**
+ * The node options the product starts the agent with: those on the `exec node …`
+ * line of the OpenWrt launcher (image/files/usr/bin/bootrelay), so the benches
+ * measure what routers run. BENCH_NODE_FLAGS (space-separated) overrides them.
+ */
+export function launcherNodeArgs(): string[] {
+  if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS.split(/\s+/).filter(Boolean);
+  try {
+    const m = /^exec node (.*?)\s*\/usr\/lib\/bootrelay\/bootrelay\.js/m.exec(readFileSync(join(repoRoot(), 'image/files/usr/bin/bootrelay'), 'utf8'));
+    return m?.[1] ? m[1].split(/\s+/).filter(Boolean) : [];
+  } catch {
+    return [];
+  }
 }
 
 export interface Agent {
@@ -204,7 +221,7 @@ export async function startAgent(lab: BenchLab, o: AgentOpts, keepLines = false)
   const cfgPath = join(o.dir, 'relay.json');
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   // `ip netns exec` execs: the PID is node's own (VmHWM is the agent's)
-  const proc = lab.net.spawn(o.ns, process.execPath, [distAgent(), '--config', cfgPath], o.env ? { env: { ...process.env, ...o.env } } : {});
+  const proc = lab.net.spawn(o.ns, process.execPath, [...(o.nodeArgs ?? launcherNodeArgs()), distAgent(), '--config', cfgPath], o.env ? { env: { ...process.env, ...o.env } } : {});
   const lines: string[] = [];
   let err = '';
   let buf = '';

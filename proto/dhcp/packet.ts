@@ -112,7 +112,9 @@ export function decodeDhcp(input: Uint8Array): DhcpMessage {
   if (hlen > 16) throw new DecodeError('hlen', `dhcp: hlen ${hlen} larger than chaddr (16)`, 2);
   if (b.readUInt32BE(COOKIE_OFF) !== MAGIC_COOKIE) throw new DecodeError('magic', 'dhcp: no DHCP magic cookie', COOKIE_OFF);
   const pieces: Pieces = new Map();
-  if (!parseOptions(b, OPTIONS_OFF, b.length, pieces, 'options')) throw new DecodeError('no-end', 'dhcp: options end without the End option', b.length);
+  // RFC 2131 §4.1 wants End, but a datagram whose options stop cleanly at its end without it
+  // is served (dnsmasq and ISC dhcpd do): only an option cut short is malformed
+  parseOptions(b, OPTIONS_OFF, b.length, pieces, 'options');
   let sname = cstr(b, SNAME_OFF, FILE_OFF);
   let file = cstr(b, FILE_OFF, COOKIE_OFF);
   const ovlParts = pieces.get(Opt.OptionOverload);
@@ -153,21 +155,58 @@ export function decodeDhcp(input: Uint8Array): DhcpMessage {
   };
 }
 
+/** Bytes one option takes on the wire (RFC 3396 §7: values over 255 bytes are split). */
+function optionWireSize(v: Buffer): number {
+  return v.length === 0 ? 2 : v.length + 2 * Math.ceil(v.length / 255);
+}
+
 /** Size of the encoded options area including End. */
 function optionsSize(opts: OptionMap): number {
   let n = 1;
-  for (const [, v] of opts) n += v.length === 0 ? 2 : v.length + 2 * Math.ceil(v.length / 255);
+  for (const [, v] of opts) n += optionWireSize(v);
   return n;
+}
+
+/** Writes one option at `o` (split into 255-byte instances); returns the new offset. */
+function writeOption(b: Buffer, o: number, code: number, v: Buffer): number {
+  if (v.length === 0) {
+    b[o++] = code;
+    b[o++] = 0;
+    return o;
+  }
+  // RFC 3396 §7: values over 255 bytes go out as consecutive instances
+  for (let s = 0; s < v.length; s += 255) {
+    const chunk = v.subarray(s, Math.min(v.length, s + 255));
+    b[o++] = code;
+    b[o++] = chunk.length;
+    chunk.copy(b, o);
+    o += chunk.length;
+  }
+  return o;
 }
 
 export interface EncodeOptions {
   /** pad the datagram to at least this many bytes (default 300, the BOOTP minimum) */
   minSize?: number;
+  /**
+   * the largest datagram the client takes (UDP payload). When the options do not fit, they
+   * spill into the unused `file` and `sname` fields (option overload, RFC 2132 §9.3) and,
+   * if still too many, the last ones are left out (`EncodeResult.dropped`). Option 82 stays
+   * last in the options field (RFC 3046 §2.2).
+   */
+  maxSize?: number;
 }
 
-export function encodeDhcp(msg: DhcpMessage, eo: EncodeOptions = {}): Buffer {
-  const need = OPTIONS_OFF + optionsSize(msg.options);
-  const b = Buffer.alloc(Math.max(need, eo.minSize ?? BOOTP_MIN_SIZE));
+export interface EncodeResult {
+  buf: Buffer;
+  /** option codes left out for want of room, in the order they were met */
+  dropped: number[];
+  /** the option overload value used (0: none) */
+  overload: number;
+}
+
+function header(msg: DhcpMessage, size: number, withFile: boolean, withSname: boolean): Buffer {
+  const b = Buffer.alloc(size);
   b[0] = msg.op;
   b[1] = msg.htype;
   b[2] = msg.hlen;
@@ -184,27 +223,75 @@ export function encodeDhcp(msg: DhcpMessage, eo: EncodeOptions = {}): Buffer {
   const file = Buffer.from(msg.file, 'latin1');
   if (sname.length > 64) throw new RangeError(`sname longer than 64 bytes: ${msg.sname}`);
   if (file.length > 128) throw new RangeError(`file longer than 128 bytes: ${msg.file}`);
-  sname.copy(b, SNAME_OFF);
-  file.copy(b, FILE_OFF);
+  if (withSname) sname.copy(b, SNAME_OFF);
+  if (withFile) file.copy(b, FILE_OFF);
   b.writeUInt32BE(MAGIC_COOKIE, COOKIE_OFF);
-  let o = OPTIONS_OFF;
+  return b;
+}
+
+export function encodeDhcp(msg: DhcpMessage, eo: EncodeOptions = {}): Buffer {
+  return encodeDhcpFit(msg, eo).buf;
+}
+
+/** encodeDhcp with the layout decisions reported (what overflowed into file/sname, what was left out). */
+export function encodeDhcpFit(msg: DhcpMessage, eo: EncodeOptions = {}): EncodeResult {
+  const minSize = eo.minSize ?? BOOTP_MIN_SIZE;
+  const need = OPTIONS_OFF + optionsSize(msg.options);
+  if (eo.maxSize === undefined || need <= eo.maxSize) {
+    const b = header(msg, Math.max(need, minSize), true, true);
+    let o = OPTIONS_OFF;
+    for (const [code, v] of msg.options) o = writeOption(b, o, code, v);
+    b[o] = Opt.End;
+    return { buf: b, dropped: [], overload: 0 };
+  }
+  // Too big: place options first-fit into options, then file, then sname (when those are unused).
+  const size = Math.max(eo.maxSize, OPTIONS_OFF + 4);
+  const fileFree = msg.file === '';
+  const snameFree = msg.sname === '';
+  const last = msg.options.get(Opt.RelayAgentInformation);
+  const areas = [
+    // options: End, option 52 (3 bytes), and option 82 kept back for the end
+    { room: size - OPTIONS_OFF - 1 - (fileFree || snameFree ? 3 : 0) - (last ? optionWireSize(last) : 0), list: [] as Array<[number, Buffer]>, bit: 0 },
+    { room: fileFree ? 128 - 1 : -1, list: [] as Array<[number, Buffer]>, bit: 1 },
+    { room: snameFree ? 64 - 1 : -1, list: [] as Array<[number, Buffer]>, bit: 2 },
+  ];
+  const dropped: number[] = [];
   for (const [code, v] of msg.options) {
-    if (v.length === 0) {
-      b[o++] = code;
-      b[o++] = 0;
+    if (code === Opt.RelayAgentInformation || code === Opt.OptionOverload) continue;
+    const n = optionWireSize(v);
+    const a = areas.find((x) => x.room >= n);
+    if (!a) {
+      dropped.push(code);
       continue;
     }
-    // RFC 3396 §7: values over 255 bytes go out as consecutive instances
-    for (let s = 0; s < v.length; s += 255) {
-      const chunk = v.subarray(s, Math.min(v.length, s + 255));
-      b[o++] = code;
-      b[o++] = chunk.length;
-      chunk.copy(b, o);
-      o += chunk.length;
-    }
+    a.list.push([code, v]);
+    a.room -= n;
   }
+  const ovl = (areas[1]!.list.length ? 1 : 0) | (areas[2]!.list.length ? 2 : 0);
+  const main = areas[0]!.list;
+  let used = 1 + (ovl ? 3 : 0) + (last ? optionWireSize(last) : 0);
+  for (const [, v] of main) used += optionWireSize(v);
+  const b = header(msg, Math.max(OPTIONS_OFF + used, minSize), !(ovl & 1), !(ovl & 2));
+  let o = OPTIONS_OFF;
+  main.forEach(([code, v], i) => {
+    // RFC 2131 §4.1: option 52 is in the options field when file/sname carry options (after 53)
+    if (ovl && i === (main[0]?.[0] === Opt.MessageType ? 1 : 0)) o = writeOption(b, o, Opt.OptionOverload, Buffer.from([ovl]));
+    o = writeOption(b, o, code, v);
+  });
+  if (ovl && main.length <= (main[0]?.[0] === Opt.MessageType ? 1 : 0)) o = writeOption(b, o, Opt.OptionOverload, Buffer.from([ovl]));
+  if (last) o = writeOption(b, o, Opt.RelayAgentInformation, last);
   b[o] = Opt.End;
-  return b;
+  const spill: Array<[(typeof areas)[number], number, number]> = [
+    [areas[1]!, FILE_OFF, 128],
+    [areas[2]!, SNAME_OFF, 64],
+  ];
+  for (const [a, off, len] of spill) {
+    if (!a.list.length) continue;
+    let p = off;
+    for (const [code, v] of a.list) p = writeOption(b, p, code, v);
+    if (p < off + len) b[p] = Opt.End; // the rest of the field stays 0 (pad)
+  }
+  return { buf: b, dropped, overload: ovl };
 }
 
 /** A blank BOOTREPLY for `req` (RFC 2131 §4.3, table 3): xid, flags, giaddr, chaddr copied. */

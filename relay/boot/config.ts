@@ -1,3 +1,4 @@
+import type { DhcpOptionsConfig } from '../dhcp/config';
 /** What to boot (config section `boot`): read through relay/boot/plan.ts, never field by field. */
 export interface ProfileConfig {
   kernel?: string;
@@ -7,6 +8,33 @@ export interface ProfileConfig {
   script?: string;
   /** optional sha256 per path (hex) for integrity checks */
   sha256?: Record<string, string>;
+  /** extra DHCP options for clients booting this profile (over dhcp.options) */
+  dhcpOptions?: DhcpOptionsConfig;
+  /** a PXE boot menu for BIOS PXE ROMs (option 43 sub-options 6, 8, 9, 10) */
+  pxeMenu?: PxeMenuConfig;
+}
+
+export interface PxeMenuConfig {
+  prompt: string;
+  /** seconds (0–255; 255 waits for a key) */
+  timeout: number;
+  /** in order; `loader` boots that path over TFTP, `"local"` hands back to the BIOS */
+  items: Array<{ label: string; loader: string | 'local' }>;
+}
+
+/** A rule choosing a profile (the first whose every given field matches wins; before defaultProfile). */
+export interface MatchRuleConfig {
+  profile: string;
+  /** MAC pattern: hex digits with `*` for any byte or `?` for a digit (52:54:00:*:*:*) */
+  mac?: string;
+  /** option 60 glob (PXEClient:Arch:00007*) */
+  vendorClass?: string;
+  /** option 77 glob (iPXE) */
+  userClass?: string;
+  /** option 93 code */
+  arch?: number;
+  /** option 97 GUID (case-insensitive) */
+  uuid?: string;
 }
 
 export interface BootConfig {
@@ -16,4 +44,6 @@ export interface BootConfig {
   profiles: Record<string, ProfileConfig>;
   /** mac → profile */
   assign: Record<string, string>;
+  /** rules tried in order after assign, before defaultProfile */
+  match?: MatchRuleConfig[];
 }

@@ -24,6 +24,8 @@ import type { BootConfig, ProfileConfig } from './config';
 
 /** MACs remembered as booted once (dhcp.netbootOnce); the oldest are forgotten first. */
 export const BOOTED_MAX = 1024;
+/** Clients whose boot.match result is remembered. */
+export const MATCHED_MAX = 4096;
 
 export interface BootPlanOptions {
   boot: BootConfig;
@@ -48,6 +50,8 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
   private cfg: BootConfig;
   private netbootOnce: boolean;
   private readonly assigned = new Map<string, string>();
+  /** what a boot.match rule chose for a client at its last DHCP exchange (DHCP decides, the plan remembers) */
+  private readonly matched = new Map<string, string>();
   private readonly booted = new Set<string>();
   /** loader path → the arch keys it is configured for */
   private loaderArch = new Map<string, ArchKey[]>();
@@ -127,11 +131,32 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
     return Object.fromEntries(this.assigned);
   }
 
-  /** The profile this client boots: its runtime assignment, else boot.assign, else the default; a name that is gone counts as none. */
+  /** The runtime assignment of one client (relayctl assign), if any. */
+  assignedTo(mac: string): string | undefined {
+    return this.assigned.get(normalizeMac(mac) ?? mac);
+  }
+
+  /**
+   * DHCP's word on which boot.match rule's profile this client got (undefined: none matched, or
+   * assign/default decided). Kept for at most MATCHED_MAX clients, the oldest forgotten first.
+   */
+  noteMatch(mac: string, profile: string | undefined): void {
+    const m = normalizeMac(mac) ?? mac;
+    if (this.matched.get(m) === profile) return;
+    this.matched.delete(m);
+    if (profile === undefined) return;
+    this.matched.set(m, profile);
+    if (this.matched.size > MATCHED_MAX) this.matched.delete(this.matched.keys().next().value!);
+  }
+
+  /**
+   * The profile this client boots: its runtime assignment, else boot.assign, else the boot.match
+   * rule DHCP matched, else the default; a name that is gone counts as none.
+   */
   profileFor(mac: string | undefined): ResolvedProfile | undefined {
     const b = this.cfg;
     const m = mac ? (normalizeMac(mac) ?? mac) : undefined;
-    const wanted = m && (this.assigned.get(m) ?? b.assign[m]);
+    const wanted = m && (this.assigned.get(m) ?? b.assign[m] ?? this.matched.get(m));
     const name = wanted && b.profiles[wanted] ? wanted : b.defaultProfile;
     const profile = b.profiles[name];
     return profile ? { name, profile } : undefined;

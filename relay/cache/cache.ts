@@ -659,6 +659,7 @@ export class FileCache implements FileSource {
       lastModified: e.lastModified,
       stream,
       cache: kind,
+      release: (c: Buffer) => stream.release(c),
     };
   }
 
@@ -719,6 +720,7 @@ export class FileCache implements FileSource {
       lastModified: fill.lastModified,
       stream,
       cache: 'miss',
+      release: (c: Buffer) => stream.release(c),
       ...(fill.total === undefined ? { sizeWhenKnown: (ms: number) => sizeOfFill(fill, ms) } : {}),
     };
   }

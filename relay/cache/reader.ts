@@ -17,6 +17,8 @@ import { IntegrityError, ifRangeValidator } from './fill';
 import { headerOne, parseContentRange, type Upstream, type UpstreamResponse } from './fetch';
 
 const CHUNK = 64 * 1024;
+/** chunks kept for reuse per reader (a consumer that releases them holds about this many in flight) */
+const SPARE = 2;
 
 export interface BypassSpec {
   upstream: Upstream;
@@ -64,10 +66,33 @@ export class CacheReader extends Readable {
   private body: IncomingMessage | undefined;
   private inBypass = false;
   private afterRead: (() => void) | undefined;
+  /** chunk buffers given back by the consumer (release), reused for the next reads */
+  private spare: Buffer[] = [];
+  private readonly mine = new WeakSet<ArrayBufferLike>();
 
   constructor(private readonly o: ReaderOptions) {
     super({ highWaterMark: CHUNK });
     this.pos = o.start;
+  }
+
+  /**
+   * The consumer is done with a chunk this reader pushed (e.g. its socket write
+   * completed): the memory is reused for a later read instead of waiting for the
+   * garbage collector, which lets tens of MiB of dead chunks pile up under load.
+   * Chunks that are not ours, or not whole, are ignored.
+   */
+  release(chunk: Buffer): void {
+    if (chunk.byteOffset !== 0 || chunk.buffer.byteLength !== CHUNK || this.spare.length >= SPARE || !this.mine.has(chunk.buffer)) return;
+    this.mine.delete(chunk.buffer);
+    this.spare.push(chunk.length === CHUNK ? chunk : Buffer.from(chunk.buffer, 0, CHUNK));
+  }
+
+  /** A buffer for the next read of n bytes: a released chunk when there is one. */
+  private chunk(n: number): Buffer {
+    if (n < CHUNK && this.spare.length === 0) return Buffer.allocUnsafe(n);
+    const b = this.spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    this.mine.add(b.buffer);
+    return n === CHUNK ? b : b.subarray(0, n);
   }
 
   /** Bytes that may be handed out now. */
@@ -122,7 +147,7 @@ export class CacheReader extends Readable {
     }
     if (this.pos < avail) {
       const n = Math.min(CHUNK, avail - this.pos, limit - this.pos);
-      const buf = Buffer.allocUnsafe(n);
+      const buf = this.chunk(n);
       this.busy = true;
       fs.read(this.o.fd, buf, 0, n, this.pos, (err, got) => {
         this.busy = false;
@@ -171,7 +196,7 @@ export class CacheReader extends Readable {
   /** One chunk read in place; the stream asks again (_read) while it wants more. */
   private readSync(avail: number, limit: number): void {
     const n = Math.min(CHUNK, avail - this.pos, limit - this.pos);
-    const buf = Buffer.allocUnsafe(n);
+    const buf = this.chunk(n);
     let got: number;
     try {
       got = fs.readSync(this.o.fd, buf, 0, n, this.pos);

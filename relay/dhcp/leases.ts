@@ -40,13 +40,26 @@ import { StageTimer } from './timing';
 
 export interface Lease {
   mac: string;
+  /** option 61 as hex, when the client sent one: then the lease is the identifier's, not the MAC's (RFC 2131 §4.2, RFC 6842) */
+  id?: string;
   ip: string;
   /** ms since the epoch */
   expiresAt: number;
   hostname?: string;
+  /** option 81's domain name (RFC 4702) */
+  fqdn?: string;
   uuid?: string;
   static: boolean;
 }
+
+/**
+ * The key a client's lease and hold are kept under: its client identifier when it sends
+ * one, else its MAC. Methods take (mac, …, id); the MAC alone still picks static addresses.
+ */
+export function leaseKey(mac: string, id?: string): string {
+  return id ? `id:${id}` : mac;
+}
+const keyOf = (l: Lease): string => (l.id ? `id:${l.id}` : l.mac);
 
 export interface LeaseInfo {
   mac: string;
@@ -54,6 +67,9 @@ export interface LeaseInfo {
   /** ISO-8601 */
   expiresAt: string;
   hostname?: string;
+  fqdn?: string;
+  /** option 61 (hex) the lease is keyed by */
+  clientId?: string;
   static: boolean;
   uuid?: string;
   active: boolean;
@@ -77,8 +93,8 @@ export interface LeaseStoreOptions {
 }
 
 type Rec =
-  | { op: 'commit'; mac: string; ip: string; exp: number; h?: string; u?: string }
-  | { op: 'release'; mac: string; ip: string }
+  | { op: 'commit'; mac: string; ip: string; exp: number; h?: string; u?: string; i?: string; f?: string }
+  | { op: 'release'; mac: string; ip: string; i?: string }
   | { op: 'decline'; ip: string; until: number }
   | { op: 'clean' };
 
@@ -188,7 +204,7 @@ export class LeaseStore {
   private byIp = new Map<string, Lease>();
   private staticByMac = new Map<string, string>();
   private staticIps = new Set<string>();
-  /** ip → {mac, until}: tentative holds for OFFERs (memory only) */
+  /** ip → {mac: the lease key, until}: tentative holds for OFFERs (memory only) */
   private holds = new Map<string, { mac: string; until: number }>();
   /** mac → ip of its hold (one per client) */
   private holdOf = new Map<string, string>();
@@ -320,9 +336,9 @@ export class LeaseStore {
       return;
     }
     if (r.op === 'commit' && typeof r.mac === 'string' && typeof r.ip === 'string') {
-      this.setLease({ mac: r.mac, ip: r.ip, expiresAt: r.exp, hostname: r.h, uuid: r.u, static: this.staticByMac.get(r.mac) === r.ip });
+      this.setLease({ mac: r.mac, ...(r.i ? { id: r.i } : {}), ip: r.ip, expiresAt: r.exp, hostname: r.h, ...(r.f ? { fqdn: r.f } : {}), uuid: r.u, static: this.staticByMac.get(r.mac) === r.ip });
     } else if (r.op === 'release' && typeof r.mac === 'string') {
-      const l = this.byMac.get(r.mac);
+      const l = this.byMac.get(leaseKey(r.mac, r.i));
       if (l && l.ip === r.ip) {
         l.expiresAt = Math.min(l.expiresAt, 0);
         this.touch(l.ip);
@@ -336,22 +352,22 @@ export class LeaseStore {
   }
 
   private setLease(l: Lease): void {
-    const old = this.byMac.get(l.mac);
+    const old = this.byMac.get(keyOf(l));
     let moved: string | undefined;
     if (old && this.byIp.get(old.ip) === old) {
       this.byIp.delete(old.ip);
       if (old.ip !== l.ip) moved = old.ip;
     }
     const other = this.byIp.get(l.ip);
-    if (other && other.mac !== l.mac && this.byMac.get(other.mac) === other) this.byMac.delete(other.mac);
-    this.byMac.set(l.mac, l);
+    if (other && keyOf(other) !== keyOf(l) && this.byMac.get(keyOf(other)) === other) this.byMac.delete(keyOf(other));
+    this.byMac.set(keyOf(l), l);
     this.byIp.set(l.ip, l);
     this.touch(l.ip);
     if (moved) this.touch(moved);
   }
 
   private dropLease(l: Lease): void {
-    if (this.byMac.get(l.mac) === l) this.byMac.delete(l.mac);
+    if (this.byMac.get(keyOf(l)) === l) this.byMac.delete(keyOf(l));
     if (this.byIp.get(l.ip) === l) {
       this.byIp.delete(l.ip);
       this.touch(l.ip);
@@ -419,13 +435,15 @@ export class LeaseStore {
     const r: Rec = { op: 'commit', mac: l.mac, ip: l.ip, exp: l.expiresAt };
     if (l.hostname) r.h = l.hostname;
     if (l.uuid) r.u = l.uuid;
+    if (l.id) r.i = l.id;
+    if (l.fqdn) r.f = l.fqdn;
     return r;
   }
 
   // ------------------------------------------------------------------ queries
 
-  get(mac: string): Lease | undefined {
-    return this.byMac.get(mac);
+  get(mac: string, id?: string): Lease | undefined {
+    return this.byMac.get(leaseKey(mac, id));
   }
 
   /** The client holding `ip` now (active lease), if any. */
@@ -448,8 +466,9 @@ export class LeaseStore {
     return n >= this.start && n <= this.end;
   }
 
-  /** May `mac` hold `ip` now? (static for it, or in the pool and free or already its own) */
-  canAssign(mac: string, ip: string): boolean {
+  /** May `mac` (with client identifier `id`) hold `ip` now? (static for it, or in the pool and free or already its own) */
+  canAssign(mac: string, ip: string, id?: string): boolean {
+    const k = leaseKey(mac, id);
     const st = this.staticByMac.get(mac);
     if (st) return st === ip;
     if (!this.inRange(ip) || this.staticIps.has(ip)) return false;
@@ -457,9 +476,9 @@ export class LeaseStore {
     const d = this.declined.get(ip);
     if (d !== undefined && d > now) return false;
     const l = this.byIp.get(ip);
-    if (l && l.mac !== mac && l.expiresAt > now) return false;
+    if (l && keyOf(l) !== k && l.expiresAt > now) return false;
     const h = this.holds.get(ip);
-    if (h && h.mac !== mac && h.until > now) return false;
+    if (h && h.mac !== k && h.until > now) return false;
     return true;
   }
 
@@ -468,19 +487,20 @@ export class LeaseStore {
    * static > the client's current/last lease > the requested address > a
    * never-used address > the longest-expired one. undefined: pool exhausted.
    */
-  offer(mac: string, requested?: string): string | undefined {
+  offer(mac: string, requested?: string, id?: string): string | undefined {
     const now = this.now();
+    const k = leaseKey(mac, id);
     const hold = (ip: string) => {
-      this.setHold(mac, ip, now + (this.opts.offerHoldSeconds ?? 30) * 1000);
+      this.setHold(k, ip, now + (this.opts.offerHoldSeconds ?? 30) * 1000);
       return ip;
     };
     const st = this.staticByMac.get(mac);
     if (st) return st;
-    const mine = this.byMac.get(mac);
-    if (mine && this.canAssign(mac, mine.ip)) return hold(mine.ip);
-    if (requested && this.canAssign(mac, requested)) return hold(requested);
-    const held = this.holdOf.get(mac);
-    if (held !== undefined && (this.holds.get(held)?.until ?? 0) > now && this.canAssign(mac, held)) return hold(held);
+    const mine = this.byMac.get(k);
+    if (mine && this.canAssign(mac, mine.ip, id)) return hold(mine.ip);
+    if (requested && this.canAssign(mac, requested, id)) return hold(requested);
+    const held = this.holdOf.get(k);
+    if (held !== undefined && (this.holds.get(held)?.until ?? 0) > now && this.canAssign(mac, held, id)) return hold(held);
     // never-handed-out addresses first, from a cursor that only moves forward
     while (this.cursor <= this.end) {
       const n = this.cursor++;
@@ -492,28 +512,30 @@ export class LeaseStore {
     // then the address free the longest (an expired lease, a lapsed hold, a released one)
     const top = this.free.peek();
     if (!top || top.key > now) return undefined;
-    if (this.canAssign(mac, top.ip)) return hold(top.ip);
+    if (this.canAssign(mac, top.ip, id)) return hold(top.ip);
     // the key was stale (cannot happen if every change re-keys): fix it and give up this once
     this.touch(top.ip);
     return undefined;
   }
 
   /** The address just offered to (held for) `mac`; with `orLease`, else its static or current lease's. */
-  offeredTo(mac: string, orLease = true): string | undefined {
-    const ip = this.holdOf.get(mac);
+  offeredTo(mac: string, orLease = true, id?: string): string | undefined {
+    const k = leaseKey(mac, id);
+    const ip = this.holdOf.get(k);
     if (ip !== undefined) {
       const h = this.holds.get(ip);
-      if (h && h.mac === mac && h.until > this.now()) return ip;
+      if (h && h.mac === k && h.until > this.now()) return ip;
     }
     if (!orLease) return undefined;
-    return this.staticByMac.get(mac) ?? this.byMac.get(mac)?.ip;
+    return this.staticByMac.get(mac) ?? this.byMac.get(k)?.ip;
   }
 
   /** Drops the OFFER hold of `mac` (it chose another server). */
-  unhold(mac: string): void {
-    const ip = this.holdOf.get(mac);
-    if (ip !== undefined && this.holds.get(ip)?.mac === mac) this.dropHold(ip);
-    this.holdOf.delete(mac);
+  unhold(mac: string, id?: string): void {
+    const k = leaseKey(mac, id);
+    const ip = this.holdOf.get(k);
+    if (ip !== undefined && this.holds.get(ip)?.mac === k) this.dropHold(ip);
+    this.holdOf.delete(k);
   }
 
   // ---------------------------------------------------------------- mutations
@@ -524,15 +546,19 @@ export class LeaseStore {
    * binding already on disk) resolves at once: its record rides a later
    * fdatasync (see the header).
    */
-  commit(mac: string, ip: string, extra: { hostname?: string; uuid?: string; leaseSeconds?: number } = {}): Promise<Lease> {
+  commit(mac: string, ip: string, extra: { hostname?: string; fqdn?: string; uuid?: string; id?: string; leaseSeconds?: number } = {}): Promise<Lease> {
     const now = this.now();
-    const old = this.byMac.get(mac);
-    const renewal = !!old && old.ip === ip && old.expiresAt > now && this.byIp.get(ip) === old && old.hostname === extra.hostname && old.uuid === extra.uuid;
+    const k = leaseKey(mac, extra.id);
+    const old = this.byMac.get(k);
+    const renewal =
+      !!old && old.ip === ip && old.expiresAt > now && this.byIp.get(ip) === old && old.hostname === extra.hostname && old.uuid === extra.uuid && old.fqdn === extra.fqdn && old.mac === mac;
     const l: Lease = {
       mac,
+      ...(extra.id ? { id: extra.id } : {}),
       ip,
       expiresAt: now + (extra.leaseSeconds ?? this.opts.leaseSeconds) * 1000,
       hostname: extra.hostname,
+      ...(extra.fqdn ? { fqdn: extra.fqdn } : {}),
       uuid: extra.uuid,
       static: this.staticByMac.get(mac) === ip,
     };
@@ -541,33 +567,33 @@ export class LeaseStore {
     if (renewal) {
       const done = this.write(this.commitRec(l), false);
       // the binding itself may still be on its way to the disk: wait for that one
-      const bound = this.binding.get(mac);
+      const bound = this.binding.get(k);
       return (bound ?? done).then(() => l);
     }
     const p = this.write(this.commitRec(l));
-    this.binding.set(mac, p);
+    this.binding.set(k, p);
     const settled = () => {
-      if (this.binding.get(mac) === p) this.binding.delete(mac);
+      if (this.binding.get(k) === p) this.binding.delete(k);
     };
     p.then(settled, settled);
     return p.then(() => l);
   }
 
   /** DHCPRELEASE (RFC 2131 §4.4.6): the address goes back to the pool. */
-  release(mac: string, ip: string): Promise<void> {
-    const l = this.byMac.get(mac);
+  release(mac: string, ip: string, id?: string): Promise<void> {
+    const l = this.byMac.get(leaseKey(mac, id));
     if (!l || l.ip !== ip) return Promise.resolve();
     l.expiresAt = Math.min(l.expiresAt, this.now());
     this.touch(ip);
-    return this.write({ op: 'release', mac, ip });
+    return this.write(id ? { op: 'release', mac, ip, i: id } : { op: 'release', mac, ip });
   }
 
   /** DHCPDECLINE (RFC 2131 §4.4.3): the address is in use by someone else; keep it out for a while. */
-  decline(mac: string, ip: string): Promise<void> {
+  decline(mac: string, ip: string, id?: string): Promise<void> {
     const until = this.now() + (this.opts.declineSeconds ?? 600) * 1000;
     this.declined.set(ip, until);
     const l = this.byIp.get(ip);
-    if (l && l.mac === mac) this.dropLease(l);
+    if (l && keyOf(l) === leaseKey(mac, id)) this.dropLease(l);
     this.dropHold(ip);
     this.touch(ip);
     return this.write({ op: 'decline', ip, until });
@@ -577,7 +603,17 @@ export class LeaseStore {
     const now = this.now();
     const out: LeaseInfo[] = [];
     for (const l of this.byMac.values()) {
-      out.push({ mac: l.mac, ip: l.ip, expiresAt: new Date(l.expiresAt).toISOString(), hostname: l.hostname, static: l.static, uuid: l.uuid, active: l.expiresAt > now });
+      out.push({
+        mac: l.mac,
+        ip: l.ip,
+        expiresAt: new Date(l.expiresAt).toISOString(),
+        hostname: l.hostname,
+        ...(l.fqdn ? { fqdn: l.fqdn } : {}),
+        ...(l.id ? { clientId: l.id } : {}),
+        static: l.static,
+        uuid: l.uuid,
+        active: l.expiresAt > now,
+      });
     }
     return out;
   }

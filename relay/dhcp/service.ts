@@ -6,6 +6,7 @@
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
 import type { RemoteInfo } from 'node:dgram';
+import { join } from 'node:path';
 import type { BootPlan } from '../boot/plan';
 import type { LanConfig } from '../net/lan';
 import type { DhcpConfig } from './config';
@@ -14,20 +15,21 @@ import { DecodeError } from '../../proto/errors';
 import type { DhcpReceivedEvent, EmitFn } from '../../proto/events';
 import { hex32 } from '../../proto/mac';
 import { MESSAGE_TYPE_NAMES, Opt } from '../../proto/dhcp/options';
-import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../../proto/dhcp/packet';
+import { decodeDhcp, messageType, type DhcpMessage } from '../../proto/dhcp/packet';
+import { encodeReply } from '../../proto/dhcp/reply';
 import { classifyClient } from '../../proto/dhcp/pxe';
 import type { Metrics } from '../metrics';
 import type { PacketTrace } from '../trace';
 import { LanSocketPair } from '../net/lan';
 import { LeaseStore, type LeaseInfo } from './leases';
-import { BootHistory, decide, type Decision, type Dest } from './policy';
+import { BootHistory, decide, type Decision, type Dest, type RelaySubnet } from './policy';
 import { StageTimer, timerFromEnv } from './timing';
 
 export interface DhcpServiceOptions {
   lan: LanConfig;
   dhcp: DhcpConfig;
-  /** what to boot: loaders, the client's profile, netboot-once */
-  plan: Pick<BootPlan, 'loaders' | 'profileName' | 'shouldBoot' | 'rearm'>;
+  /** what to boot: loaders, the client's profile (boot.match rules are decided here and told to the plan), netboot-once */
+  plan: Pick<BootPlan, 'loaders' | 'profileName' | 'shouldBoot' | 'rearm' | 'boot' | 'assignedTo' | 'noteMatch'>;
   httpPort: number;
   tftpEnabled: boolean;
   stateDir: string;
@@ -46,6 +48,8 @@ export interface DhcpServiceOptions {
   now?: () => number;
   /** fsync the lease journal (default true) */
   fsync?: boolean;
+  /** a boot file's size when known (the cache's sizeOf), for option 13 (RFC 2132 §3.7) */
+  bootFileSize?: (path: string) => number | undefined;
 }
 
 /** What every DHCP event of one datagram carries. */
@@ -69,6 +73,8 @@ export class DhcpService {
   /** bench-only stage timings (BOOTRELAY_DHCP_TIMING); undefined normally */
   private readonly timing = timerFromEnv();
   private readonly tm?: StageTimer = this.timing?.timer;
+  /** dhcp.relaySubnets, each with its own lease store (stateDir/subnet-<net>-<prefix>) */
+  private subnets: RelaySubnet[] = [];
 
   constructor(private readonly o: DhcpServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -81,6 +87,12 @@ export class DhcpService {
       fsync: o.fsync,
       timer: this.tm,
     });
+    for (const sub of o.dhcp.relaySubnets ?? []) {
+      const [net, prefix] = sub.network.split('/');
+      const dir = o.dhcp.mode === 'server' ? join(o.stateDir, `subnet-${net}-${prefix}`) : undefined;
+      const leases = new LeaseStore({ stateDir: dir, range: sub.range, static: o.dhcp.static, leaseSeconds: o.dhcp.leaseSeconds, now: this.now, fsync: o.fsync });
+      this.subnets.push({ cfg: sub, net: net!, prefix: Number(prefix), leases });
+    }
     const m = o.metrics;
     m.declare('bootrelay_dhcp_received_total', 'counter', 'DHCP datagrams received, by message type');
     m.declare('bootrelay_dhcp_sent_total', 'counter', 'DHCP replies sent, by message type');
@@ -103,6 +115,7 @@ export class DhcpService {
     const { dhcp, lan, log } = this.o;
     if (dhcp.mode === 'off' || this.running) return;
     await this.store.load();
+    for (const sub of this.subnets) await sub.leases.load();
     const onError = (err: Error) => log.warn({ err }, 'dhcp socket error');
     this.dhcpPair = new LanSocketPair({
       lanAddress: lan.address,
@@ -136,6 +149,7 @@ export class DhcpService {
     await Promise.all([this.dhcpPair?.stop(), this.proxyPair?.stop()]);
     this.dhcpPair = this.proxyPair = undefined;
     await this.store.close();
+    for (const sub of this.subnets) await sub.leases.close();
     if (this.timing) {
       try {
         this.timing.timer.writeTo(this.timing.file);
@@ -146,11 +160,17 @@ export class DhcpService {
   }
 
   leases(): LeaseInfo[] {
-    return this.store.list();
+    return this.subnets.length ? [...this.store.list(), ...this.subnets.flatMap((s) => s.leases.list())] : this.store.list();
   }
 
   macForIp(ip: string): string | undefined {
-    return this.store.macForIp(ip);
+    const m = this.store.macForIp(ip);
+    if (m !== undefined || !this.subnets.length) return m;
+    for (const s of this.subnets) {
+      const x = s.leases.macForIp(ip);
+      if (x !== undefined) return x;
+    }
+    return undefined;
   }
 
   /** Netboot-once: boot this client once more, even though it booted already (and from its first loader). */
@@ -215,6 +235,10 @@ export class DhcpService {
       history: this.history,
       now: this.now(),
       bootedOnce: (mac) => !this.o.plan.shouldBoot(mac),
+      boot: this.o.plan.boot,
+      assigned: (mac) => this.o.plan.assignedTo(mac),
+      relaySubnets: this.subnets,
+      bootFileSize: this.o.bootFileSize,
       clientPort: this.o.clientPort,
       relayPort: this.o.relayPort,
       broadcastAddress: this.o.broadcastAddress,
@@ -225,20 +249,25 @@ export class DhcpService {
       t = t1;
     }
     const base: DhcpBase = { mac: msg.mac, xid: hex32(msg.xid), arch: cls.arch, firmware: cls.firmware };
-    for (const s of d.side) emit({ ...base, ...s });
     if (d.kind === 'ignore') {
+      for (const s of d.side) emit({ ...base, ...s });
       metrics.inc('bootrelay_dhcp_ignored_total', { reason: d.reason });
       if (log.isLevelEnabled('debug')) log.debug({ ...base, reason: d.reason, detail: d.detail, reasons: cls.reasons }, 'ignored');
       return;
     }
     const recv = type !== undefined ? RECEIVED_EVENT[type] : undefined;
-    const profile = this.o.plan.profileName(msg.mac);
+    // what a boot.match rule chose goes to the plan, so /boot.ipxe, TFTP and the tracker agree
+    if (d.kind === 'reply' && d.profileBy) this.o.plan.noteMatch(msg.mac, d.profileBy === 'match' ? d.profile : undefined);
+    const profile = (d.kind === 'reply' ? d.profile : undefined) ?? this.o.plan.profileName(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
       emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
     }
+    // after the datagram's own event: a DISCOVER starts a boot afresh, so what it led to comes next
+    for (const s of d.side) emit({ ...base, ...s });
     if (d.kind === 'release' || d.kind === 'decline') {
-      const p = d.kind === 'release' ? this.store.release(msg.mac, d.ip) : this.store.decline(msg.mac, d.ip);
+      const st = d.leases ?? this.store;
+      const p = d.kind === 'release' ? st.release(msg.mac, d.ip, d.id) : st.decline(msg.mac, d.ip, d.id);
       p.catch((err) => log.error({ err, ...base }, `lease ${d.kind} not saved`));
       log.info({ ...base, ip: d.ip }, d.kind === 'release' ? 'released' : 'declined');
       return;
@@ -263,7 +292,8 @@ export class DhcpService {
             send();
           }
         : send;
-      this.store.commit(msg.mac, d.commit.ip, { hostname: d.commit.hostname, uuid: d.commit.uuid }).then(committed, (err) => {
+      const c = d.commit;
+      (c.leases ?? this.store).commit(msg.mac, c.ip, { hostname: c.hostname, fqdn: c.fqdn, uuid: c.uuid, id: c.id }).then(committed, (err) => {
         metrics.inc('bootrelay_dhcp_dropped_total', { reason: 'commit-failed' });
         log.error({ err, ...base }, 'lease not saved: no ACK sent');
       });
@@ -276,7 +306,9 @@ export class DhcpService {
     if (!pair) return;
     const tm = this.tm;
     let t = tm ? StageTimer.now() : 0;
-    const buf = encodeDhcp(d.reply);
+    // within the client's option 57 / 576 bytes: overload into file/sname, then trim (RFC 2131 §2, RFC 2132 §9.3, §9.10)
+    const { buf, dropped } = encodeReply(d.reply, req);
+    if (dropped.length && log.isLevelEnabled('debug')) log.debug({ ...base, dropped }, "options left out: no room in the client's maximum message size");
     if (tm) {
       const t1 = StageTimer.now();
       tm.add('encode', t1 - t);

@@ -1,8 +1,9 @@
 /**
  * OpenWrt's own package tools (opkg 24.10, apk-tools 3.0.2 and uci/libuci of 25.12), built from
  * ../shared/openwrt's pinned sources by scripts/openwrt-tools.sh into .cache/openwrt-tools/
- * (`.ci/run` builds them before `make test`). OPENWRT_TOOLS=DIR points elsewhere.
- * Tests use `describe.skipIf(!!toolsMissing(...))(...)` with the reason this returns.
+ * (`make test` builds them first: make openwrt-tools). OPENWRT_TOOLS=DIR points elsewhere.
+ * Tests use `describeSkipIf(toolsMissing(...))(...)` (test/helpers/skip.ts): the reason this returns
+ * goes into the title, and `make test`'s summary.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,9 @@ export const sharedOpenwrt =
   process.env.OPENWRT_SHARED ??
   [join(root, '../shared/openwrt'), join(root, '../../shared/openwrt')].find((d) => existsSync(d)) ??
   join(root, '../shared/openwrt');
+
+/** procd, ubusd and ubus (built by scripts/openwrt-tools.sh when their sources are there) */
+export const procdBin = { procd: join(toolsDir, 'sbin/procd'), ubusd: join(toolsDir, 'sbin/ubusd'), ubus: join(toolsDir, 'bin/ubus'), setlbf: join(toolsDir, 'lib/libsetlbf.so') };
 
 /** Why the named tools cannot be used here, or '' when they are all built. */
 export function toolsMissing(...names: ('uci' | 'opkg' | 'apk')[]): string {

@@ -10,14 +10,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundleAgent } from '../helpers/bundle';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import { onJsonLines } from '../helpers/jsonl';
 import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
-const root = join(__dirname, '../..');
 const MAC = '52:54:00:99:50:01';
 const RELAY = '10.99.50.1';
 
@@ -42,11 +41,7 @@ describeSkipIf(reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE
   const events = () => lines.filter((l) => l.mac === MAC && typeof l.type === 'string').map((l) => `${l.type}${l.file ? ' ' + l.file : ''}`);
 
   beforeAll(async () => {
-    const common = { bundle: true, platform: 'node' as const, target: 'node20', format: 'cjs' as const, logLevel: 'error' as const, absWorkingDir: root, define: { __BOOTRELAY_VERSION__: '"0.0.0-test"' } };
-    await Promise.all([
-      build({ ...common, entryPoints: ['agent/main.ts'], outfile: AGENT }),
-      build({ ...common, entryPoints: ['agent/cli/relayctl.ts'], outfile: CTL }),
-    ]);
+    await bundleAgent(work);
     const www = join(work, 'www');
     mkdirSync(join(www, 'ipxe'), { recursive: true });
     mkdirSync(join(www, 'debian'), { recursive: true });

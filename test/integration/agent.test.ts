@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundleAgent } from '../helpers/bundle';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/netns';
 import { Mosquitto, mosquittoSkipReason } from '../helpers/mosquitto';
@@ -19,7 +19,6 @@ import mqtt from 'mqtt';
 import { onJsonLines } from '../helpers/jsonl';
 import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
-const root = join(__dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'bragent-'));
 const AGENT = join(work, 'bootrelay.js');
 const CTL = join(work, 'relayctl.js');
@@ -93,11 +92,7 @@ function writeCfg(c: Record<string, unknown>, file = cfgFile): void {
 }
 
 beforeAll(async () => {
-  const common = { bundle: true, platform: 'node' as const, target: 'node20', format: 'cjs' as const, logLevel: 'error' as const, absWorkingDir: root, define: { __BOOTRELAY_VERSION__: '"0.0.0-test"' } };
-  await Promise.all([
-    build({ ...common, entryPoints: ['agent/main.ts'], outfile: AGENT }),
-    build({ ...common, entryPoints: ['agent/cli/relayctl.ts'], outfile: CTL }),
-  ]);
+  await bundleAgent(work);
   await upstream.start();
   await upstream.addFile('ipxe/undionly.kpxe', Buffer.alloc(70_000, 7));
   await upstream.addFile('debian/vmlinuz', Buffer.alloc(300_000, 1));
@@ -329,7 +324,7 @@ describe('bootrelay (bundled agent)', () => {
       a.proc.kill('SIGTERM');
       expect(await a.exited).toBe(0);
       expect(existsSync(sock)).toBe(false);
-      expect(a.lines.at(-1)?.msg).toBe('stopped');
+      expect(a.lines.at(-1)?.msg, JSON.stringify(a.lines.slice(-8))).toBe('stopped');
       const dead = await ctl(['status'], sock);
       expect(dead.code).toBe(1);
       expect(dead.stderr).toBe(`relayctl: cannot reach the agent at ${sock}: ENOENT (is bootrelay running?)\n`);

@@ -257,6 +257,31 @@ describe('FileCache', () => {
     expect((await readAll(hit.stream)).equals(body.subarray(1000, 300_000))).toBe(true);
   });
 
+  it('reuses the chunks a consumer releases, and the bytes stay right', async () => {
+    const body = await up.addFile('recycle/f', randomBytes(1_000_000));
+    const { cache } = await makeCache();
+    await readAll((await cache.open('recycle/f')).stream);
+    await waitFor(() => cache.list().find((e) => e.complete), 2000, 'commit');
+    const f = await cache.open('recycle/f');
+    expect(f.release).toBeTypeOf('function');
+    const copies: Buffer[] = [];
+    const backing = new Set<ArrayBufferLike>();
+    let chunks = 0;
+    await new Promise<void>((resolve, reject) => {
+      f.stream.on('data', (c: Buffer) => {
+        chunks++;
+        copies.push(Buffer.from(c)); // the consumer's own copy, then the chunk goes back
+        backing.add(c.buffer);
+        setImmediate(() => f.release!(c));
+      });
+      f.stream.on('end', resolve);
+      f.stream.on('error', reject);
+    });
+    expect(Buffer.concat(copies).equals(body)).toBe(true);
+    expect(chunks).toBeGreaterThan(10);
+    expect(backing.size).toBeLessThan(chunks);
+  });
+
   it('drops an entry the upstream no longer has on revalidation (404)', async () => {
     await up.addFile('gone/f', 'x');
     const { cache } = await makeCache({ ttlSeconds: 0 });

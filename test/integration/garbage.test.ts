@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundle } from '../helpers/bundle';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MessageType, Opt, OptionMap } from '../../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, type DhcpMessage } from '../../proto/dhcp/packet';
@@ -362,7 +362,7 @@ describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => 
   };
 
   beforeAll(async () => {
-    await build({ bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'error', absWorkingDir: root, define: { __BOOTRELAY_VERSION__: '"0.0.0-test"' }, entryPoints: ['agent/main.ts'], outfile: AGENT });
+    await bundle('agent/main.ts', AGENT);
     const www = join(work, 'www');
     mkdirSync(join(www, 'ipxe'), { recursive: true });
     mkdirSync(join(www, 'debian'), { recursive: true });

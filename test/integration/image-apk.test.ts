@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildPackages, offlineRoot, problemLines, toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { describeSkipIf } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const skip = toolsMissing('apk', 'uci');
@@ -54,7 +55,7 @@ const ipkDataFiles = (): string[] => {
     .map((f) => f.slice(1));
 };
 
-describe.skipIf(!!skip)(`the .apk under OpenWrt 25.12's apk ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)("the .apk under OpenWrt 25.12's apk", () => {
   beforeAll(() => {
     r1 = buildPackages(join(tmp, 'r1'), 1);
     r2 = buildPackages(join(tmp, 'r2'), 2);

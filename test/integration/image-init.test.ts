@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { hasCmd } from '../helpers/netns';
+import { afterAll, expect, it } from 'vitest';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const init = join(root, 'image/files/etc/init.d/bootrelay');
@@ -46,10 +46,13 @@ writeFileSync(join(tmp, 'router'), '#!/bin/sh\necho "router $*"\n');
 chmodSync(join(tmp, 'relayctl'), 0o755);
 chmodSync(join(tmp, 'router'), 0o755);
 
-const shells: Array<[string, string[]]> = [['dash', ['sh']]];
-if (hasCmd('busybox')) shells.push(['busybox ash', ['busybox', 'ash']]);
+// name, command, why it cannot run here (OpenWrt's shell is busybox ash)
+const shells: Array<[string, string[], string | undefined]> = [
+  ['dash', ['sh'], undefined],
+  ['busybox ash', ['busybox', 'ash'], missingCmds('busybox')],
+];
 
-describe.each(shells)('init.d/bootrelay under %s', (_name, shell) => {
+for (const [name, shell, why] of shells) describeSkipIf(why)(`init.d/bootrelay under ${name}`, () => {
   const call = (fn: string, env: Record<string, string> = {}): string[] => {
     const r = spawnSync(shell[0]!, [...shell.slice(1), join(tmp, 'harness.sh'), fn], {
       env: { PATH: process.env.PATH, INIT: init, STUB_CTL: join(tmp, 'relayctl'), STUB_ROUTER: join(tmp, 'router'), ...env },

@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildPackages, offlineRoot, problemLines, toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { describeSkipIf } from '../helpers/skip';
 
 const skip = toolsMissing('opkg', 'uci', 'apk');
 const root = join(__dirname, '../..');
@@ -49,7 +50,7 @@ const statusEntry = (): string => {
   return m ? m[2]! : '';
 };
 
-describe.skipIf(!!skip)(`the .ipk under OpenWrt 24.10's opkg ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)("the .ipk under OpenWrt 24.10's opkg", () => {
   beforeAll(() => {
     r1 = buildPackages(join(tmp, 'r1'), 1);
     r2 = buildPackages(join(tmp, 'r2'), 2);

@@ -10,9 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { hasCmd } from '../helpers/netns';
+import { afterAll, beforeEach, expect, it } from 'vitest';
 import { toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const routerScript = join(root, 'image/files/usr/libexec/bootrelay-router');
@@ -22,11 +22,14 @@ const tmp = mkdtempSync(join(tmpdir(), 'bootrelay-router-uci-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const PKGS = ['bootrelay', 'dhcp', 'firewall', 'network'];
-const shells: Array<[string, string[]]> = [['dash', ['sh']]];
-if (hasCmd('busybox')) shells.push(['busybox ash', ['busybox', 'ash']]);
+// name, command, why it cannot run here (OpenWrt's shell is busybox ash)
+const shells: Array<[string, string[], string | undefined]> = [
+  ['dash', ['sh'], undefined],
+  ['busybox ash', ['busybox', 'ash'], missingCmds('busybox')],
+];
 let caseNo = 0;
 
-describe.skipIf(!!skip).each(shells)(`90-bootrelay and bootrelay-router with the real uci under %s ${skip ? `(${skip})` : ''}`, (_n, shell) => {
+for (const [name, shell, why] of shells) describeSkipIf(skip ?? why)(`90-bootrelay and bootrelay-router with the real uci under ${name}`, () => {
   let dir: string;
   let conf: string;
   const env = (): NodeJS.ProcessEnv => ({
@@ -148,7 +151,7 @@ describe.skipIf(!!skip).each(shells)(`90-bootrelay and bootrelay-router with the
   });
 });
 
-describe.skipIf(!!skip)(`the shipped /etc/config/bootrelay and its documented copy ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)('the shipped /etc/config/bootrelay and its documented copy', () => {
   const uciExport = (file: string): string => {
     const d = mkdtempSync(join(tmp, 'exp-'));
     copyFileSync(file, join(d, 'bootrelay'));

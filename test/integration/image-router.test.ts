@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, expect, it } from 'vitest';
 import { parseUci } from '../../agent/config/uci';
-import { hasCmd } from '../helpers/netns';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const routerScript = join(root, 'image/files/usr/libexec/bootrelay-router');
@@ -86,12 +86,15 @@ function fromStore(text: string): Db {
   return db;
 }
 
-const shells: Array<[string, string[]]> = [['dash', ['sh']]];
-if (hasCmd('busybox')) shells.push(['busybox ash', ['busybox', 'ash']]);
+// name, command, why it cannot run here (OpenWrt's shell is busybox ash)
+const shells: Array<[string, string[], string | undefined]> = [
+  ['dash', ['sh'], undefined],
+  ['busybox ash', ['busybox', 'ash'], missingCmds('busybox')],
+];
 
 let caseNo = 0;
 
-describe.each(shells)('bootrelay-router under %s', (_name, shell) => {
+for (const [name, shell, why] of shells) describeSkipIf(why)(`bootrelay-router under ${name}`, () => {
   let dir: string;
   let store: string;
   let log: string;

@@ -136,7 +136,7 @@ describe('bootrelay_<version>_all.ipk', () => {
     const names = [...d.keys()];
     expect(names[0]).toBe('./');
     expect(names).toEqual([...names].sort());
-    expect(readFileSync(join(data, 'usr/bin/bootrelay'), 'utf8')).toMatch(/\nexec node \/usr\/lib\/bootrelay\/bootrelay\.js "\$@"\n$/);
+    expect(readFileSync(join(data, 'usr/bin/bootrelay'), 'utf8')).toMatch(/\nexec node (--[a-z-]+=\d+ )*\/usr\/lib\/bootrelay\/bootrelay\.js "\$@"\n$/);
     expect(readFileSync(join(data, 'usr/lib/bootrelay/bootrelay.js'))).toEqual(readFileSync(join(bundleDir, 'bootrelay.js')));
   });
 

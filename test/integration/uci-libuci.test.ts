@@ -12,10 +12,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { parseUci, type UciPackage, type UciParseResult } from '../../agent/config/uci';
 import { UCI_GRAMMAR } from '../fixtures/uci-grammar';
 import { toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { describeSkipIf } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
 const skip = toolsMissing('uci');
@@ -132,7 +133,7 @@ function randomFiles(seed: number, count: number): string[] {
   return out;
 }
 
-describe.skipIf(!!skip)(`parseUci agrees with libuci ${skip ? `(${skip})` : ''}`, () => {
+describeSkipIf(skip)('parseUci agrees with libuci', () => {
   it.each(fixtures)('test/fixtures/uci/%s', (_name, text) => {
     compare(text);
   });

@@ -26,14 +26,13 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundle } from '../helpers/bundle';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import { netemuSkipReason, startNetemu } from '../helpers/netemu';
 import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('curl', 'atftp', 'tc', 'ss', 'mount', 'umount');
-const root = join(__dirname, '../..');
 const UP_IP = '10.99.2.1';
 const RELAY_WAN = '10.99.2.2';
 const RELAY_LAN = '10.99.1.1';
@@ -233,26 +232,11 @@ describeSkipIf(reason)('uplink faults: the real agent between a faulty upstream 
     mkdirSync(dl, { recursive: true });
     mkdirSync(join(www, 'f'), { recursive: true });
     mkdirSync(quotaDir, { recursive: true });
-    const common = {
-      bundle: true,
-      platform: 'node' as const,
-      target: 'node20',
-      format: 'cjs' as const,
-      logLevel: 'error' as const,
-      absWorkingDir: root,
-      define: { __BOOTRELAY_VERSION__: '"0.0.0-faults"' },
-    };
     const upJs = join(work, 'faulty-upstream.js');
     // the agent exactly as scripts/build.mjs bundles it (into our own dir: dist/ may be rebuilt under us)
-    const builds = [build({ ...common, entryPoints: ['test/integration/fixtures/faulty-upstream.ts'], outfile: upJs })];
-    if (!AGENT) {
-      AGENT = join(work, 'bootrelay.js');
-      builds.push(build({ ...common, entryPoints: ['agent/main.ts'], outfile: AGENT }));
-    }
-    if (!CTL) {
-      CTL = join(work, 'relayctl.js');
-      builds.push(build({ ...common, entryPoints: ['agent/cli/relayctl.ts'], outfile: CTL }));
-    }
+    const builds: Array<Promise<string>> = [bundle('test/integration/fixtures/faulty-upstream.ts', upJs, '0.0.0-faults')];
+    if (!AGENT) builds.push(bundle('agent/main.ts', (AGENT = join(work, 'bootrelay.js')), '0.0.0-faults'));
+    if (!CTL) builds.push(bundle('agent/cli/relayctl.ts', (CTL = join(work, 'relayctl.js')), '0.0.0-faults'));
     await Promise.all(builds);
 
     const sums: string[] = [];

@@ -70,7 +70,13 @@ beforeEach(async () => {
       purge: async () => 2,
       verify: async () => [{ path: 'debian/vmlinuz', ok: false, reason: 'sha256 mismatch' }],
     },
-    dhcp: { leases: () => [{ mac: '52:54:00:00:00:01', ip: '10.99.0.100', expiresAt: '2030-01-01T00:00:00Z', static: false, active: true }], rearm: () => {} },
+    dhcp: {
+      leases: () => [
+        { mac: '52:54:00:00:00:01', ip: '10.99.0.100', expiresAt: '2030-01-01T00:00:00Z', static: false, active: true },
+        { mac: '52:54:00:00:00:02', ip: '10.99.0.101', expiresAt: '2030-01-01T00:00:00Z', static: false, active: true, hostname: 'pxe2', fqdn: 'pxe2.lab', clientId: '00616263' },
+      ],
+      rearm: () => {},
+    },
     trace,
     assign: (m, p) => plan.assign(m, p),
     subscribe: (fn) => {
@@ -149,7 +155,9 @@ describe('relayctl', () => {
     expect((await run(['leases'])).out).toMatch(/52:54:00:00:00:01 +10\.99\.0\.100/);
     expect((await run(['profiles'])).out).toMatch(/debian +yes +debian\/vmlinuz +debian\/initrd\.gz/);
     expect((await run(['cache', 'ls'])).out).toMatch(/debian\/vmlinuz +8\.0 MB +yes +no +3/);
-    expect(JSON.parse((await run(['--json', 'leases'])).out)).toHaveLength(1);
+    expect(JSON.parse((await run(['--json', 'leases'])).out)).toHaveLength(2);
+    // hostname (12), FQDN (81) and the client identifier (61) the lease is keyed by
+    expect((await run(['leases'])).out).toMatch(/HOSTNAME +FQDN +CLIENT-ID\n[^]*52:54:00:00:00:02 +10\.99\.0\.101 .* pxe2 +pxe2\.lab +00616263/);
   });
 
   it('exits 1 when cache verify finds a bad file', async () => {

@@ -291,6 +291,15 @@ describe('ClientTracker', () => {
     expect(t.explain(MAC).join(' ')).toMatch(/boot\.loaders/);
   });
 
+  it('says why a client gets no boot when dhcp.knownClientsOnly turns it away (events in the DHCP service\'s order)', () => {
+    const { ev, t } = setup();
+    ev('dhcp.discover', { firmware: 'bios', arch: 'bios' });
+    ev('dhcp.unknown-client', { firmware: 'bios', arch: 'bios', detail: 'not named' });
+    ev('dhcp.offer', { firmware: 'bios', arch: 'bios', ip: '10.99.0.100' });
+    expect(t.get(MAC)).toMatchObject({ phase: 'failed', error: expect.stringMatching(/knownClientsOnly/) });
+    expect(t.explain(MAC).join(' ')).toMatch(/boot\.assign or dhcp\.static/);
+  });
+
   it('fails a transfer that makes no progress for 60 s, and recovers when it resumes', () => {
     const { ev, t, advance } = setup();
     ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios' });

@@ -183,7 +183,17 @@ describe('decide: server mode (RFC 2131 §4.3)', () => {
     const d = reply(run(msg(MessageType.DISCOVER, '52:54:00:00:00:0c', [], { giaddr: '10.99.0.254' })));
     expect(d.to).toEqual({ address: '10.99.0.254', port: 67 });
     expect(run(msg(MessageType.DISCOVER, '52:54:00:00:00:0c', [], { giaddr: '10.98.0.1' }))).toMatchObject({ kind: 'ignore', reason: 'outside-lan' });
-    expect(run(msg(MessageType.REQUEST, '52:54:00:00:00:0c', [], { ciaddr: '10.99.7.5' }))).toMatchObject({ kind: 'ignore', reason: 'outside-lan' });
+    expect(run(msg(MessageType.INFORM, '52:54:00:00:00:0c', [], { ciaddr: '10.99.7.5' }))).toMatchObject({ kind: 'ignore', reason: 'outside-lan' });
+  });
+
+  it('NAKs (broadcast) a RENEWING/REBINDING request whose ciaddr is on another network (issue 12 item 6)', () => {
+    const d = reply(run(msg(MessageType.REQUEST, '52:54:00:00:00:0c', [], { ciaddr: '10.99.7.5', flags: 0 })));
+    expect(d.event).toBe('dhcp.nak');
+    expect(messageType(d.reply)).toBe(MessageType.NAK);
+    expect(d.to).toEqual({ address: '255.255.255.255', port: 68 });
+    expect(d.reply.options.ip(Opt.ServerIdentifier)).toBe(lan.address);
+    // proxy mode never NAKs (another server owns the addresses)
+    expect(run(msg(MessageType.REQUEST, '52:54:00:00:00:0c', BIOS, { ciaddr: '10.99.7.5' }), { mode: 'proxy', via: 'proxy' })).toMatchObject({ kind: 'ignore', reason: 'outside-lan' });
   });
 
   it('reports pool exhaustion as an ignore with a dhcp.pool-exhausted event', async () => {
