@@ -8,7 +8,7 @@ import { encodePcap, udpFrame } from '../../../../proto/pcap';
 import { encodeDhcp6 } from '../../../../proto/dhcp6/packet';
 import { encodeDuidLlt, Msg6, Opt6, Options6 } from '../../../../proto/dhcp6/options';
 import { PacketTrace } from '../../../../relay/trace';
-import { hasCmd } from '../../../helpers/netns';
+import { itSkipIf, missingCmds } from '../../../helpers/skip';
 import { udp6Datagrams } from './udp6-frames';
 
 const MAC = '52:54:00:6a:00:01';
@@ -31,7 +31,7 @@ describe('IPv6 frames in traces', () => {
     }
   });
 
-  it.skipIf(!hasCmd('tshark'))('a PacketTrace of a DHCPv6 exchange is a pcap tshark reads with good UDP checksums and no expert warnings', () => {
+  itSkipIf(missingCmds('tshark'))('a PacketTrace of a DHCPv6 exchange is a pcap tshark reads with good UDP checksums and no expert warnings', () => {
     const t = new PacketTrace();
     t.record({ mac: MAC, dir: 'in', clientIp: 'fe80::5054:ff:fe6a:1%lan', clientPort: 546, serverIp: 'fd99::1', serverPort: 547, payload: sol });
     t.record({ mac: MAC, dir: 'out', clientIp: 'fe80::5054:ff:fe6a:1%lan', clientPort: 546, serverIp: 'fd99::1', serverPort: 547, payload: sol });
