@@ -15,9 +15,8 @@ import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdt
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { hasCmd } from '../helpers/netns';
-import { describeSkipIf } from '../helpers/skip';
-import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { describeSkipIf, missingCmds } from '../helpers/skip';
+import { buildPackages, openwrtFiles, offlineRoot, procdBin, toolBin, toolsDir, toolsMissing } from '../helpers/openwrt-tools';
 
 const root = join(__dirname, '../..');
 const fixtures = join(root, 'test/fixtures/procd');
@@ -25,7 +24,7 @@ const skip =
   toolsMissing('opkg', 'uci', 'apk') ||
   (!existsSync(procdBin.procd) ? `procd not built in ${procdBin.procd} (scripts/openwrt-tools.sh)` : '') ||
   (process.getuid?.() !== 0 ? 'needs root (namespaces, overlay mounts)' : '') ||
-  (['unshare', 'busybox', 'ip', 'node'].find((c) => !hasCmd(c)) ?? '') ||
+  (missingCmds('unshare', 'busybox', 'ip', 'node') ?? '') ||
   (!existsSync('/usr/bin/python3') ? 'no /usr/bin/python3 for the jsonfilter stand-in' : '');
 const tmp = mkdtempSync(join(tmpdir(), 'bootrelay-procd-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -91,6 +90,9 @@ describeSkipIf(skip)('the init script under procd', () => {
     copyFileSync(procdBin.ubusd, join(R, 'usr/sbin/ubusd'));
     copyFileSync(procdBin.ubus, join(R, 'usr/bin/ubus'));
     copyFileSync(procdBin.setlbf, join(R, 'usr/lib/libsetlbf.so'));
+    // their libraries in /usr/lib too: the tools dir may be under /tmp, which is a fresh tmpfs inside
+    const lib = join(toolsDir, 'lib');
+    for (const f of readdirSync(lib).filter((n) => n.endsWith('.so'))) copyFileSync(join(lib, f), join(R, 'usr/lib', f));
     copyFileSync(toolBin('uci'), join(R, 'usr/bin/uci'));
     copyFileSync(join(toolBin('uci'), '../jshn'), join(R, 'usr/bin/jshn'));
     copyFileSync(join(openwrtFiles(), 'package/system/procd/files/service'), join(R, 'usr/sbin/service'));

@@ -106,6 +106,14 @@ describe('bootrelay_<version>_all.ipk', () => {
     expect(Number(f['Installed-Size'])).toBe(dataTar.length);
   });
 
+  it('ships /etc/config/bootrelay without comments (uci commit would drop them) and documents it in config.txt', () => {
+    const conf = readFileSync(join(data, 'etc/config/bootrelay'), 'utf8');
+    expect(conf, 'document options in image/files/usr/share/bootrelay/config.txt, not in the conffile').not.toMatch(/#/);
+    const doc = readFileSync(join(data, 'usr/share/bootrelay/config.txt'), 'utf8');
+    // every setting of the conffile is in the documented copy
+    for (const line of conf.split('\n').filter((l) => l.trim())) expect(doc, line).toContain(line.trim());
+  });
+
   it('keeps /etc/config/bootrelay over upgrades (conffiles) and wires the OpenWrt default scripts', () => {
     expect(readFileSync(join(control, 'conffiles'), 'utf8')).toBe('/etc/config/bootrelay\n');
     const ctl = listing(join(outer, 'control.tar.gz'));
