@@ -120,6 +120,8 @@ describeSkipIf(reason)('bootrelay dual stack on a namespace LAN (udhcpc + dhclie
     await waitFor(() => client()?.ip6 === ip6, 5000, 'ip6 in the client state');
     expect(client()).toMatchObject({ mac: MAC, ip, ip6, firmware: 'uefi', arch: 'uefi-x64', phase: 'bound' });
     expect(ctl('clients').stdout).toContain(`${ip} ${ip6}`);
+    const leases = JSON.parse(ctl('leases', '--json').stdout) as Array<{ mac: string; ip: string; active: boolean }>;
+    expect(leases.filter((l) => l.mac === MAC).map((l) => l.ip).sort()).toEqual([ip, ip6].sort());
   });
 
   it('TFTP over IPv6 from the leased address is tracked by MAC; the script over IPv6 names IPv6 URLs', async () => {
