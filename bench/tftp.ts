@@ -1,5 +1,9 @@
 /**
- * bench/tftp (issue 4): TFTP MB/s of the agent (dist/bootrelay.js) against
+ * bench/tftp. First (issue 13, function lockstep below): lock-step curl, 32 MiB
+ * warm, bootrelay beside tftpd-hpa on one veth, pinned to one CPU, per-server
+ * CPU from cpuacct cgroups, then the same under a 25 % CPU quota with atftp
+ * windowsize 4 beside; it prints both servers and the ratios.
+ * Then (issue 4): TFTP MB/s of the agent (dist/bootrelay.js) against
  * tftpd-hpa and dnsmasq, same namespaces, same file, same client (atftp),
  * blksize 1468, windowsize 1, 4 and 16, on three links:
  *   clean  a plain veth

@@ -131,41 +131,65 @@ export class TftpService {
     sock.on('message', onMessage);
     this.socket = sock;
     this.boundPort = (sock.address() as AddressInfo).port;
-    if (this.opts.address6) {
-      const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          s6.once('error', reject);
-          s6.bind({ address: this.opts.address6, port: this.boundPort, exclusive: true }, () => {
-            s6.removeAllListeners('error');
-            resolve();
-          });
-        });
-      } catch (err) {
-        await this.stop();
-        try {
-          s6.close();
-        } catch {
-          /* never bound */
-        }
-        throw err;
-      }
-      s6.on('error', (err) => this.log.error({ err }, 'socket error'));
-      s6.on('message', onMessage);
-      this.socket6 = s6;
-    }
+    if (this.opts.address6) await this.listen6(onMessage);
     this.log.info({ address: this.opts.address, address6: this.opts.address6, port: this.boundPort }, 'listening');
   }
 
+  private retry6?: NodeJS.Timeout;
+
+  /**
+   * The IPv6 listener on address6, same port. An address still in duplicate address
+   * detection (EADDRNOTAVAIL, e.g. at router boot) costs no IPv4 service: tried again every
+   * 2 s until it binds or the service stops. Other errors (the port taken) fail the start.
+   */
+  private async listen6(onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<void> {
+    const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s6.once('error', reject);
+        s6.bind({ address: this.opts.address6, port: this.boundPort, exclusive: true }, () => {
+          s6.removeAllListeners('error');
+          resolve();
+        });
+      });
+    } catch (err) {
+      try {
+        s6.close();
+      } catch {
+        /* never bound */
+      }
+      if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' && this.socket) {
+        this.log.warn({ address6: this.opts.address6 }, 'IPv6 address not usable yet: TFTP over IPv6 waits for it');
+        this.retry6 = setTimeout(() => {
+          this.retry6 = undefined;
+          if (this.socket && !this.socket6) this.listen6(onMessage).catch((e) => this.log.error({ err: e }, 'TFTP over IPv6 not started'));
+        }, 2000);
+        this.retry6.unref();
+        return;
+      }
+      await this.stop();
+      throw err;
+    }
+    if (!this.socket) {
+      s6.close(); // stopped meanwhile
+      return;
+    }
+    s6.on('error', (err) => this.log.error({ err }, 'socket error'));
+    s6.on('message', onMessage);
+    this.socket6 = s6;
+  }
+
   /** @internal A socket for talking to `peer`: IPv6 peers from address6, the others from address. */
-  socketFor(peer: Peer): { sock: dgram.Socket; address: string } {
-    if (peer.ip.includes(':') && !peer.ip.startsWith('::ffff:')) return { sock: dgram.createSocket({ type: 'udp6', ipv6Only: true }), address: this.opts.address6 ?? '::' };
-    return { sock: dgram.createSocket('udp4'), address: this.opts.address };
+  socketFor(peer: Peer, reuseAddr = false): { sock: dgram.Socket; address: string } {
+    if (peer.ip.includes(':') && !peer.ip.startsWith('::ffff:')) return { sock: dgram.createSocket({ type: 'udp6', ipv6Only: true, reuseAddr }), address: this.opts.address6 ?? '::' };
+    return { sock: dgram.createSocket({ type: 'udp4', reuseAddr }), address: this.opts.address };
   }
 
   async stop(): Promise<void> {
     const socks = [this.socket, this.socket6];
     this.socket = this.socket6 = undefined;
+    if (this.retry6) clearTimeout(this.retry6);
+    this.retry6 = undefined;
     for (const t of [...this.transfers.values()]) t.stop();
     for (const sock of socks) if (sock) await new Promise<void>((r) => sock.close(() => r()));
   }
@@ -312,6 +336,12 @@ export class TftpService {
 /** One read transfer on its own socket. */
 class Transfer {
   private socket: dgram.Socket | undefined;
+  /** connected to the client (see connectToPeer) */
+  private connected = false;
+  /** the local address the transfer socket is bound to */
+  private address = '';
+  /** shares the port: answers datagrams from other senders with ERROR 5 */
+  private stray: dgram.Socket | undefined;
   private localPort = 0;
   private file: OpenedFile | undefined;
   private stream: Readable | undefined;
@@ -365,17 +395,15 @@ class Transfer {
   async run(): Promise<void> {
     const { deps } = this.svc;
     try {
-      const { sock, address } = this.svc.socketFor(this.peer);
+      // SO_REUSEADDR: a second socket shares the port (the stray socket, connectToPeer)
+      const { sock, address } = this.svc.socketFor(this.peer, true);
       this.socket = sock;
+      this.address = address;
       sock.on('error', (err) => this.log.debug({ err }, 'transfer socket error'));
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.bind({ address, port: 0 }, () => {
-          sock.off('error', reject);
-          resolve();
-        });
-      });
+      await bindP(sock, address, 0);
       this.localPort = (sock.address() as AddressInfo).port;
+      if (this.finished) return;
+      await this.connectToPeer(sock);
       if (this.finished) return;
       sock.on('message', (msg, rinfo) => {
         try {
@@ -446,6 +474,50 @@ class Transfer {
       this.log.error({ err }, 'transfer failed');
       this.fail('upstream-error', TftpErr.NotDefined, 'internal error', (err as Error).message);
     }
+  }
+
+  /**
+   * The transfer socket is connected to the client (RFC 1350 §4: the TIDs are
+   * fixed now): each send skips the address lookup and parse, the kernel keeps
+   * other senders' datagrams away from it. Those reach a second socket on the
+   * same port, which answers ERROR 5 (unknown transfer ID) and nothing else.
+   * If that socket cannot be had, the transfer socket stays unconnected and
+   * answers strays itself.
+   */
+  private async connectToPeer(sock: dgram.Socket): Promise<void> {
+    const { sock: stray } = this.svc.socketFor(this.peer, true);
+    stray.on('error', (err) => this.log.debug({ err }, 'stray socket error'));
+    try {
+      await bindP(stray, this.address, this.localPort);
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.connect(this.peer.port, this.peer.ip, () => {
+          sock.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.log.debug({ err }, 'transfer socket not connected: strays answered by it');
+      closeQuietly(stray);
+      return;
+    }
+    if (this.finished) {
+      closeQuietly(stray);
+      return;
+    }
+    this.stray = stray;
+    this.connected = true;
+    stray.on('message', (_msg, rinfo) => {
+      // RFC 1350 §4: a packet from a foreign TID gets ERROR 5, the transfer goes on
+      this.svc.drop(rinfo.port === 0 ? 'bad-port' : 'unknown-tid');
+      if (rinfo.port !== 0) stray.send(encodeError(TftpErr.UnknownTid, 'unknown transfer ID'), rinfo.port, rinfo.address);
+    });
+  }
+
+  /** Sends to the client, through the connected socket or with its address. */
+  private out(sock: dgram.Socket, buf: Buffer | Buffer[], cb?: () => void): void {
+    if (this.connected) sock.send(buf, cb);
+    else sock.send(buf, this.peer.port, this.peer.ip, cb);
   }
 
   /**
@@ -538,7 +610,7 @@ class Transfer {
     for (const it of items) {
       if (it.retransmit) retransmits++;
       if (it.kind === 'oack') {
-        sock.send(this.oackBuf!, this.peer.port, this.peer.ip);
+        this.out(sock, this.oackBuf!);
         if (this.mac && deps.trace) this.svc.traceOut(this.mac, this.peer, this.localPort, this.oackBuf!);
         continue;
       }
@@ -547,7 +619,7 @@ class Transfer {
       const hdr = Buffer.allocUnsafe(4);
       hdr.writeUInt16BE(TFTP_DATA_OPCODE, 0);
       hdr.writeUInt16BE(it.block, 2);
-      sock.send([hdr, it.data], this.peer.port, this.peer.ip);
+      this.out(sock, [hdr, it.data]);
       if (this.mac && deps.trace) this.svc.traceOut(this.mac, this.peer, this.localPort, encodeData(it.block, it.data.subarray(0, TRACE_DATA_BYTES)));
     }
     if (retransmits) deps.metrics.inc(TFTP_METRICS.retransmits, {}, retransmits);
@@ -712,7 +784,7 @@ class Transfer {
     const buf = encodeError(code, clientMessage);
     if (this.socket && this.localPort) {
       try {
-        this.socket.send(buf, this.peer.port, this.peer.ip, () => this.finish(result, error, code));
+        this.out(this.socket, buf, () => this.finish(result, error, code));
       } catch {
         // the ERROR cannot leave (socket gone, bad peer): the slot is freed all the same
         this.finish(result, error, code);
@@ -741,13 +813,9 @@ class Transfer {
     if (this.file && this.file.stream !== this.stream) this.file.stream.destroy();
     const sock = this.socket;
     this.socket = undefined;
-    if (sock) {
-      try {
-        sock.close();
-      } catch {
-        /* already closed */
-      }
-    }
+    if (sock) closeQuietly(sock);
+    if (this.stray) closeQuietly(this.stray);
+    this.stray = undefined;
     this.svc.release(this);
     const { deps } = this.svc;
     deps.metrics.inc(TFTP_METRICS.transfers, { result });
@@ -764,6 +832,24 @@ class Transfer {
     } else {
       deps.emit({ type: 'tftp.error', ...base, error: error ?? result, reason: result, ...(code !== undefined ? { code } : {}) });
     }
+  }
+}
+
+function bindP(sock: dgram.Socket, address: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind({ address, port }, () => {
+      sock.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeQuietly(sock: dgram.Socket): void {
+  try {
+    sock.close();
+  } catch {
+    /* already closed */
   }
 }
 

@@ -120,7 +120,7 @@ interface Server {
   trace: PacketTrace;
 }
 
-function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }, from?: FileSource): Server {
+function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBytes: number; delayMs: number }, from?: FileSource, extra: Partial<TftpServiceOptions> = {}): Server {
   const metrics = new Metrics();
   const events: RelayEvent[] = [];
   const source = new DirSource(dir, { slow });
@@ -145,6 +145,7 @@ function makeServer(dir: string, cfg: Partial<TftpConfig> = {}, slow?: { chunkBy
     emit: (ev) => events.push(makeEvent(ev)),
     macForIp: (ip) => (ip === '127.0.0.1' ? MAC : undefined),
     trace,
+    ...extra,
   });
   return { svc, metrics, events, source, trace };
 }
@@ -683,6 +684,7 @@ describe('TftpService answering tsize for a file of unknown size (chunked upstre
   let cacheDir: string;
   let cache: FileCache;
   let s: Server;
+  let bounded: Server;
   let body: Buffer;
   beforeAll(async () => {
     up = new TestUpstream();
@@ -701,10 +703,13 @@ describe('TftpService answering tsize for a file of unknown size (chunked upstre
     });
     await cache.init();
     s = makeServer(dir, {}, undefined, cache);
+    bounded = makeServer(dir, {}, undefined, cache, { tsizeWaitMs: 100 });
+    await bounded.svc.start();
     await s.svc.start();
   });
   afterAll(async () => {
     await s.svc.stop();
+    await bounded.svc.stop();
     await cache.close();
     await up.cleanup();
     rmSync(cacheDir, { recursive: true, force: true });
@@ -736,6 +741,34 @@ describe('TftpService answering tsize for a file of unknown size (chunked upstre
     expect(cache.sizeOf('chunked/loader.efi')).toBe(body.length);
     expect(cache.sizeOf('/chunked//loader.efi')).toBe(body.length);
     expect(cache.sizeOf('chunked/none')).toBeUndefined();
+  });
+
+  it('waits a bounded time only: a fill slower than tsizeWaitMs gets an OACK without tsize, and the file', async () => {
+    const slow = await up.addFile('chunked/slow.efi', randomBytes(300_000));
+    up.chunked.add('chunked/slow.efi');
+    up.rate = 200_000; // ~1.5 s of fill against a 100 ms wait
+    const c = await RawTftpClient.open();
+    try {
+      c.send({ op: 'rrq', file: 'chunked/slow.efi', mode: 'octet', options: { tsize: '0', blksize: '1468' } }, bounded.svc.port);
+      const first = await c.next(5000);
+      expect(first?.pkt.op).toBe('oack');
+      if (first?.pkt.op !== 'oack') return;
+      expect(first.pkt.options.tsize).toBeUndefined();
+      expect(first.pkt.options.blksize).toBe('1468');
+      const chunks: Buffer[] = [];
+      c.send({ op: 'ack', block: 0 }, first.port);
+      for (let b = 1; ; b++) {
+        const r = await c.nextData(b, 5000);
+        if (r?.pkt.op !== 'data') throw new Error(`no DATA ${b}`);
+        chunks.push(r.pkt.data);
+        c.send({ op: 'ack', block: b }, r.port);
+        if (r.pkt.data.length < 1468) break;
+      }
+      expect(sha(Buffer.concat(chunks))).toBe(sha(slow));
+    } finally {
+      up.rate = 2_000_000;
+      await c.close();
+    }
   });
 });
 
