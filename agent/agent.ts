@@ -210,7 +210,11 @@ export class Agent {
         verify: () => this.needCache().verify(),
       },
       dhcp: {
-        leases: () => this.dhcp?.leases() ?? [],
+        // DHCPv6 leases beside the IPv4 ones (keyed by DUID + IAID: the DUID shows as the client id)
+        leases: () => [
+          ...(this.dhcp?.leases() ?? []),
+          ...(this.dhcp6?.leases().map((l) => ({ mac: l.mac, ip: l.ip, expiresAt: l.expiresAt, static: false, active: l.active, clientId: `${l.duid}/${l.iaid}` })) ?? []),
+        ],
         rearm: (mac) => {
           if (!this.dhcp) throw new Error('DHCP is off: nothing to re-arm');
           this.dhcp.rearm(mac);

@@ -17,5 +17,7 @@ export interface RestartPlan {
 export function restartPlan(old: Config, next: Config): RestartPlan {
   const changed = (Object.keys({ ...old, ...next }) as Section[]).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(next[k]));
   const wanted = new Set<Service>(changed.flatMap((k) => RESTARTS[k] ?? []));
+  // DHCPv6 off before and after: nothing of it runs, nothing to restart
+  if (old.dhcp6.mode === 'off' && next.dhcp6.mode === 'off') wanted.delete('dhcp6');
   return { changed, restart: SERVICES.filter((s) => wanted.has(s)) };
 }

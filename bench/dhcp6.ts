@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     await blab.cleanup();
   }
   console.log(
-    `\nDHCPv6 knees: highest offered rate of new clients (SOLICIT→ADVERTISE→REQUEST→REPLY each) with < 1 % loss on both exchanges (perfdhcp -6, ${SECONDS} s per trial, fresh server state per trial, bisection to ${PRECISION * 100} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+    `\nDHCPv6 knees: highest offered rate of new clients (SOLICIT→ADVERTISE→REQUEST→REPLY each) with < 1 % loss on both exchanges (perfdhcp -6, ${SECONDS} s per trial, fresh server state per trial, bisection to ${Math.round(PRECISION * 100)} %); ${REPS} repetitions, min–median–max; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
   );
   const ratios = knees.bootrelay.map((b, i) => b / (knees.dnsmasq[i] ?? NaN));
   console.log(

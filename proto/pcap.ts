@@ -2,6 +2,7 @@
  * Classic libpcap files (not pcapng): read and write, LINKTYPE_ETHERNET.
  * Used for test fixtures (lab captures) and `relayctl trace MAC -o file.pcap`.
  */
+import { parseIp6 } from './dhcp6/addr';
 import { DecodeError } from './errors';
 
 export const LINKTYPE_ETHERNET = 1;
@@ -78,7 +79,11 @@ function checksum(b: Buffer): number {
   return ~s & 0xffff;
 }
 
-/** Wraps a UDP payload in Ethernet + IPv4 + UDP headers (UDP checksum 0 = none). */
+/**
+ * Wraps a UDP payload in Ethernet + IPv4 + UDP headers (UDP checksum 0 = none), or
+ * Ethernet + IPv6 + UDP when the addresses are IPv6 (a zone `%if` is dropped; the UDP
+ * checksum, mandatory over IPv6 (RFC 8200 §8.1), is computed).
+ */
 export function udpFrame(p: {
   srcMac: string;
   dstMac: string;
@@ -88,6 +93,7 @@ export function udpFrame(p: {
   dstPort: number;
   payload: Buffer;
 }): Buffer {
+  if (p.srcIp.includes(':') || p.dstIp.includes(':')) return udp6Frame(p);
   const udpLen = 8 + p.payload.length;
   const ipLen = 20 + udpLen;
   const f = Buffer.alloc(14 + ipLen);
@@ -106,5 +112,40 @@ export function udpFrame(p: {
   f.writeUInt16BE(p.dstPort, 36);
   f.writeUInt16BE(udpLen, 38);
   p.payload.copy(f, 42);
+  return f;
+}
+
+function ip6Bytes(ip: string): Buffer {
+  return parseIp6(ip.split('%')[0]!) ?? Buffer.alloc(16);
+}
+
+function udp6Frame(p: { srcMac: string; dstMac: string; srcIp: string; dstIp: string; srcPort: number; dstPort: number; payload: Buffer }): Buffer {
+  const udpLen = 8 + p.payload.length;
+  const f = Buffer.alloc(14 + 40 + udpLen);
+  const dst = ip6Bytes(p.dstIp);
+  // multicast IPv6 → 33:33 + the low 32 bits (RFC 2464 §7)
+  const dstMac = dst[0] === 0xff ? Buffer.from([0x33, 0x33, dst[12]!, dst[13]!, dst[14]!, dst[15]!]) : Buffer.from(macBytes(p.dstMac));
+  dstMac.copy(f, 0);
+  Buffer.from(macBytes(p.srcMac)).copy(f, 6);
+  f.writeUInt16BE(0x86dd, 12);
+  const ip = f.subarray(14, 54);
+  ip[0] = 0x60;
+  ip.writeUInt16BE(udpLen, 4);
+  ip[6] = 17;
+  ip[7] = 64;
+  ip6Bytes(p.srcIp).copy(ip, 8);
+  dst.copy(ip, 24);
+  const udp = f.subarray(54);
+  udp.writeUInt16BE(p.srcPort, 0);
+  udp.writeUInt16BE(p.dstPort, 2);
+  udp.writeUInt16BE(udpLen, 4);
+  p.payload.copy(udp, 8);
+  // pseudo-header: source, destination, UDP length, next header
+  const pseudo = Buffer.alloc(40);
+  ip.copy(pseudo, 0, 8, 40);
+  pseudo.writeUInt32BE(udpLen, 32);
+  pseudo[39] = 17;
+  const sum = checksum(Buffer.concat([pseudo, udp]));
+  udp.writeUInt16BE(sum === 0 ? 0xffff : sum, 6);
   return f;
 }

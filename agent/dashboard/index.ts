@@ -108,7 +108,7 @@ const APP_JS = String.raw`
     r1.appendChild(el('span', 'phase', c.phase || '?'));
     d.appendChild(r1);
     var r2 = el('div', 'row dim');
-    r2.appendChild(el('span', 'ip', c.ip || 'no address'));
+    r2.appendChild(el('span', 'ip', [c.ip, c.ip6].filter(Boolean).join(' ') || 'no address'));
     r2.appendChild(el('span', 'arch', [c.arch, c.firmware].filter(Boolean).join(' / ') || 'unknown firmware'));
     r2.appendChild(el('span', 'profile', 'profile: ' + (c.profile || '-')));
     d.appendChild(r2);

@@ -21,7 +21,7 @@ import type { ArchKey, Dhcp6ReceivedEvent, EmitFn, Firmware } from '../../proto/
 import { DecodeError } from '../../proto/errors';
 import { canonicalIp6, inPrefix6, isLinkLocal6 } from '../../proto/dhcp6/addr';
 import { classifyClient6 } from '../../proto/dhcp6/classify';
-import { decodeDuid, encodeDuidLlt, encodeDuidUuid, msg6Name, Msg6, Opt6, Options6 } from '../../proto/dhcp6/options';
+import { decodeDuid, decodeIa, decodeIaAddr, encodeDuidLlt, encodeDuidUuid, msg6Name, Msg6, Opt6, Options6 } from '../../proto/dhcp6/options';
 import { decodeDhcp6, encodeDhcp6, isRelay, xid6, type Dhcp6Message, type Dhcp6Packet, type Dhcp6RelayMessage } from '../../proto/dhcp6/packet';
 import type { Metrics } from '../metrics';
 import type { PacketTrace } from '../trace';
@@ -66,6 +66,8 @@ const RECEIVED_EVENT: Partial<Record<number, Dhcp6ReceivedEvent['type']>> = {
 };
 
 export const DUID_FILE = 'dhcp6-duid';
+/** when a boot-service (4011) REPLY is sent again (ms after the first) */
+const PROXY_REPEAT_MS = [250, 1000];
 const ALL_SERVERS = 'ff02::1:2';
 
 function bind(sock: Socket, port: number, address: string): Promise<void> {
@@ -245,10 +247,17 @@ export class Dhcp6Service {
     const peer = relays.length ? relays[relays.length - 1]!.peerAddress : rinfo.address.split('%')[0]!;
     const c = classifyClient6(msg, { address: peer, linkLayer: this.o.neighbourMac?.(peer) });
     const src = canonicalIp6(rinfo.address.split('%')[0]!);
-    if (c.mac && src && !relays.length && !isLinkLocal6(src)) {
-      this.macBySource.delete(src);
-      this.macBySource.set(src, c.mac);
-      if (this.macBySource.size > 4096) this.macBySource.delete(this.macBySource.keys().next().value!);
+    if (c.mac) {
+      // who is at which address, for TFTP/HTTP: where it talks to us from, and the addresses
+      // its REQUEST/RENEW/REBIND name, also to another DHCPv6 server (multicast reaches us too)
+      const seen = src && !relays.length && !isLinkLocal6(src) ? [src] : [];
+      if (msg.type === Msg6.REQUEST || msg.type === Msg6.RENEW || msg.type === Msg6.REBIND)
+        for (const raw of msg.options.all(Opt6.IaNa)) for (const a of decodeIa(Opt6.IaNa, raw).options.all(Opt6.IaAddr)) seen.push(decodeIaAddr(a).address);
+      for (const ip of seen) {
+        this.macBySource.delete(ip);
+        this.macBySource.set(ip, c.mac);
+        if (this.macBySource.size > 4096) this.macBySource.delete(this.macBySource.keys().next().value!);
+      }
     }
     const base = { mac: c.mac, xid: xid6(msg.xid), arch: c.arch, firmware: c.firmware, duid: c.duid?.hex } satisfies Record<string, unknown>;
     this.o.trace?.record({ mac: c.mac ?? '', dir: 'in', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: via === 'proxy' ? this.proxyPort : this.port, payload: raw });
@@ -309,9 +318,20 @@ export class Dhcp6Service {
       out = { type: Msg6.RELAY_REPL, hopCount: r.hopCount, linkAddress: r.linkAddress, peerAddress: r.peerAddress, options };
     }
     const buf = encodeDhcp6(out);
-    sock.send(buf, rinfo.port, rinfo.address, (err) => {
-      if (err) log.warn({ err, to: rinfo.address }, 'dhcp6 send failed');
-    });
+    const sendOnce = () =>
+      sock.send(buf, rinfo.port, rinfo.address, (err) => {
+        if (err) log.warn({ err, to: rinfo.address }, 'dhcp6 send failed');
+      });
+    sendOnce();
+    if (via === 'proxy') {
+      // EDK2 (PxeBcRequestBootService) configures its receiving UDP instance only after it has
+      // sent the boot-service REQUEST: an answer that quick is lost (seen under QEMU). The same
+      // REPLY again a little later is read; the firmware does not ask twice.
+      for (const ms of PROXY_REPEAT_MS) {
+        const t = setTimeout(() => this.sock && this.proxySock === sock && sendOnce(), ms);
+        t.unref();
+      }
+    }
     metrics.inc('bootrelay_dhcp6_sent_total', { type: msg6Name(d.reply.type) });
     this.o.trace?.record({ mac: base.mac ?? '', dir: 'out', clientIp: rinfo.address, clientPort: rinfo.port, serverIp: this.o.address6, serverPort: sock.address().port, payload: buf });
     // the address the client gets, or (boot service on 4011) the one it came from

@@ -252,31 +252,53 @@ export class HttpService {
     this.server = server;
     this.wss = wss;
     this.boundPort = (server.address() as AddressInfo).port;
-    if (this.o.address6) {
-      // the same handlers on a second listener: the IPv6 LAN address, same port
-      const s6 = http.createServer();
-      s6.keepAliveTimeout = server.keepAliveTimeout;
-      s6.maxConnections = server.maxConnections;
-      for (const ev of ['request', 'clientError', 'upgrade'] as const) for (const l of server.listeners(ev)) s6.on(ev, l as (...a: unknown[]) => void);
-      try {
-        await new Promise<void>((resolve, reject) => {
-          s6.once('error', reject);
-          s6.listen({ port: this.boundPort, host: this.o.address6, ipv6Only: true }, () => {
-            s6.off('error', reject);
-            resolve();
-          });
-        });
-      } catch (err) {
-        await this.stop();
-        throw err;
-      }
-      s6.on('error', (err) => this.log.error({ err }, 'http server error'));
-      this.server6 = s6;
-    }
+    if (this.o.address6) await this.listen6(server);
     this.log.info({ address: this.o.address, address6: this.o.address6, port: this.boundPort }, 'http listening');
   }
 
+  private retry6?: NodeJS.Timeout;
+
+  /**
+   * The same handlers on a second listener: the IPv6 LAN address, same port. An address still
+   * in duplicate address detection (EADDRNOTAVAIL) costs no IPv4 service: tried again every 2 s.
+   */
+  private async listen6(server: http.Server): Promise<void> {
+    const s6 = http.createServer();
+    s6.keepAliveTimeout = server.keepAliveTimeout;
+    s6.maxConnections = server.maxConnections;
+    for (const ev of ['request', 'clientError', 'upgrade'] as const) for (const l of server.listeners(ev)) s6.on(ev, l as (...a: unknown[]) => void);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s6.once('error', reject);
+        s6.listen({ port: this.boundPort, host: this.o.address6, ipv6Only: true }, () => {
+          s6.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' && this.server === server) {
+        this.log.warn({ address6: this.o.address6 }, 'IPv6 address not usable yet: HTTP over IPv6 waits for it');
+        this.retry6 = setTimeout(() => {
+          this.retry6 = undefined;
+          if (this.server === server && !this.server6) this.listen6(server).catch((e) => this.log.error({ err: e }, 'HTTP over IPv6 not started'));
+        }, 2000);
+        this.retry6.unref();
+        return;
+      }
+      await this.stop();
+      throw err;
+    }
+    if (this.server !== server) {
+      s6.close(); // stopped meanwhile
+      return;
+    }
+    s6.on('error', (err) => this.log.error({ err }, 'http server error'));
+    this.server6 = s6;
+  }
+
   async stop(): Promise<void> {
+    if (this.retry6) clearTimeout(this.retry6);
+    this.retry6 = undefined;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     for (const ws of this.wss?.clients ?? []) ws.terminate();

@@ -131,30 +131,52 @@ export class TftpService {
     sock.on('message', onMessage);
     this.socket = sock;
     this.boundPort = (sock.address() as AddressInfo).port;
-    if (this.opts.address6) {
-      const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          s6.once('error', reject);
-          s6.bind({ address: this.opts.address6, port: this.boundPort, exclusive: true }, () => {
-            s6.removeAllListeners('error');
-            resolve();
-          });
-        });
-      } catch (err) {
-        await this.stop();
-        try {
-          s6.close();
-        } catch {
-          /* never bound */
-        }
-        throw err;
-      }
-      s6.on('error', (err) => this.log.error({ err }, 'socket error'));
-      s6.on('message', onMessage);
-      this.socket6 = s6;
-    }
+    if (this.opts.address6) await this.listen6(onMessage);
     this.log.info({ address: this.opts.address, address6: this.opts.address6, port: this.boundPort }, 'listening');
+  }
+
+  private retry6?: NodeJS.Timeout;
+
+  /**
+   * The IPv6 listener on address6, same port. An address still in duplicate address
+   * detection (EADDRNOTAVAIL, e.g. at router boot) costs no IPv4 service: tried again every
+   * 2 s until it binds or the service stops. Other errors (the port taken) fail the start.
+   */
+  private async listen6(onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<void> {
+    const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s6.once('error', reject);
+        s6.bind({ address: this.opts.address6, port: this.boundPort, exclusive: true }, () => {
+          s6.removeAllListeners('error');
+          resolve();
+        });
+      });
+    } catch (err) {
+      try {
+        s6.close();
+      } catch {
+        /* never bound */
+      }
+      if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' && this.socket) {
+        this.log.warn({ address6: this.opts.address6 }, 'IPv6 address not usable yet: TFTP over IPv6 waits for it');
+        this.retry6 = setTimeout(() => {
+          this.retry6 = undefined;
+          if (this.socket && !this.socket6) this.listen6(onMessage).catch((e) => this.log.error({ err: e }, 'TFTP over IPv6 not started'));
+        }, 2000);
+        this.retry6.unref();
+        return;
+      }
+      await this.stop();
+      throw err;
+    }
+    if (!this.socket) {
+      s6.close(); // stopped meanwhile
+      return;
+    }
+    s6.on('error', (err) => this.log.error({ err }, 'socket error'));
+    s6.on('message', onMessage);
+    this.socket6 = s6;
   }
 
   /** @internal A socket for talking to `peer`: IPv6 peers from address6, the others from address. */
@@ -166,6 +188,8 @@ export class TftpService {
   async stop(): Promise<void> {
     const socks = [this.socket, this.socket6];
     this.socket = this.socket6 = undefined;
+    if (this.retry6) clearTimeout(this.retry6);
+    this.retry6 = undefined;
     for (const t of [...this.transfers.values()]) t.stop();
     for (const sock of socks) if (sock) await new Promise<void>((r) => sock.close(() => r()));
   }

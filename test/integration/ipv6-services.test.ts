@@ -108,6 +108,23 @@ describeSkipIf(reason)('TFTP and HTTP on IPv6 too', () => {
     expect(f.stdout).toBe('70000');
   });
 
+  it('an IPv6 address not (yet) on any interface costs no IPv4 service', async () => {
+    const source = new DirSource(dir);
+    const t = new TftpService({ address: '127.0.0.1', address6: 'fd99:ffff::1', port: 0, source, config: { port: 0, maxBlksize: 1468, maxWindowsize: 64, timeout: 1, retries: 4, maxTransfers: 16, maxTransfersPerClient: 8 }, log: silentLogger, metrics: new Metrics(), emit: () => {} });
+    const h = new HttpService({ address: '127.0.0.1', address6: 'fd99:ffff::1', port: 0, source, log: silentLogger, metrics: new Metrics(), emit: () => {}, macForIp: () => undefined, plan: { profileFor: () => undefined }, api: { status: () => ({}), clients: () => [] }, subscribe: () => () => {} });
+    try {
+      await t.start();
+      await h.start();
+      const r = await run('tftp', ['-4', '127.0.0.1', String(t.port), '-m', 'binary', '-c', 'get', 'ipxe/snponly.efi', join(dir, 'got-v4-only')]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(readFileSync(join(dir, 'got-v4-only')).length).toBe(70_000);
+      expect((await run('curl', ['-4', '-gsf', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${h.port}/files/ipxe/snponly.efi`])).stdout).toBe('200');
+    } finally {
+      await t.stop();
+      await h.stop();
+    }
+  });
+
   it('without a Host header (HTTP/1.0), the address the client reached', async () => {
     const text = await new Promise<string>((resolve, reject) => {
       const s = connect({ host: '::1', port: http.port }, () => s.write(`GET /boot.ipxe?mac=${MAC6} HTTP/1.0\r\n\r\n`));

@@ -273,6 +273,14 @@ describe('Dhcp6Service (stateless mode)', () => {
     expect(url(rep)).toBe('tftp://[fd99:6::1]/ipxe/snponly.efi');
     // TFTP will see it at the address it asked from (given by another server): the MAC is known there
     expect(svc.macForIp6('::1')).toBe(MAC);
+    // its REQUEST to the address server (multicast: we see it) names the address TFTP will see
+    const other = new Options6()
+      .add(Opt6.ClientId, encodeDuidLlt(MAC, 1000))
+      .add(Opt6.ServerId, encodeDuidLlt('02:00:00:00:00:99', 5))
+      .add(Opt6.IaNa, encodeIa({ code: Opt6.IaNa, iaid: 1, t1: 0, t2: 0, options: new Options6().add(Opt6.IaAddr, encodeIaAddr({ address: 'fd99:6::2c10', preferred: 0, valid: 0, options: new Options6() })) }));
+    client.send(encodeDhcp6({ type: Msg6.REQUEST, xid: 5, options: other }), svc.port, '::1');
+    await waitFor(() => metrics.get('bootrelay_dhcp6_ignored_total', { reason: 'other-server' }) === 1, 3000, 'the REQUEST to the other server seen');
+    expect(svc.macForIp6('fd99:6::2c10')).toBe(MAC);
     // a plain client's SOLICIT is not answered (addresses come from SLAAC); no lease file
     client.send(encodeDhcp6(solicit({ mac: '52:54:00:00:00:05' })), svc.port, '::1');
     await waitFor(() => metrics.get('bootrelay_dhcp6_ignored_total', { reason: 'stateless' }) === 1, 3000, 'the SOLICIT ignored');
