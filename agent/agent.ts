@@ -15,6 +15,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { isProgressEvent, makeEvent, type ClientPhase, type EmitFn } from '../proto/events';
 import { VERSION } from '../proto/version';
+import { ChainSource, type ChainContext } from '../relay/boot/chain-source';
 import { BootPlan } from '../relay/boot/plan';
 import { FileCache } from '../relay/cache/cache';
 import { DhcpService } from '../relay/dhcp/service';
@@ -137,6 +138,14 @@ export class Agent {
       else this.eventLog.info(e, e.type);
     });
     this.bus.on('relay', (e) => this.mqtt?.publishEvent(e));
+    // a machine assigned by UUID (relayctl assign UUID): the plan learns which MAC it boots from now
+    this.bus.on('relay', (e) => {
+      if ((e.type === 'dhcp.discover' || e.type === 'dhcp.request') && e.mac && e.uuid) this.plan.noteUuid(e.mac, e.uuid);
+    });
+    // a loader refused under Secure Boot: that client's next DISCOVERs get the next loader of its list
+    this.bus.on('relay', (e) => {
+      if (e.type === 'client.failed' && e.reason === 'secure-boot' && this.dhcp?.noteLoaderRefused(e.mac)) this.log.info({ mac: e.mac }, 'loader refused under Secure Boot: the next loader of the list from now on');
+    });
     // netboot-once: the plan remembers who booted (only under dhcp.netbootOnce)
     this.bus.on('relay', (e) => {
       if (e.type === 'client.booted') this.plan.noteBooted(e.mac);
@@ -198,6 +207,16 @@ export class Agent {
     return this.dhcp?.macForIp(ip) ?? this.tracker.macForIp(ip);
   }
 
+  /** What the Secure Boot chain's source needs, live (a reload or an assignment is seen at the next request). */
+  private chainContext(): ChainContext {
+    return {
+      chains: this.plan.chains(),
+      server: this.cfg.lan.address,
+      httpPort: this.http?.port ?? this.cfg.http.port,
+      resolveProfile: (mac) => this.plan.profileFor(mac),
+    };
+  }
+
   private commandDeps(): CommandDeps {
     return {
       config: () => this.cfg,
@@ -225,6 +244,10 @@ export class Agent {
       assign: (mac, profile) => {
         this.plan.assign(mac, profile);
         this.log.info({ mac, profile }, 'profile assigned');
+      },
+      assignUuid: (uuid, profile) => {
+        this.plan.assignUuid(uuid, profile);
+        this.log.info({ uuid, profile }, 'profile assigned by UUID');
       },
       subscribe: (fn) => {
         const a = this.bus.subscribe('relay', (e) => fn('relay', e));
@@ -299,8 +322,10 @@ export class Agent {
     // a cache rebuilt on reload while the uplink is down starts out knowing it
     const link = this.uplink?.current();
     if (link && !link.up && link.source !== 'none') cache.setLinkState(false, link.reason ?? 'uplink down');
-    if (this.source) this.source.target = cache;
-    else this.source = new SwitchableSource(cache);
+    // the Secure Boot chain's names (shim's grubx64.efi, GRUB's /grub/grub.cfg, probes) in front of the cache
+    const target = new ChainSource(cache, () => this.chainContext());
+    if (this.source) this.source.target = target;
+    else this.source = new SwitchableSource(target);
   }
 
   private async startHttp(): Promise<void> {

@@ -61,7 +61,7 @@ export class AgentState {
 
   /** The plan's runtime part as saved by an earlier run. */
   restorePlan(plan: BootPlan): void {
-    const dropped = plan.restore({ assign: this.read('assign.json'), booted: this.read('booted.json') });
+    const dropped = plan.restore({ assign: this.read('assign.json'), assignUuid: this.read('assign-uuid.json'), booted: this.read('booted.json') });
     for (const d of dropped) this.o.log.warn(d, 'runtime assignment names no current profile: dropped');
   }
 
@@ -70,6 +70,7 @@ export class AgentState {
     plan.on('runtime', (part) => {
       const rt = plan.runtime();
       if (part === 'assign') this.save('assign.json', rt.assign);
+      else if (part === 'assignUuid') this.save('assign-uuid.json', rt.assignUuid ?? {});
       else this.save('booted.json', rt.booted);
     });
   }

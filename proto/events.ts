@@ -9,6 +9,8 @@
  * or `detail`, never in `reason`.
  */
 
+import type { NicInfo } from './dhcp/nic';
+
 export const CLIENT_PHASES = ['dhcp', 'bound', 'loader', 'ipxe', 'kernel', 'initrd', 'handoff', 'booted'] as const;
 export type ClientPhase = (typeof CLIENT_PHASES)[number] | 'failed';
 
@@ -58,6 +60,9 @@ export type FailKind =
   | 'no-request-http'
   | 'no-request-script'
   | 'unknown-client'
+  | 'secure-boot' // a UEFI loader fetched completely, then not run (agent/clients/secureboot.ts)
+  | 'needs-ipxe' // an iPXE-script profile for a client on the Secure Boot chain
+  | 'kernel-refused' // GRUB could not load the kernel (Secure Boot: not signed for this shim)
   | 'reported';
 
 interface Base {
@@ -85,6 +90,8 @@ export interface DhcpReceivedEvent extends DhcpBase {
   userClass?: string;
   uuid?: string;
   archCode?: number;
+  /** the NIC iPXE names in option 175.177 (bus, vendor/device ids, chip name) */
+  nic?: NicInfo;
 }
 
 /** A reply the DHCP service sent. */
@@ -271,6 +278,10 @@ export interface CacheErrorEvent extends Base {
 export interface ClientBootedEvent extends Base {
   type: 'client.booted';
   mac: string;
+  /** what the booted system reported besides its MAC (/booted query fields, relay/http/report.ts) */
+  report?: Record<string, string>;
+  /** its `secureboot` field as sent (0|1) */
+  secureboot?: string;
 }
 export interface ClientFailedEvent extends Base {
   type: 'client.failed';

@@ -7,10 +7,11 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { normalizeMac } from '../../proto/mac';
+import { normalizeUuid } from '../../proto/uuid';
 import { VERSION } from '../../proto/version';
 import { loadConfig } from '../config/load';
 import { ControlClient, ControlRequestError, type StreamMessage } from '../control/client';
-import { ago, cell, fmtBytes, fmtSeconds, progressText, table, watchLine, type ClientView } from './format';
+import { ago, cell, fmtBytes, fmtSeconds, nicCell, progressText, table, watchLine, type ClientView } from './format';
 
 export interface CliIo {
   stdout: { write(s: string): unknown; isTTY?: boolean; columns?: number; rows?: number };
@@ -39,7 +40,7 @@ commands:
   cache purge [PATH]             drop one cached file, or everything (pinned too)
   cache verify                   re-hash cached files against their recorded sha256
   profiles                       boot profiles and who is assigned to them
-  assign MAC PROFILE             boot MAC with PROFILE from now on (kept in stateDir)
+  assign MAC|UUID PROFILE        boot MAC (or the machine with this SMBIOS UUID) with PROFILE from now on
   rearm MAC                      let a client that already booted netboot once more
   trace MAC -o FILE.pcap         the client's DHCP/TFTP exchange as a capture
   explain MAC                    where the client is and, if stuck, the likely cause
@@ -177,12 +178,13 @@ export async function runRelayctl(argv: string[], io: CliIo): Promise<number> {
         render = (r) => (out(renderProfiles(r as Array<Record<string, unknown>>)), 0);
         break;
       case 'assign': {
-        arity(rest, 2, 2, 'assign MAC PROFILE');
-        const mac = needMac(rest[0]);
-        request = { cmd: 'assign', args: { mac, profile: rest[1] } };
+        arity(rest, 2, 2, 'assign MAC|UUID PROFILE');
+        // a UUID (SMBIOS, DHCP option 97) follows the machine when a USB NIC moves between laptops
+        const uuid = normalizeUuid(rest[0] ?? '');
+        request = uuid ? { cmd: 'assign', args: { uuid, profile: rest[1] } } : { cmd: 'assign', args: { mac: needMac(rest[0], 'MAC or UUID'), profile: rest[1] } };
         render = (r) => {
-          const x = r as { mac: string; profile: string };
-          out(`${x.mac} → profile ${x.profile}\n`);
+          const x = r as { mac?: string; uuid?: string; profile: string };
+          out(`${x.uuid ? `UUID ${x.uuid}` : x.mac} → profile ${x.profile}\n`);
           return 0;
         };
         break;
@@ -349,9 +351,9 @@ function renderStatus(r: unknown): string {
 function renderClients(list: ClientView[]): string {
   if (!list.length) return 'no clients seen yet\n';
   return table(
-    ['MAC', 'IP', 'ARCH', 'FIRMWARE', 'PROFILE', 'PHASE', 'FILE', 'PROGRESS', 'UPDATED', 'ERROR'],
+    ['MAC', 'IP', 'ARCH', 'FIRMWARE', 'PROFILE', 'PHASE', 'NIC', 'SB', 'FILE', 'PROGRESS', 'UPDATED', 'ERROR'],
     // a dual-stack client shows both addresses; an IPv6-only one its IPv6 address
-    list.map((c) => [c.mac, [c.ip, c.ip6].filter(Boolean).join(' ') || null, c.arch, c.firmware, c.profile, c.phase, c.file, progressText(c), ago(c.updatedAt), c.error]),
+    list.map((c) => [c.mac, [c.ip, c.ip6].filter(Boolean).join(' ') || null, c.arch, c.firmware, c.profile, c.phase, nicCell(c), c.secureBoot === undefined ? '-' : c.secureBoot ? 'on' : 'off', c.file, progressText(c), ago(c.updatedAt), c.error]),
   );
 }
 

@@ -66,6 +66,16 @@ export interface ClientView {
   error?: string | null;
   updatedAt?: string;
   startedAt?: string;
+  nic?: { bus: string; vendor: string; device: string; name?: string };
+  uuid?: string;
+  secureBoot?: boolean;
+}
+
+/** "USB 0b95:772a ASIX AX88772A", or '-' */
+export function nicCell(c: ClientView): string {
+  const n = c.nic;
+  if (!n) return '-';
+  return `${String(n.bus).toUpperCase()} ${n.vendor}:${n.device}${n.name ? ` ${n.name}` : ''}`;
 }
 
 export function progressText(c: ClientView): string {

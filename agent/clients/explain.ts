@@ -6,6 +6,7 @@
 import { CLIENT_PHASES } from '../../proto/events';
 import { agoText, ARCH_NAMES, fmtBytes, fmtDuration } from './diagnosis';
 import type { ClientRecord } from './record';
+import { refusedLoaderHint } from './secureboot';
 
 /** Sentences that say where a client is and, when it is stuck or failed, the likely cause. `c`: the tracker's record of `m`, if any. */
 export function explain(m: string, c: ClientRecord | undefined, now: number): string[] {
@@ -102,6 +103,12 @@ function hint(c: ClientRecord): string[] {
       return ['The transfer stopped in the middle: the client may have rebooted or lost its link, or the upstream stalled (see `relayctl status` for the uplink).'];
     case 'pool':
       return ['Widen dhcp.range or shorten dhcp.leaseSeconds; `relayctl leases` lists who holds the addresses.'];
+    case 'secure-boot':
+      return [refusedLoaderHint(c.refused ?? { arch: s.arch, signedChain: false })];
+    case 'needs-ipxe':
+      return [`Assign this client a profile with a kernel (relayctl assign ${s.mac} PROFILE), or give its architecture an iPXE loader in boot.loaders (with Secure Boot off).`];
+    case 'kernel-refused':
+      return ["Under Secure Boot GRUB loads only kernels signed by a key the shim trusts: Debian's shim and GRUB boot Debian's signed kernels (Ubuntu's Ubuntu's …). Put the matching vendor's shim and GRUB for this profile, enroll its key (MOK), or boot with Secure Boot off."];
     default:
       return [];
   }

@@ -6,6 +6,8 @@
  */
 import { CLIENT_PHASES, type ArchKey, type ClientFailedEvent, type ClientPhase, type FailKind, type Firmware } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
+import type { NicInfo } from '../../proto/dhcp/nic';
+import type { RefusedLoader } from './secureboot';
 
 export interface PhaseTiming {
   startedAt: string;
@@ -38,6 +40,14 @@ export interface ClientState {
   failedPhase?: ClientPhase;
   /** the boot file the last ACK named */
   bootFile?: string;
+  /** what the booted system reported on /booted (secureboot=0|1) */
+  secureBoot?: boolean;
+  /** the other fields of the /booted report */
+  report?: Record<string, string>;
+  /** the NIC iPXE booted from (DHCP option 175.177) */
+  nic?: NicInfo;
+  /** a non-zero SMBIOS UUID from DHCP option 97 */
+  uuid?: string;
 }
 
 export interface HistoryItem {
@@ -52,6 +62,8 @@ export interface ClientRecord {
   s: ClientState;
   history: HistoryItem[];
   failKind?: FailKind;
+  /** the last Secure Boot refusal diagnosed (explain's hint) */
+  refused?: RefusedLoader;
 }
 
 /**

@@ -36,6 +36,8 @@ import { normalizeMac } from '../../proto/mac';
 import type { ProfileConfig } from '../../relay/boot/config';
 import type { BootPlan } from '../../relay/boot/plan';
 import { cleanFile, noRequestText, stallText, transferFailure, wrongArchText } from './diagnosis';
+import { isTransferEvent } from '../../proto/events';
+import { grubFailure, parseSecureBootFlag, REFUSED_LOADER_SILENCE_MS, refusedLoaderMessage, type RefusedLoader } from './secureboot';
 import { explain } from './explain';
 import { restoredState, updateKind, type ClientRecord, type ClientState, type ClientUpdate, type UpdateKind } from './record';
 
@@ -43,7 +45,7 @@ export type { ClientState, ClientUpdate, UpdateKind } from './record';
 export { cleanFile, transferFailure } from './diagnosis';
 
 /** What the tracker asks the boot plan (relay/boot/plan.ts). */
-export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'on'>;
+export type TrackerPlan = Pick<BootPlan, 'profileName' | 'profile' | 'fileRole' | 'loaderArchs' | 'chainFor' | 'chainRequest' | 'loaders' | 'on'>;
 
 export interface ClientTrackerOptions {
   /** which profile a client boots, what a file is */
@@ -55,6 +57,8 @@ export interface ClientTrackerOptions {
   stallTimeoutMs?: number;
   /** bound on remembered clients (oldest forgotten first; default 1024) */
   maxClients?: number;
+  /** a UEFI loader fetched completely and then nothing more for this long: refused under Secure Boot (default 30 s) */
+  refusedLoaderMs?: number;
 }
 
 interface Transfer {
@@ -74,6 +78,8 @@ interface Internal extends ClientRecord {
   initrdsDone: Set<string>;
   /** the client.failed to go out with the next update */
   failed?: ClientFailedEvent;
+  /** a UEFI firmware fetched this first-stage loader completely; nothing else asked since */
+  loaderDone?: { at: number; file: string };
 }
 
 const ORDER = new Map<ClientPhase, number>(CLIENT_PHASES.map((p, i) => [p, i]));
@@ -88,6 +94,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
   private readonly ackTimeoutMs: number;
   private readonly stallTimeoutMs: number;
   private readonly maxClients: number;
+  private readonly refusedLoaderMs: number;
 
   constructor(opts: ClientTrackerOptions) {
     super();
@@ -97,6 +104,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 20_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
     this.maxClients = opts.maxClients ?? 1024;
+    this.refusedLoaderMs = opts.refusedLoaderMs ?? REFUSED_LOADER_SILENCE_MS;
   }
 
   list(): ClientState[] {
@@ -187,6 +195,11 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     const s = c.s;
     const before = { ...s };
     this.remember(c, ev, t);
+    if (ev.type === 'dhcp.discover' || ev.type === 'dhcp.request' || ev.type === 'dhcp.inform') {
+      if (ev.nic) s.nic = ev.nic;
+      if (ev.uuid) s.uuid = ev.uuid;
+    }
+    const refused = this.refusalSign(c, ev, t);
 
     // IPv6: the DHCPv6 lease, or the address TFTP/HTTP saw (never into `ip`)
     if (typeof ev.ip6 === 'string' && (type === 'dhcp6.reply' || !s.ip6)) s.ip6 = ev.ip6;
@@ -248,17 +261,27 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
       case 'http.error':
         this.onError(c, ev, t);
         break;
-      case 'client.booted':
+      case 'client.booted': {
         c.awaiting = undefined;
         c.transfers.clear();
         this.enter(c, 'booted', t);
         s.error = null;
+        const sb = parseSecureBootFlag(ev.secureboot);
+        if (sb !== undefined) s.secureBoot = sb;
+        if (ev.report) s.report = { ...ev.report };
         break;
+      }
       default:
         break;
     }
 
-    const moved = created || updateKind(before, s) === 'phase';
+    if (refused) {
+      // the firmware started over right after a complete loader: after the restart above, say why
+      c.refused = refused;
+      this.fail(c, t, refusedLoaderMessage(refused), 'secure-boot');
+    }
+
+    const moved = created || updateKind(before, s) === 'phase' || before.secureBoot !== s.secureBoot;
     const bytesMoved = before.bytes !== s.bytes || before.totalBytes !== s.totalBytes;
     if (!moved && !bytesMoved) {
       c.failed = undefined;
@@ -332,6 +355,33 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     c.transfers.clear();
     c.initrdsDone.clear();
     c.failKind = undefined;
+    c.loaderDone = undefined;
+  }
+
+  /**
+   * After a UEFI firmware fetched a first-stage loader completely: any other request means the
+   * loader runs; a fresh firmware DISCOVER (PXE again, or UEFI HTTP Boot) before that means the
+   * firmware would not run it (Secure Boot). Returns the refusal, if this event shows one.
+   */
+  /** The loader after `file` in boot.loaders[arch] (DHCP offers it after a refusal), if any. */
+  private nextLoader(c: Internal, file: string): string | undefined {
+    const list = c.s.arch ? this.plan.loaders[c.s.arch] : undefined;
+    const i = list ? list.indexOf(file) : -1;
+    return list && i >= 0 ? list[i + 1] : undefined;
+  }
+
+  private refusalSign(c: Internal, ev: RelayEvent, t: number): RefusedLoader | undefined {
+    const d = c.loaderDone;
+    if (!d) return undefined;
+    if (ev.type === 'dhcp.discover' && (ev.firmware === 'uefi' || ev.firmware === 'uefi-http')) {
+      c.loaderDone = undefined;
+      return { file: d.file, arch: c.s.arch, signedChain: !!this.plan.chainFor(d.file), how: 'restart', seconds: Math.round((t - d.at) / 1000), next: this.nextLoader(c, d.file) };
+    }
+    if (isTransferEvent(ev)) {
+      if (cleanFile(ev.file) !== d.file) c.loaderDone = undefined;
+    } else if (isDhcpEvent(ev) && ev.firmware === 'ipxe') c.loaderDone = undefined;
+    else if (ev.type === 'client.booted') c.loaderDone = undefined;
+    return undefined;
   }
 
   private remember(c: Internal, ev: RelayEvent, t: number): void {
@@ -512,6 +562,14 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
       s.etaSeconds = 0;
     }
     if (s.phase === 'failed' || s.phase === 'booted') return;
+    if (role === 'loader' && (s.firmware === 'uefi' || s.firmware === 'uefi-http') && this.plan.loaderArchs(file)) c.loaderDone = { at: t, file };
+    if (role === 'loader' && this.plan.chainRequest(file)?.kind === 'config') {
+      const p = this.profileOf(c);
+      if (p && !p.kernel) {
+        this.fail(c, t, `profile "${s.profile}" is an iPXE script${p.script ? ` (${p.script})` : ''}: it needs iPXE, but this client boots through the Secure Boot chain (shim and GRUB), which can only load a kernel and initrds`, 'needs-ipxe');
+        return;
+      }
+    }
     if (role === 'initrd') {
       c.initrdsDone.add(file);
       const want = this.profileOf(c)?.initrd ?? [];
@@ -528,6 +586,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
     c.awaiting = undefined; // the client did ask
     const file = cleanFile(ev.file);
     if (!file) return;
+    const grub = this.plan.chainRequest(file);
+    if (grub?.kind === 'failed' && c.s.phase !== 'booted') {
+      // the generated grub.cfg asks for grub/bootrelay-failed/<step> when a step failed
+      this.fail(c, t, grubFailure(grub.step, this.profileOf(c)), grub.step === 'kernel' ? 'kernel-refused' : 'transfer');
+      return;
+    }
     c.transfers.delete(file);
     const role = this.classify(file, c, ev.role);
     const msg = transferFailure(ev, file, role, c.s.mac);
@@ -548,6 +612,12 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
       if (c.awaiting && now - c.awaiting.at >= this.ackTimeoutMs && s.phase !== 'failed') {
         const a = c.awaiting;
         this.fail(c, now, noRequestText(a.kind, a.file, Math.round(this.ackTimeoutMs / 1000)), `no-request-${a.kind}`);
+        failed = true;
+      } else if (c.loaderDone && s.phase === 'loader' && now - c.loaderDone.at >= this.refusedLoaderMs) {
+        const d = c.loaderDone;
+        c.loaderDone = undefined;
+        c.refused = { file: d.file, arch: s.arch, signedChain: !!this.plan.chainFor(d.file), how: 'silence', seconds: Math.round((now - d.at) / 1000), next: this.nextLoader(c, d.file) };
+        this.fail(c, now, refusedLoaderMessage(c.refused), 'secure-boot');
         failed = true;
       } else if (TRANSFER_PHASES.has(s.phase)) {
         for (const tr of c.transfers.values()) {

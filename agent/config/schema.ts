@@ -11,6 +11,7 @@ import { formatGot } from '../../proto/errors';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
 import type { ArchKey } from '../../proto/events';
+import type { ChainLoader } from '../../relay/boot/chain';
 import { encodeClasslessRoutes, encodeDomainName, parseHex } from '../../proto/dhcp/extra';
 import type {
   BootConfig,
@@ -677,6 +678,7 @@ function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined)
   const before = c.issues.length;
 
   const loaders: Record<string, string[]> = {};
+  const chains: Record<string, ChainLoader> = {};
   if (o.loaders === undefined) {
     if (dhcpMode !== 'off') c.bad('boot.loaders', `an object of arch (${LOADER_KEYS.join(', ')}) → loader path(s)`, undefined);
   } else if (!isObj(o.loaders)) c.bad('boot.loaders', `an object of arch (${LOADER_KEYS.join(', ')}) → loader path(s)`, o.loaders);
@@ -687,12 +689,7 @@ function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined)
         c.badRaw(p, `an arch key (${LOADER_KEYS.join(', ')})`, `key ${JSON.stringify(k)}`);
         continue;
       }
-      const list = c.strList(x, p, (s, pp) => {
-        const r = c.bootPath(s, pp);
-        // RFC 2131 §2: the BOOTP file field is 128 bytes with its NUL; a BIOS PXE ROM reads nothing else
-        if (r !== undefined && k === 'bios' && Buffer.byteLength(r, 'latin1') > 127) return c.bad(pp, 'a path of at most 127 bytes (BIOS PXE ROMs read the 128-byte BOOTP file field)', r);
-        return r;
-      });
+      const list = parseLoaderList(c, x, p, k, chains);
       if (list) loaders[k] = list;
     }
     if (Object.keys(o.loaders).length === 0 && dhcpMode !== 'off')
@@ -733,7 +730,58 @@ function parseBoot(c: Ctx, v: unknown, dhcpMode: DhcpConfig['mode'] | undefined)
   }
   const match = o.match === undefined ? undefined : parseMatch(c, o.match, names, known);
   if (c.issues.length !== before || defaultProfile === undefined) return undefined;
-  return { loaders, defaultProfile, profiles, assign, ...(match?.length ? { match } : {}) };
+  return { loaders, defaultProfile, profiles, assign, ...(match?.length ? { match } : {}), ...(Object.keys(chains).length ? { chains } : {}) };
+}
+
+/**
+ * One `boot.loaders` entry: a path, a Secure Boot chain `{shim, grub, fetch?}`, or a list of
+ * those (fallbacks, in order). A chain is listed by its shim (what the firmware is handed) and
+ * recorded in `chains` (shim path → chain).
+ */
+function parseLoaderList(c: Ctx, v: unknown, path: string, arch: string, chains: Record<string, ChainLoader>): string[] | undefined {
+  const items = Array.isArray(v) ? v : [v];
+  if (items.length === 0) return c.bad(path, 'a path or a non-empty list of paths', v);
+  const out: string[] = [];
+  let ok = true;
+  items.forEach((x, i) => {
+    const p = Array.isArray(v) ? `${path}[${i}]` : path;
+    let r: string | undefined;
+    if (isObj(x)) r = parseChain(c, x, p, arch, chains);
+    else {
+      r = c.bootPath(x, p);
+      // RFC 2131 §2: the BOOTP file field is 128 bytes with its NUL; a BIOS PXE ROM reads nothing else
+      if (r !== undefined && arch === 'bios' && Buffer.byteLength(r, 'latin1') > 127) r = c.bad(p, 'a path of at most 127 bytes (BIOS PXE ROMs read the 128-byte BOOTP file field)', r);
+    }
+    if (r === undefined) ok = false;
+    else out.push(r);
+  });
+  return ok ? out : undefined;
+}
+
+function parseChain(c: Ctx, x: Obj, path: string, arch: string, chains: Record<string, ChainLoader>): string | undefined {
+  const o = c.section(x, path, ['shim', 'grub', 'fetch'], true, 'a Secure Boot chain {"shim": …, "grub": …}');
+  if (!o) return undefined;
+  const before = c.issues.length;
+  if (!arch.startsWith('uefi-')) c.badRaw(path, 'a plain loader path: a Secure Boot chain (shim + GRUB) is for UEFI firmware only', `a chain for "${arch}"`);
+  const shim = o.shim === undefined ? c.bad(sub(path, 'shim'), 'the path of the signed shim (e.g. "sb/shimx64.efi")', undefined) : c.bootPath(o.shim, sub(path, 'shim'));
+  const grub = o.grub === undefined ? c.bad(sub(path, 'grub'), 'the path of the signed network GRUB (e.g. "sb/grubx64.efi")', undefined) : c.bootPath(o.grub, sub(path, 'grub'));
+  let fetch: ChainLoader['fetch'] = 'tftp';
+  if (o.fetch !== undefined) {
+    if (o.fetch !== 'tftp' && o.fetch !== 'http') c.bad(sub(path, 'fetch'), '"tftp" (any signed network GRUB) or "http" (a GRUB with the http module)', o.fetch);
+    else fetch = o.fetch;
+  }
+  if (shim === undefined || grub === undefined || c.issues.length !== before) return undefined;
+  if (shim === grub) return c.badRaw(sub(path, 'grub'), 'a file other than the shim', JSON.stringify(grub));
+  // shim finds its own directory (and so GRUB) in the BOOTP file field, 128 bytes with its NUL
+  if (Buffer.byteLength(shim, 'latin1') > 127) return c.bad(sub(path, 'shim'), 'a path of at most 127 bytes (shim reads its directory from the BOOTP file field)', shim);
+  const dir = (f: string) => (f.includes('/') ? f.slice(0, f.lastIndexOf('/')) : '');
+  for (const other of Object.values(chains)) {
+    if (other.shim === shim && (other.grub !== grub || other.fetch !== fetch)) return c.badRaw(sub(path, 'grub'), `the same GRUB as the other chain with shim ${shim}`, JSON.stringify(grub));
+    if (other.shim !== shim && dir(other.shim) === dir(shim))
+      return c.badRaw(sub(path, 'shim'), `a shim in a directory of its own (shim asks for grubx64.efi next to itself; ${other.shim} is already there)`, JSON.stringify(shim));
+  }
+  chains[shim] = { shim, grub, fetch };
+  return shim;
 }
 
 function parseMqtt(c: Ctx, v: unknown): MqttConfig | undefined {
@@ -857,6 +905,10 @@ export function parseConfig(obj: unknown): ParseResult {
   const log = parseLog(c, root.log);
 
   // cross-section checks
+  // the Secure Boot chain: GRUB takes its TFTP server from the DHCP ACK's siaddr, which in proxy mode is the other server's
+  if (boot?.chains && dhcp?.mode === 'proxy')
+    c.warnings.push('boot.loaders: a Secure Boot chain in proxy mode: GRUB asks the DHCP server that gave the address (its siaddr) for its files; point that server\'s next-server at lan.address or use dhcp.mode "server"');
+  if (boot?.chains && tftp === false) c.bad('tftp', 'TFTP on (a Secure Boot chain: shim and GRUB load over TFTP)', false);
   if (dhcp && tftp && dhcp.mode !== 'off' && tftp.port !== 0) {
     if (tftp.port === dhcp.port) c.bad('tftp.port', `a port other than dhcp.port (${dhcp.port})`, tftp.port);
     else if (dhcp.mode === 'proxy' && tftp.port === dhcp.proxyPort) c.bad('tftp.port', `a port other than dhcp.proxyPort (${dhcp.proxyPort})`, tftp.port);

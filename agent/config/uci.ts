@@ -630,7 +630,7 @@ export const UCI_SCHEMA = {
   upstream: ['url', 'header', 'timeout_ms', 'ca_file'],
   cache: ['dir', 'max_bytes', 'ttl_seconds', 'negative_ttl_seconds'],
   boot: ['default_profile'],
-  loader: ['arch', 'path'],
+  loader: ['arch', 'path', 'shim', 'grub', 'fetch'],
   profile: ['name', 'kernel', 'initrd', 'cmdline', 'script', 'sha256', ...DHCP_OPTION_KEYS, 'menu_prompt', 'menu_timeout', 'menu_item'],
   assign: ['mac', 'profile'],
   mqtt: [
@@ -804,12 +804,23 @@ export function uciToConfigObject(text: string, pkgName = 'bootrelay'): { config
       case 'loader': {
         const arch = r.str('arch');
         const paths = r.list('path');
+        // a Secure Boot chain: option shim + option grub (+ option fetch), after any paths (fallbacks)
+        const shim = r.str('shim');
+        const grub = r.str('grub');
+        const fetch = r.str('fetch');
+        const chain: Obj | undefined = shim !== undefined || grub !== undefined || fetch !== undefined ? {} : undefined;
+        if (chain) {
+          put(chain, 'shim', shim);
+          put(chain, 'grub', grub);
+          put(chain, 'fetch', fetch);
+        }
+        const entries: unknown[] = [...(paths ?? []), ...(chain ? [chain] : [])];
         if (arch === undefined) issues.push(`${sp}.arch: missing (e.g. bios, uefi-x64, uefi-arm64)`);
-        else if (paths === undefined || paths.length === 0) issues.push(`${sp}.path: missing (list path 'ipxe/undionly.kpxe')`);
+        else if (entries.length === 0) issues.push(`${sp}.path: missing (list path 'ipxe/undionly.kpxe', or option shim + option grub for a Secure Boot chain)`);
         else {
           const loaders = bootMap('loaders');
           if (arch in loaders) issues.push(`${sp}.arch: a loader for "${arch}" is already configured`);
-          loaders[arch] = paths.length === 1 ? paths[0] : paths;
+          loaders[arch] = entries.length === 1 ? entries[0] : entries;
         }
         break;
       }

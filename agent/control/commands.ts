@@ -7,6 +7,7 @@
 import { isAbsolute } from 'node:path';
 import type { RelayEvent } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
+import { normalizeUuid } from '../../proto/uuid';
 import { normalizeBootPath } from '../../proto/path';
 import type { ClientUpdate } from '../clients/record';
 import { ClientThrottle } from '../clients/throttle';
@@ -40,6 +41,8 @@ export interface CommandDeps {
   assign: (mac: string, profile: string) => void;
   /** runtime assignments (relayctl assign), over boot.assign */
   assignments?: () => Record<string, string>;
+  /** a runtime assignment by SMBIOS UUID (DHCP option 97): follows the machine, whatever NIC it boots from */
+  assignUuid?: (uuid: string, profile: string) => void;
   /** the bus, for watch */
   subscribe: (fn: (kind: 'relay' | 'client', data: RelayEvent | ClientUpdate) => void) => () => void;
 }
@@ -94,12 +97,20 @@ export function createHandlers(d: CommandDeps): Record<string, CommandHandler> {
       }));
     },
     assign: (args) => {
-      const mac = macArg(args);
+      const uuid = typeof args.uuid === 'string' ? args.uuid : undefined;
+      const mac = uuid === undefined ? macArg(args) : undefined;
       const profile = strArg(args, 'profile', 'a profile name');
       const cfg = d.config();
       if (!cfg.boot.profiles[profile])
         throw new CommandError('EUSAGE', `no profile "${profile}" (profiles: ${Object.keys(cfg.boot.profiles).join(', ')})`);
-      d.assign(mac, profile);
+      if (uuid !== undefined) {
+        const u = normalizeUuid(uuid);
+        if (!u) throw new CommandError('EUSAGE', `not a UUID: ${JSON.stringify(uuid)} (expected e.g. 8a7e4c52-1d5e-4b2f-9f5e-0123456789ab, not all zeros)`);
+        if (!d.assignUuid) throw new CommandError('EUNAVAILABLE', 'assignment by UUID is not available');
+        d.assignUuid(u, profile);
+        return { uuid: u, profile };
+      }
+      d.assign(mac!, profile);
       return { mac, profile };
     },
     rearm: (args) => {

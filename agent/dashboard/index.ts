@@ -112,6 +112,17 @@ const APP_JS = String.raw`
     r2.appendChild(el('span', 'arch', [c.arch, c.firmware].filter(Boolean).join(' / ') || 'unknown firmware'));
     r2.appendChild(el('span', 'profile', 'profile: ' + (c.profile || '-')));
     d.appendChild(r2);
+    // the NIC iPXE booted from (USB dongles by name), the SMBIOS UUID, Secure Boot as the booted system reported it
+    var extra = [];
+    if (c.nic) extra.push('NIC: ' + String(c.nic.bus || '').toUpperCase() + ' ' + c.nic.vendor + ':' + c.nic.device + (c.nic.name ? ' ' + c.nic.name : ''));
+    if (c.uuid) extra.push('UUID ' + c.uuid);
+    if (c.secureBoot === true || c.secureBoot === false) extra.push('Secure Boot ' + (c.secureBoot ? 'on' : 'off'));
+    if (extra.length) {
+      var rx = el('div', 'row dim');
+      rx.setAttribute('data-extra', '');
+      for (var i = 0; i < extra.length; i++) rx.appendChild(el('span', null, extra[i]));
+      d.appendChild(rx);
+    }
     if (c.file) {
       var total = c.totalBytes || 0, bytes = c.bytes || 0;
       var pct = total > 0 ? Math.min(100, Math.round((100 * bytes) / total)) : (c.phase === 'booted' ? 100 : 0);

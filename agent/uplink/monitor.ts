@@ -5,14 +5,17 @@
  * SSID changes (signal and bit rate move all the time: they are in `current()` but are not
  * transitions). The agent turns a change of `up` into an `uplink.up` / `uplink.down` event,
  * puts `current()` into `…/status`, and on `down` tells the cache to serve what it has.
+ *
+ * A poll reads through UplinkReader (status.ts): the kernel's files every time (no process: a
+ * launch cost the event loop ~45 ms, issue 15), ubus/iwinfo on OpenWrt only on a change of that
+ * view or every 30 s.
  */
 import { EventEmitter } from 'node:events';
 import type { EmitFn, UplinkDownEvent, UplinkUpEvent } from '../../proto/events';
 import type { Logger } from '../log';
-import { readUplinkStatus, type Exec, type ReadUplinkOptions, type UplinkStatus } from './status';
+import { UplinkReader, type UplinkReaderOptions, type UplinkStatus } from './status';
 
-export interface UplinkMonitorOptions extends ReadUplinkOptions {
-  exec?: Exec;
+export interface UplinkMonitorOptions extends UplinkReaderOptions {
   /** poll period; default 10 s */
   intervalMs?: number;
   log?: Logger;
@@ -50,6 +53,7 @@ export class UplinkMonitor extends EventEmitter<Events> {
   private last: UplinkStatus | undefined;
   private inFlight: Promise<UplinkStatus> | undefined;
   private stopped = true;
+  private reader: UplinkReader | undefined;
 
   constructor(private readonly o: UplinkMonitorOptions = {}) {
     super();
@@ -94,7 +98,7 @@ export class UplinkMonitor extends EventEmitter<Events> {
   private async readOnce(): Promise<UplinkStatus> {
     let next: UplinkStatus;
     try {
-      next = this.o.read ? await this.o.read() : await readUplinkStatus(this.o.exec, this.o);
+      next = this.o.read ? await this.o.read() : await (this.reader ??= new UplinkReader(this.o)).read();
     } catch (err) {
       next = { up: false, source: 'none', reason: `uplink check failed: ${(err as Error).message}`, checkedAt: new Date().toISOString() };
     }

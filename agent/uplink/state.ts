@@ -1,6 +1,6 @@
 /**
  * UplinkState: the agent's one view of the uplink, from its two witnesses — the monitor's reading
- * of the router's link (ip/ubus) and the cache's contact with the upstream. It is the only source
+ * of the router's link (the kernel's files; netifd through ubus on OpenWrt) and the cache's contact with the upstream. It is the only source
  * of uplink.up / uplink.down on the bus and of status().uplink.state: down while either witness
  * says down, up once one says up and none says down, unknown before anyone said anything.
  * Starting with a working uplink is not news.

@@ -2,14 +2,19 @@
  * The uplink's state: the network the relay reaches its upstream through (on a travel router,
  * the Wi-Fi client interface `wwan`), for `…/status` and the uplink.up / uplink.down events.
  *
- * On OpenWrt: `ubus call network.interface.<name> status` (netifd's view: up, l3_device,
- * ipv4-address, route, uptime) plus `iwinfo <l3_device> info` for the Wi-Fi details.
- * Elsewhere: `ip -j route show default` (which interface carries the default route) and
- * `ip -j addr show` (its state and address).
+ * UplinkReader (what the monitor polls with): the kernel's view read from files every poll
+ * (kernel.ts: /proc/net/route, /sys/class/net, getifaddrs; no process), and on OpenWrt
+ * `ubus call network.interface.<name> status` (netifd's view: up, l3_device, ipv4-address,
+ * route, uptime) plus `iwinfo <l3_device> info` for the Wi-Fi details, run only when the kernel's
+ * view changed or every `ubusEveryMs` (30 s), and never again once ubus is missing.
+ *
+ * readUplinkStatus (one-shot, stateless): ubus + iwinfo, else `ip -j route get <target>` /
+ * `ip -j route show default` and `ip -j addr show`.
  *
  * Commands run through an injected `Exec`, so tests drive the parsers with recorded outputs.
  */
 import { execFile } from 'node:child_process';
+import { readKernelUplink, TargetResolver, type KernelSources, type Lookup } from './kernel';
 
 export interface ExecResult {
   /** exit status; null when the command could not be run or was killed */
@@ -42,7 +47,8 @@ export interface UplinkStatus {
   bitrateMbit?: number;
   /** link quality in percent (iwinfo's `Link Quality: 52/70` → 74) */
   quality?: number;
-  source: 'ubus' | 'ip' | 'none';
+  /** kernel: /proc, /sys and getifaddrs (kernel.ts) */
+  source: 'ubus' | 'ip' | 'kernel' | 'none';
   /** why the state could not be read, or why the uplink is not up */
   reason?: string;
   /** ISO-8601 time of the reading */
@@ -163,7 +169,7 @@ export function parseIpStatus(routesJson: unknown, addrsJson: unknown, target?: 
 export interface ReadUplinkOptions {
   /** OpenWrt logical networks to look at, in order; the first that is up wins. Default ['wwan', 'wan']. */
   networks?: string[];
-  /** 'auto' (default): ubus when present, else ip. */
+  /** 'auto' (default): ubus when present, else ip (UplinkReader: the kernel's files). */
   prefer?: 'auto' | 'ubus' | 'ip';
   /**
    * Without ubus: the upstream's IPv4 address. The uplink is then the interface that routes to
@@ -225,4 +231,49 @@ async function readIp(exec: Exec, target?: string): Promise<Omit<UplinkStatus, '
     return { up: false, source: 'none', reason: `ip addr failed: ${addrs.error ?? (addrs.stderr.trim() || `exit ${addrs.code}`)}` };
   }
   return { ...parseIpStatus(parseJson(routes.stdout), parseJson(addrs.stdout), ipv4), source: 'ip' };
+}
+
+export interface UplinkReaderOptions extends ReadUplinkOptions {
+  exec?: Exec;
+  /** ubus + iwinfo run at most this often while the kernel's view holds still; default 30 s */
+  ubusEveryMs?: number;
+  /** tests: where /proc, /sys and the interfaces are read from */
+  kernel?: KernelSources;
+  /** tests: the host-name lookup for `target` */
+  lookup?: Lookup;
+}
+
+/**
+ * Reads the uplink for a monitor, cheaply enough to poll every few seconds: the kernel's files
+ * each time (the route to `target`, which may be a host name, resolved in the background), ubus +
+ * iwinfo only when that view changed, every `ubusEveryMs`, and not after ENOENT/EACCES.
+ */
+export class UplinkReader {
+  private readonly target: TargetResolver;
+  private noUbus = false;
+  private ubus: { at: number; key: string; status: Omit<UplinkStatus, 'checkedAt'> } | undefined;
+
+  constructor(private readonly o: UplinkReaderOptions = {}) {
+    this.target = new TargetResolver(o.target, o.lookup ? { lookup: o.lookup } : {});
+  }
+
+  /** Never throws: what could not be read is a `reason`. */
+  async read(): Promise<UplinkStatus> {
+    const now = (this.o.now ?? (() => new Date()))();
+    const checkedAt = now.toISOString();
+    const prefer = this.o.prefer ?? 'auto';
+    const k = await readKernelUplink(await this.target.address(), this.o.kernel);
+    if (prefer !== 'ip' && !this.noUbus) {
+      const key = [k.up, k.interface, k.address, k.gateway, k.reason].join('|');
+      const t = now.getTime();
+      if (!this.ubus || this.ubus.key !== key || t - this.ubus.at >= (this.o.ubusEveryMs ?? 30_000)) {
+        const r = await readUbus(this.o.exec ?? defaultExec, this.o.networks ?? ['wwan', 'wan']);
+        if (r) this.ubus = { at: t, key, status: r };
+        else this.noUbus = true; // not OpenWrt: not tried again
+      }
+      if (this.ubus && !this.noUbus) return { ...this.ubus.status, checkedAt };
+    }
+    if (prefer === 'ubus') return { up: false, source: 'none', reason: 'ubus not available', checkedAt };
+    return { ...k, checkedAt };
+  }
 }

@@ -1,4 +1,5 @@
 import type { DhcpOptionsConfig } from '../dhcp/config';
+import type { ChainLoader } from './chain';
 /** What to boot (config section `boot`): read through relay/boot/plan.ts, never field by field. */
 export interface ProfileConfig {
   kernel?: string;
@@ -46,4 +47,9 @@ export interface BootConfig {
   assign: Record<string, string>;
   /** rules tried in order after assign, before defaultProfile */
   match?: MatchRuleConfig[];
+  /**
+   * Secure Boot chains among the loaders, by shim path (the path listed in `loaders`):
+   * the firmware gets the shim, the relay serves the GRUB and a generated grub.cfg (relay/boot/chain.ts).
+   */
+  chains?: Record<string, ChainLoader>;
 }

@@ -12,14 +12,16 @@
  *
  * 'change' fires after a reload (mac undefined) or an assignment (its mac): who boots what may
  * have changed. 'runtime' fires when the state worth saving changed (assignments, booted once).
- * Seams for later: a Secure Boot chain (`boot.loaders[arch] = { shim, grub }`) is
- * indexed in index() with roles for its files; family-aware (DHCPv6) URLs belong
+ *   chainRequest(path)     a Secure Boot chain's names (shim's grubx64.efi, GRUB's grub.cfg, probes)
+ * A Secure Boot chain (`boot.loaders[arch] = { shim, grub }`) is listed in `loaders` by its
+ * shim; its other files are loaders too (fileRole). Family-aware (DHCPv6) URLs belong
  * with the DHCP side that builds them, not here.
  */
 import { EventEmitter } from 'node:events';
 import type { ArchKey, FileRole } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
+import { mapChainRequest, type ChainLoader, type ChainRequest } from './chain';
 import type { BootConfig, ProfileConfig } from './config';
 
 /** MACs remembered as booted once (dhcp.netbootOnce); the oldest are forgotten first. */
@@ -37,6 +39,8 @@ export interface BootPlanOptions {
 export interface BootRuntime {
   /** relayctl assign: mac → profile */
   assign: Record<string, string>;
+  /** relayctl assign UUID: SMBIOS UUID (DHCP option 97) → profile */
+  assignUuid?: Record<string, string>;
   /** netboot-once: MACs that reported booted */
   booted: string[];
 }
@@ -53,6 +57,9 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
   /** what a boot.match rule chose for a client at its last DHCP exchange (DHCP decides, the plan remembers) */
   private readonly matched = new Map<string, string>();
   private readonly booted = new Set<string>();
+  private readonly assignedUuid = new Map<string, string>();
+  /** the UUID each MAC last sent (bounded): a UUID assignment follows the machine, whatever NIC it boots from */
+  private readonly macUuid = new Map<string, string>();
   /** loader path → the arch keys it is configured for */
   private loaderArch = new Map<string, ArchKey[]>();
   /** normalised path → sha256 (hex, lower case) */
@@ -87,6 +94,12 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
       if (!this.cfg.profiles[p]) {
         this.assigned.delete(mac);
         dropped.push(mac);
+      }
+    }
+    for (const [uuid, p] of this.assignedUuid) {
+      if (!this.cfg.profiles[p]) {
+        this.assignedUuid.delete(uuid);
+        dropped.push(uuid);
       }
     }
     this.emit('change', undefined);
@@ -126,6 +139,26 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
     this.emit('runtime', 'assign');
   }
 
+  /** relayctl assign UUID PROFILE: the machine with this SMBIOS UUID boots PROFILE, over its MAC's assignment. */
+  assignUuid(uuid: string, profile: string): void {
+    if (!this.cfg.profiles[profile]) throw new Error(`no profile "${profile}"`);
+    const u = uuid.toLowerCase();
+    this.assignedUuid.set(u, profile);
+    for (const [mac, x] of this.macUuid) if (x === u) this.emit('change', mac);
+    this.emit('runtime', 'assignUuid');
+  }
+
+  /** A client named its UUID (DHCP option 97, not all zero). */
+  noteUuid(mac: string, uuid: string): void {
+    const m = normalizeMac(mac) ?? mac;
+    const u = uuid.toLowerCase();
+    if (this.macUuid.get(m) === u) return;
+    this.macUuid.delete(m);
+    this.macUuid.set(m, u);
+    if (this.macUuid.size > 4096) this.macUuid.delete(this.macUuid.keys().next().value!);
+    if (this.assignedUuid.has(u)) this.emit('change', m);
+  }
+
   /** The runtime assignments (each names a current profile). */
   assignments(): Record<string, string> {
     return Object.fromEntries(this.assigned);
@@ -156,7 +189,8 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
   profileFor(mac: string | undefined): ResolvedProfile | undefined {
     const b = this.cfg;
     const m = mac ? (normalizeMac(mac) ?? mac) : undefined;
-    const wanted = m && (this.assigned.get(m) ?? b.assign[m] ?? this.matched.get(m));
+    const uuid = m ? this.macUuid.get(m) : undefined;
+    const wanted = m && ((uuid && this.assignedUuid.get(uuid)) || this.assigned.get(m) || b.assign[m] || this.matched.get(m));
     const name = wanted && b.profiles[wanted] ? wanted : b.defaultProfile;
     const profile = b.profiles[name];
     return profile ? { name, profile } : undefined;
@@ -177,14 +211,32 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
     return this.loaderArch.get(path.replace(/^\/+/, ''));
   }
 
+  /** The Secure Boot chains (boot.loaders entries {shim, grub}). */
+  chains(): ChainLoader[] {
+    return Object.values(this.cfg.chains ?? {});
+  }
+
+  /** The chain whose shim this loader path is, if any. */
+  chainFor(path: string): ChainLoader | undefined {
+    return this.cfg.chains?.[path.replace(/^\/+/, '')];
+  }
+
+  /** What the relay answers for a chain's name (GRUB, the generated config, a probe refused at once); undefined: not a chain name. */
+  chainRequest(path: string): ChainRequest | undefined {
+    return this.cfg.chains ? mapChainRequest(this.chains(), path.replace(/^\/+/, '')) : undefined;
+  }
+
   /**
    * What a file is in the boot: /boot.ipxe and profile scripts are scripts, boot.loaders
-   * entries loaders; kernel and initrd are looked up in the named profile first, then in any.
+   * entries loaders (a chain's GRUB and grub.cfg too); kernel and initrd are looked up in the
+   * named profile first, then in any.
    */
   fileRole(path: string, profile?: string | null): FileRole {
     if (path === '/boot.ipxe') return 'script';
     const file = path.replace(/^\/+/, '');
     if (this.loaderArch.has(file)) return 'loader';
+    const chain = this.chainRequest(file);
+    if (chain && (chain.kind === 'grub' || chain.kind === 'config')) return 'loader';
     const inProfile = (p: ProfileConfig | undefined): FileRole | undefined => {
       if (!p) return undefined;
       if (p.kernel === file) return 'kernel';
@@ -236,12 +288,19 @@ export class BootPlan extends EventEmitter<{ change: [mac: string | undefined]; 
   // ------------------------------------------------------------ runtime state
 
   runtime(): BootRuntime {
-    return { assign: this.assignments(), booted: [...this.booted] };
+    return { assign: this.assignments(), ...(this.assignedUuid.size ? { assignUuid: Object.fromEntries(this.assignedUuid) } : {}), booted: [...this.booted] };
   }
 
   /** Runtime state saved by an earlier run; returns the assignments dropped because their profile is gone. */
-  restore(saved: { assign?: unknown; booted?: unknown }): Array<{ mac: string; profile: unknown }> {
+  restore(saved: { assign?: unknown; assignUuid?: unknown; booted?: unknown }): Array<{ mac: string; profile: unknown }> {
     const dropped: Array<{ mac: string; profile: unknown }> = [];
+    const u = saved.assignUuid;
+    if (u && typeof u === 'object' && !Array.isArray(u)) {
+      for (const [uuid, profile] of Object.entries(u as Record<string, unknown>)) {
+        if (typeof profile !== 'string' || !this.cfg.profiles[profile]) dropped.push({ mac: uuid, profile });
+        else this.assignedUuid.set(uuid.toLowerCase(), profile);
+      }
+    }
     const a = saved.assign;
     if (a && typeof a === 'object' && !Array.isArray(a)) {
       for (const [mac, profile] of Object.entries(a as Record<string, unknown>)) {

@@ -76,6 +76,8 @@ interface HistoryEntry {
   /** when an ACK named this loader (0: only offered so far) */
   ackedAt: number;
   arch: ArchKey;
+  /** lowest loader index from now on: the firmware refused the ones before (Secure Boot; kept until re-armed) */
+  floor?: number;
   /** iPXE (user class iPXE / option 175) asked for an address since: this loader ran */
   ran?: boolean;
 }
@@ -92,6 +94,8 @@ export class BootHistory {
     return this.m.size;
   }
   set(mac: string, uuid: string | undefined, e: HistoryEntry): void {
+    const old = this.get(mac, uuid);
+    if (old?.floor !== undefined && e.floor === undefined && old.arch === e.arch) e.floor = old.floor;
     // two keys per client with a GUID: evict until both fit, or the map grows by one per new client
     while (this.m.size > 0 && this.m.size + 2 > this.max) this.m.delete(this.m.keys().next().value!);
     this.m.set('m' + mac, e);
@@ -106,6 +110,16 @@ export class BootHistory {
   noteLoaderFetched(mac: string, now: number): void {
     const e = this.m.get('m' + mac);
     if (e && e.ackedAt) e.ackedAt = now;
+  }
+  /**
+   * The firmware refused the loader it was last given (the tracker's Secure Boot diagnosis): from
+   * now on this client starts at the next loader of its list. True when that changed anything.
+   */
+  noteRefused(mac: string): boolean {
+    const e = this.m.get('m' + mac);
+    if (!e || (e.floor ?? 0) > e.index) return false;
+    e.floor = e.index + 1;
+    return true;
   }
   clear(mac: string): void {
     this.m.delete('m' + mac);
@@ -326,6 +340,14 @@ function bootFor(msg: DhcpMessage, cls: ClientClass, ctx: PolicyContext, isDisco
         ctx.history.set(cls.mac, cls.uuid, { index, xid: msg.xid, ackedAt: h.ackedAt, arch: cls.arch });
       } else if (h.ran) index = h.index; // the loader that ran stays
     } else if (msg.xid === h.xid || recent || h.ran) index = h.index;
+    // a loader this firmware refused (Secure Boot) is not offered again: start after it
+    const floor = h.floor === undefined ? undefined : Math.min(h.floor, Math.max(0, loadersFor(ctx.loaders, cls.arch).length - 1));
+    if (floor !== undefined && index < floor) {
+      const list = loadersFor(ctx.loaders, cls.arch);
+      if (isDiscover) side.push({ type: 'dhcp.loader-fallback', detail: `the firmware refused ${list[floor - 1]} earlier (Secure Boot)`, file: list[floor]!, from: list[floor - 1]! });
+      index = floor;
+      if (isDiscover) ctx.history.set(cls.mac, cls.uuid, { index, xid: msg.xid, ackedAt: h.ackedAt, arch: cls.arch, floor: h.floor });
+    }
   }
   const r = chooseBoot(
     cls,

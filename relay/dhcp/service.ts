@@ -5,6 +5,7 @@
  * Nothing a datagram contains can throw out of the socket handler: decode
  * errors are counted in bootrelay_dhcp_dropped_total{reason} and logged at debug.
  */
+import { nicFromDhcp } from '../../proto/dhcp/nic';
 import type { RemoteInfo } from 'node:dgram';
 import { join } from 'node:path';
 import type { BootPlan } from '../boot/plan';
@@ -179,6 +180,11 @@ export class DhcpService {
     this.history.clear(mac.toLowerCase());
   }
 
+  /** The tracker's word: the firmware refused the loader it fetched (Secure Boot); its next DISCOVERs get the next loader of the list. */
+  noteLoaderRefused(mac: string): boolean {
+    return this.history.noteRefused(mac.toLowerCase());
+  }
+
   /** Optional hook from TFTP/HTTP: the client fetched its loader (restarts the fallback window). */
   noteLoaderFetched(mac: string): void {
     this.history.noteLoaderFetched(mac.toLowerCase(), this.now());
@@ -261,7 +267,7 @@ export class DhcpService {
     const profile = (d.kind === 'reply' ? d.profile : undefined) ?? this.o.plan.profileName(msg.mac);
     if (recv) {
       const ip = msg.options.ip(Opt.RequestedIpAddress) ?? (msg.ciaddr !== '0.0.0.0' ? msg.ciaddr : undefined);
-      emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode });
+      emit({ type: recv, ...base, ip, vendorClass: cls.vendorClass, userClass: cls.userClass, uuid: cls.uuid, archCode: cls.archCode, ...nicField(msg) });
     }
     // after the datagram's own event: a DISCOVER starts a boot afresh, so what it led to comes next
     for (const s of d.side) emit({ ...base, ...s });
@@ -332,3 +338,8 @@ export class DhcpService {
   }
 }
 
+/** iPXE names its NIC (option 175.177): bus, vendor and device ids, a chip name where known. */
+function nicField(msg: DhcpMessage): { nic?: ReturnType<typeof nicFromDhcp> } {
+  const nic = nicFromDhcp(msg);
+  return nic ? { nic } : {};
+}

@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import type { EmitFn } from '../../proto/events';
 import { normalizeMac } from '../../proto/mac';
 import { normalizeBootPath } from '../../proto/path';
+import { cleanReport } from './report';
 import type { Metrics } from '../metrics';
 import type { FileSource, OpenedFile } from '../source';
 import { renderBootScript, renderFailScript } from './ipxe-script';
@@ -351,6 +352,11 @@ export class HttpService {
       cls = 'files';
       return void done(this.serveFiles(req, res, rawPath.slice('/files/'.length), ip));
     }
+    // GRUB started by UEFI HTTP Boot asks for its config below its prefix, (http,<relay>)/grub/
+    if (rawPath.startsWith('/grub/')) {
+      cls = 'files';
+      return void done(this.serveFiles(req, res, rawPath.slice(1), ip));
+    }
     switch (rawPath) {
       case '/boot.ipxe':
         cls = 'boot.ipxe';
@@ -623,8 +629,10 @@ export class HttpService {
     const qmac = query.get('mac');
     const mac = qmac ? normalizeMac(qmac) : this.o.macForIp(ip);
     if (!mac) return this.refuse(res, 400, 'bad-mac', 'mac missing or malformed');
-    this.log.info({ mac, ip }, 'client booted');
-    this.o.emit({ type: 'client.booted', mac, ip });
+    // what the booted system reports (secureboot=0|1, its address, kernel …) is kept with the event
+    const report = cleanReport(query);
+    this.log.info({ mac, ip, ...(Object.keys(report).length ? { report } : {}) }, 'client booted');
+    this.o.emit({ type: 'client.booted', mac, ip, ...(Object.keys(report).length ? { report } : {}), ...(report.secureboot !== undefined ? { secureboot: report.secureboot } : {}) });
     this.text(res, 200, 'ok\n');
   }
 

@@ -79,6 +79,7 @@ beforeEach(async () => {
     },
     trace,
     assign: (m, p) => plan.assign(m, p),
+    assignUuid: (u, p) => plan.assignUuid(u, p),
     subscribe: (fn) => {
       const a = bus.subscribe('relay', (e) => fn('relay', e));
       const b = bus.subscribe('client', (s) => fn('client', s));
@@ -115,7 +116,7 @@ describe('relayctl', () => {
   it.each([
     [[], 'no command given'],
     [['frobnicate'], 'unknown command "frobnicate"'],
-    [['assign', '52:54:00:00:00:01'], 'usage: relayctl assign MAC PROFILE'],
+    [['assign', '52:54:00:00:00:01'], 'usage: relayctl assign MAC|UUID PROFILE'],
     [['assign', 'zz', 'debian'], 'not a MAC address: "zz"'],
     [['trace', '52:54:00:00:00:01'], 'trace needs -o FILE.pcap'],
     [['watch', '--until', 'dhcp'], '--until takes "booted"'],
@@ -251,5 +252,28 @@ describe('relayctl', () => {
     expect(r.code).toBe(0);
     const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.event).sort()).toEqual(['client', 'relay']);
+  });
+});
+
+describe('relayctl: USB NIC, Secure Boot, UUID (issue 14)', () => {
+  it('clients shows the NIC iPXE named and what the booted system said about Secure Boot', async () => {
+    ev('dhcp.discover', { firmware: 'ipxe', arch: 'bios', nic: { bus: 'usb', vendor: '0b95', device: '772a', name: 'ASIX AX88772A' } });
+    ev('client.booted', { secureboot: '1', report: { secureboot: '1' } });
+    const r = await run(['clients']);
+    expect(r.code).toBe(0);
+    const [head, row] = r.out.split('\n');
+    expect(head).toMatch(/ NIC +SB /);
+    expect(row).toContain('USB 0b95:772a ASIX AX88772A');
+    expect(row).toMatch(/ on /);
+    const j = JSON.parse((await run(['--json', 'clients'])).out);
+    expect(j[0]).toMatchObject({ nic: { bus: 'usb', vendor: '0b95', device: '772a' }, secureBoot: true });
+  });
+
+  it('assign takes a UUID as well as a MAC; a malformed or all-zero UUID is a usage error', async () => {
+    const r = await run(['assign', '8A7E4C52-1D5E-4B2F-9F5E-0123456789AB', 'debian']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('UUID 8a7e4c52-1d5e-4b2f-9f5e-0123456789ab → profile debian\n');
+    expect((await run(['assign', '00000000-0000-0000-0000-000000000000', 'debian'])).code).toBe(2);
+    expect((await run(['assign', 'not-a-uuid-or-mac', 'debian'])).code).toBe(2);
   });
 });
