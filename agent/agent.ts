@@ -5,7 +5,7 @@
  *                └► tracker.apply ─► 'client' {state, kind[, failed]} ─► bus 'client'
  *                        (a failure also goes out once as a client.failed relay event)
  *   bus 'client' ─► MQTT …/clients/<mac>, /api/events, watch: each throttles `progress`
- *                   with the shared rule (clients/throttle.ts); clients.json (state.ts)
+ *                   with the shared rule (clients/throttle.ts); clients.jsonl (state.ts, clients/store.ts)
  *
  * One BootPlan (relay/boot/plan.ts) answers who boots what for every service and the tracker.
  * SIGHUP (reload): the config is validated again; restartPlan (reload.ts) says what restarts
@@ -263,7 +263,7 @@ export class Agent {
   /** relayctl assign, netboot-once and the client states survive restarts (state.ts). */
   private loadState(): void {
     this.state.restorePlan(this.plan);
-    const restored = this.tracker.restore(this.state.read('clients.json'));
+    const restored = this.tracker.restore(this.state.readClients());
     if (restored) this.log.info({ clients: restored }, 'client states restored');
   }
 

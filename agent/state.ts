@@ -4,7 +4,8 @@
  *
  *   assign.json   relayctl assign (mac → profile)        the boot plan's runtime part
  *   booted.json   netboot-once: MACs that reported booted
- *   clients.json  the tracker's client states: retained MQTT state and the dashboard stay right
+ *   clients.jsonl the tracker's client states: retained MQTT state and the dashboard stay right
+ *                 (an append-only journal of the client that changed: clients/store.ts)
  *
  * A file that cannot be written is logged; the value holds in memory until the next change.
  */
@@ -13,21 +14,26 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BootPlan } from '../relay/boot/plan';
 import type { ClientState, ClientUpdate } from './clients/record';
+import { ClientStore } from './clients/store';
 
 export interface AgentStateOptions {
   /** the state directory (it may change on reload) */
   dir: () => string;
   log: Logger;
-  /** what clients.json holds */
+  /** every client state (what a compaction of clients.jsonl writes) */
   clients: () => ClientState[];
-  /** clients.json at most this often for byte progress and for new clients (default 2000 ms) */
+  /** a client that has only just appeared is saved within this (default 2000 ms) */
   clientsMs?: number;
+  /** byte progress is saved within this (default 10000 ms) */
+  progressMs?: number;
 }
 
 export class AgentState {
-  private clientsTimer?: NodeJS.Timeout;
+  readonly clientStore: ClientStore;
 
-  constructor(private readonly o: AgentStateOptions) {}
+  constructor(private readonly o: AgentStateOptions) {
+    this.clientStore = new ClientStore({ dir: o.dir, log: o.log, clients: o.clients, freshMs: o.clientsMs, progressMs: o.progressMs });
+  }
 
   read(name: string): unknown {
     const file = join(this.o.dir(), name);
@@ -69,29 +75,18 @@ export class AgentState {
     });
   }
 
-  /**
-   * clients.json after a client update: at once for a `phase` update (a few per boot), and at
-   * most every clientsMs for byte progress and for a client that has only just appeared (one
-   * DISCOVER): anyone on the LAN can make up MACs, and each would otherwise rewrite the file on flash.
-   */
-  clientChanged(u: ClientUpdate): void {
-    const s = u.state;
-    const fresh = s.phase === 'dhcp' && !s.error && s.startedAt === s.updatedAt;
-    if (u.kind === 'phase' && !fresh) return this.saveClients();
-    if (!this.clientsTimer) {
-      this.clientsTimer = setTimeout(() => this.saveClients(), this.o.clientsMs ?? 2000);
-      this.clientsTimer.unref();
-    }
+  /** The client states an earlier run saved (for ClientTracker.restore). */
+  readClients(): unknown[] {
+    return this.clientStore.read();
   }
 
-  saveClients(): void {
-    if (this.clientsTimer) clearTimeout(this.clientsTimer);
-    this.clientsTimer = undefined;
-    this.save('clients.json', this.o.clients());
+  /** A client update: the one client that changed goes to clients.jsonl (clients/store.ts). */
+  clientChanged(u: ClientUpdate): void {
+    this.clientStore.changed(u);
   }
 
   /** Writes what waits (at stop). */
   flush(): void {
-    if (this.clientsTimer) this.saveClients();
+    this.clientStore.flush();
   }
 }

@@ -95,7 +95,7 @@ export function updateKind(prev: Partial<ClientState> | undefined, next: Partial
 
 const PHASES = new Set<ClientPhase>([...CLIENT_PHASES, 'failed']);
 
-/** A state saved by an earlier run (stateDir/clients.json), checked; undefined when malformed. */
+/** A state saved by an earlier run (stateDir/clients.jsonl, clients/store.ts), checked; undefined when malformed. */
 export function restoredState(raw: unknown): ClientState | undefined {
   if (!raw || typeof raw !== 'object') return undefined;
   const st = raw as ClientState;

@@ -1,6 +1,6 @@
 /**
  * The one throttle rule for client updates, used by every subscriber (MQTT retained state,
- * the dashboard's WebSocket feed, relayctl watch, stateDir/clients.json), each with its own
+ * the dashboard's WebSocket feed, relayctl watch, stateDir/clients.jsonl), each with its own
  * interval: a `phase` update goes out at once (and replaces a waiting progress update); a
  * `progress` update goes out at most once per interval per key, the latest winning, and a
  * waiting one goes out when its interval is over.

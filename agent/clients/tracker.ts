@@ -117,7 +117,7 @@ export class ClientTracker extends EventEmitter<{ client: [ClientUpdate] }> {
   }
 
   /**
-   * Client states saved by an earlier run of the agent (stateDir/clients.json): they come
+   * Client states saved by an earlier run of the agent (stateDir/clients.jsonl): they come
    * back as they were, without transfers in flight, so the retained MQTT state and the
    * dashboard stay right across a restart. Known clients are kept; malformed entries skipped.
    */

@@ -12,7 +12,7 @@
  * 3. The agent SIGKILLed while connected: the broker publishes its will ({"online":false}).
  * 4. Cut off from a live broker, then killed: the restarted agent replays client.booted on
  *    …/events and the retained …/clients/<mac> catches up (client states are kept in
- *    stateDir/clients.json and republished on connect).
+ *    stateDir/clients.jsonl and republished on connect).
  *
  * The agent's own log (one line per event) is the ground truth. A subscriber that is
  * not yet subscribed when the agent reconnects would miss events by the test's fault:
@@ -340,7 +340,7 @@ describeSkipIf(reason)('e2e: MQTT through a broker outage and an agent crash (QE
 
   // Found by this test: client states once lived only in the agent's memory, so a state change
   // that could not be published before a crash was never published (the retained state kept the
-  // older phase). They are now saved in stateDir/clients.json and republished on connect.
+  // older phase). They are now saved in stateDir/clients.jsonl and republished on connect.
   it('agent cut off from the broker, then killed: the retained client state catches up with the replayed events', async () => {
     const mac = '52:54:00:99:aa:02';
     const r0 = await lab.net.exec(lab.nsRelay, 'curl', ['-sf', '-o', '/dev/null', `http://${RELAY_LAN_IP}/boot.ipxe?mac=${mac}`]);

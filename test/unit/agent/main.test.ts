@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Agent } from '../../../agent/main';
 import { loadConfig } from '../../../agent/config/load';
 import { silentLogger } from '../../../agent/log';
+import { CLIENTS_FILE, readSavedClients } from '../../../agent/clients/store';
 import { waitFor } from '../../helpers/netns';
 
 const dirs: string[] = [];
@@ -40,24 +41,24 @@ function makeAgent(): { agent: Agent; stateDir: string } {
 
 const mac = (i: number) => `52:54:00:77:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 
-describe('Agent client-state persistence (stateDir/clients.json)', () => {
-  it('does not rewrite clients.json for every new MAC a DISCOVER flood makes up, but saves them soon', async () => {
+describe('Agent client-state persistence (stateDir/clients.jsonl)', () => {
+  it('does not write client states for every new MAC a DISCOVER flood makes up, but saves them soon', async () => {
     const { agent, stateDir } = makeAgent();
-    const file = join(stateDir, 'clients.json');
+    const file = join(stateDir, CLIENTS_FILE);
     for (let i = 0; i < 300; i++) agent.emit({ type: 'dhcp.discover', mac: mac(i), firmware: 'bios', arch: 'bios' });
     expect(fs.existsSync(file)).toBe(false);
     const saved = await waitFor(() => {
-      try {
-        return JSON.parse(fs.readFileSync(file, 'utf8')) as Array<{ mac: string }>;
-      } catch {
-        return undefined;
-      }
-    }, 5000, 'clients.json');
+      const s = readSavedClients(stateDir).states as Array<{ mac: string }>;
+      return s.length ? s : undefined;
+    }, 5000, CLIENTS_FILE);
     expect(saved.length).toBe(300);
-    // a real step of a boot is saved at once
+    // a real step of a boot is saved at once, as one line for that client
+    const before = fs.statSync(file).size;
     agent.emit({ type: 'http.start', mac: mac(1), ip: '127.0.0.1', file: 'debian/vmlinuz', totalBytes: 10 });
-    const now = JSON.parse(fs.readFileSync(file, 'utf8')) as Array<{ mac: string; phase: string }>;
+    const now = readSavedClients(stateDir).states as Array<{ mac: string; phase: string }>;
     expect(now.find((c) => c.mac === mac(1))?.phase).toBe('kernel');
+    expect(now.length).toBe(300);
+    expect(fs.statSync(file).size - before).toBeLessThan(2048);
     await agent.stop();
   });
 });
