@@ -49,7 +49,14 @@ describeSkipIf(reason)('e2e: PXEv6 proxy beside another DHCPv6 server (OVMF, QEM
   it('OVMF PXEv6 takes its address from the other server and its loader from bootrelay (4011, then TFTP/IPv6)', async () => {
     const mac = '52:54:00:99:06:03';
     const loaded = () => lab.events(mac).some((e) => e.type === 'tftp.done' && /snponly\.efi/.test(String(e.file)));
-    const r = await lab.boot('uefi', mac, 240_000, undefined, loaded);
+    let r = await lab.boot('uefi', mac, 240_000, undefined, loaded);
+    // Under TCG on a loaded 2-core machine OVMF's PXEv6 sometimes gives up on the offers it
+    // collected ("PXE-E16: No valid offer received") and moves to HTTP Boot; a laptop's user would
+    // power on again, and so does the test, once. The second boot must go all the way.
+    if (!loaded() && /PXE-E16/.test(r.serialTail)) {
+      console.log(`[e2e-ipv6-proxy] first power-on: PXE-E16 (${r.reason}); powering on again`);
+      r = await lab.boot('uefi', mac, 240_000, undefined, loaded);
+    }
     timings.pxe6proxy = r.seconds;
     const ev = lab.events(mac);
     expect(loaded(), `${r.reason}\n${r.serialTail}\n${JSON.stringify(ev.map((e) => [e.type, e.file ?? e.url ?? '', e.ip ?? e.ip6 ?? '', e.proxy ?? '']))}`).toBe(true);
@@ -61,5 +68,5 @@ describeSkipIf(reason)('e2e: PXEv6 proxy beside another DHCPv6 server (OVMF, QEM
       ['loader over TFTP/IPv6 from the neighbour-given address', (e) => e.type === 'tftp.done' && /^fd99:1::2[0-9a-f]{3}$/.test(String(e.ip))],
     ]);
     console.log(`[e2e-ipv6-proxy] OVMF PXEv6 with a proxy ADVERTISE → loader fetched in ${r.seconds.toFixed(1)} s`);
-  }, 260_000);
+  }, 520_000);
 });
