@@ -20,7 +20,7 @@ import type { RelayEvent } from '../../proto/events';
 import { decodeDhcp6, type Dhcp6Message } from '../../proto/dhcp6/packet';
 import { decodeDuid, decodeIa, decodeIaAddr, Msg6, Opt6 } from '../../proto/dhcp6/options';
 import { Lease6Store } from '../../relay/dhcp6/leases';
-import { udp6Datagrams } from '../unit/proto/dhcp6/udp6-frames';
+import { udp6Datagrams } from '../helpers/udp-frames';
 
 const reason = skipReason('dhclient', 'perfdhcp', 'tcpdump', 'tshark');
 const lab = new NetLab(`br6${process.pid % 10000}`);

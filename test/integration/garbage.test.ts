@@ -18,7 +18,7 @@ import { MessageType, Opt, OptionMap } from '../../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, type DhcpMessage } from '../../proto/dhcp/packet';
 import { encodeTftp } from '../../proto/tftp/packet';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
-import { dhcpDatagrams } from '../unit/proto/dhcp/udp-frames';
+import { dhcpDatagrams } from '../helpers/udp-frames';
 import { onJsonLines } from '../helpers/jsonl';
 import { describeSkipIf } from '../helpers/skip';
 

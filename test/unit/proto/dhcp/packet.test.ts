@@ -4,7 +4,7 @@ import { DecodeError } from '../../../../proto/errors';
 import { decodeDhcp, encodeDhcp, messageTypeName, BOOTP_MIN_SIZE, type DhcpMessage } from '../../../../proto/dhcp/packet';
 import { Opt, OptionMap } from '../../../../proto/dhcp/options';
 import { renderDhcp } from '../../../../proto/dhcp/render';
-import { dhcpDatagrams } from './udp-frames';
+import { dhcpDatagrams } from '../../../helpers/udp-frames';
 
 const FIX = new URL('../../../fixtures/pcap/', import.meta.url).pathname;
 const CAPTURES = ['bios-boot', 'uefi-boot-full', 'proxydhcp-bios-boot', 'proxydhcp-uefi-boot'];

@@ -27,7 +27,7 @@ import {
   Options6,
 } from '../../../../proto/dhcp6/options';
 import { classifyClient6 } from '../../../../proto/dhcp6/classify';
-import { udp6Datagrams } from './udp6-frames';
+import { udp6Datagrams } from '../../../helpers/udp-frames';
 
 // Captured with test/fixtures/pcap/capture-dhcp6.sh: ISC dhclient 4.4.3 -6 (stateful,
 // release, -S stateless, rapid commit), perfdhcp -6 (burst, relayed -A 1, renew/release)
