@@ -19,7 +19,7 @@ import { decodeDhcp, encodeDhcp, type DhcpMessage } from '../../proto/dhcp/packe
 import { encodeTftp } from '../../proto/tftp/packet';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import { dhcpDatagrams } from '../helpers/udp-frames';
-import { onJsonLines } from '../helpers/jsonl';
+import { startAgent } from '../helpers/agent-proc';
 import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
@@ -337,7 +337,6 @@ describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => 
   let nsR: string;
   let nsC: string;
   const lines: Array<Record<string, unknown>> = [];
-  let agentErr = '';
   let agent: ReturnType<NetLab['spawn']>;
 
   const metrics = async (): Promise<Record<string, number>> => {
@@ -417,13 +416,7 @@ describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => 
         log: { level: 'info' },
       }),
     );
-    agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
-    onJsonLines(agent.stdout!, (obj, raw) => lines.push(obj ?? { raw }));
-    agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
-    await waitFor(() => {
-      if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentErr}`);
-      return lines.some((l) => l.msg === 'bootrelay started');
-    }, 15_000, 'agent started');
+    agent = await startAgent(lab, nsR, AGENT, cfg, lines, true);
   }, 90_000);
 
   afterAll(async () => {
