@@ -21,11 +21,12 @@
  * repetition, 50…1000), BENCH_DHCP_LAT_SECONDS (6).
  * Run: node scripts/run-ts.mjs bench/dhcp.ts
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { intToIp, ipToInt } from '../proto/dhcp/options';
-import { skipReason, waitFor } from '../test/helpers/netns';
+import { skipReason } from '../test/helpers/netns';
 import { BenchLab, fx, helperMode, machineLine, startAgent, table } from './_lib/common';
+import { median, spread, startDnsmasq } from './_lib/dhcp-bench';
 
 const LAN = '10.99.0.1';
 const CLIENT = '10.99.0.3';
@@ -103,21 +104,6 @@ function q(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 }
 
-/** "min–median–max" of a few repetitions. */
-function spread(xs: number[], d = 0): string {
-  const v = xs.filter((x) => Number.isFinite(x));
-  if (!v.length) return '-';
-  const s = [...v].sort((a, b) => a - b);
-  const med = s[Math.floor((s.length - 1) / 2)]!;
-  const n = (x: number) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
-  return s.length === 1 ? n(med) : `${n(s[0]!)}–${n(med)}–${n(s[s.length - 1]!)}`;
-}
-
-function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
-}
-
 interface Setup {
   pool: [string, string];
   /** journal lines: every pool address leased to another client and expired (alloc) */
@@ -176,34 +162,19 @@ async function main(): Promise<void> {
       });
       return () => agent.stop();
     }
-    const conf = join(tmp, 'dnsmasq.conf');
-    const leases = join(tmp, 'dnsmasq.leases');
-    const pid = join(tmp, 'dnsmasq.pid');
-    rmSync(leases, { force: true });
-    rmSync(pid, { force: true });
     // OpenWrt's init script: a lease file (/tmp/dhcp.leases there), authoritative, the ping check left on
-    writeFileSync(
-      conf,
-      [
-        'port=0',
-        'interface=lan',
-        'bind-interfaces',
-        `dhcp-range=${setup.pool[0]},${setup.pool[1]},255.255.0.0,1h`,
-        `dhcp-leasefile=${leases}`,
-        'dhcp-authoritative',
-        'dhcp-lease-max=150000',
-        'user=root',
-        'quiet-dhcp',
-        ...(server === 'dnsmasq-noping' ? ['no-ping'] : []),
-        '',
-      ].join('\n'),
-    );
-    const proc = lab.spawn(R, 'dnsmasq', ['-k', '-C', conf, `--pid-file=${pid}`]);
-    await waitFor(() => {
-      if (proc.exitCode !== null) throw new Error('dnsmasq exited');
-      return existsSync(pid);
-    }, 10_000, 'dnsmasq');
-    return () => lab.kill(proc);
+    return startDnsmasq(lab, R, tmp, 'dnsmasq', (leaseFile) => [
+      'port=0',
+      'interface=lan',
+      'bind-interfaces',
+      `dhcp-range=${setup.pool[0]},${setup.pool[1]},255.255.0.0,1h`,
+      `dhcp-leasefile=${leaseFile}`,
+      'dhcp-authoritative',
+      'dhcp-lease-max=150000',
+      'user=root',
+      'quiet-dhcp',
+      ...(server === 'dnsmasq-noping' ? ['no-ping'] : []),
+    ]);
   }
 
   function perfArgs(workload: string, rate: number, seconds: number, timestamps: boolean): string[] {

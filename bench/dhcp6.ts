@@ -11,11 +11,11 @@
  * Knobs: BENCH_DHCP6_REPS (3), BENCH_DHCP6_SECONDS (2, per trial).
  * Run: node scripts/run-ts.mjs bench/dhcp6.ts
  */
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { skipReason, waitFor } from '../test/helpers/netns';
 import { BenchLab, helperMode, machineLine, startAgent, table } from './_lib/common';
+import { median, spread, startDnsmasq } from './_lib/dhcp-bench';
 
 const LAN = '10.99.0.1';
 const LAN6 = 'fd99:b::1';
@@ -58,18 +58,6 @@ function parsePerf(rate: number, seconds: number, out: string): Trial {
   return { rate, ok: lossOk && !clientLimited, clientLimited, ex };
 }
 
-function median(xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
-}
-
-function spread(xs: number[], d = 0): string {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!s.length) return '-';
-  const n = (x: number) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
-  return s.length === 1 ? n(s[0]!) : `${n(s[0]!)}–${n(median(s))}–${n(s[s.length - 1]!)}`;
-}
-
 async function main(): Promise<void> {
   const why = skipReason('perfdhcp', 'dnsmasq');
   if (why) {
@@ -102,21 +90,17 @@ async function main(): Promise<void> {
       });
       return () => agent.stop();
     }
-    const conf = join(tmp, 'dnsmasq6.conf');
-    const leases = join(tmp, 'dnsmasq6.leases');
-    const pid = join(tmp, 'dnsmasq6.pid');
-    rmSync(leases, { force: true });
-    rmSync(pid, { force: true });
-    writeFileSync(
-      conf,
-      ['port=0', 'interface=lan', 'bind-interfaces', `dhcp-range=${POOL[0]},${POOL[1]},64,1h`, `dhcp-leasefile=${leases}`, 'dhcp-authoritative', 'dhcp-lease-max=1000000', 'user=root', 'quiet-dhcp6', ''].join('\n'),
-    );
-    const proc = lab.spawn(R, 'dnsmasq', ['-k', '-C', conf, `--pid-file=${pid}`]);
-    await waitFor(() => {
-      if (proc.exitCode !== null) throw new Error('dnsmasq exited');
-      return existsSync(pid);
-    }, 10_000, 'dnsmasq');
-    return () => lab.kill(proc);
+    return startDnsmasq(lab, R, tmp, 'dnsmasq6', (leaseFile) => [
+      'port=0',
+      'interface=lan',
+      'bind-interfaces',
+      `dhcp-range=${POOL[0]},${POOL[1]},64,1h`,
+      `dhcp-leasefile=${leaseFile}`,
+      'dhcp-authoritative',
+      'dhcp-lease-max=1000000',
+      'user=root',
+      'quiet-dhcp6',
+    ]);
   }
 
   async function trial(server: ServerName, rate: number): Promise<Trial> {

@@ -17,9 +17,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
-import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
-import { encodeIpxeOptions } from '../proto/dhcp/pxe';
+import { MessageType, Opt } from '../proto/dhcp/options';
+import { decodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
+import { curlIn, encodePxe } from './_lib/pxe-client';
 import { BenchLab, MB, fx, has, isRoot, machineLine, makeFile, runMain, startAgent, startUpstream, table, waitFor } from './_lib/common';
 
 const LAN = '10.99.95.1';
@@ -31,34 +31,6 @@ const KIB_GOAL = 32;
 const FSYNC_GOAL = 8;
 
 // ------------------------------------------------------------ helper: one booting client (run in the client namespace)
-
-function encode(type: number, xid: number, mac: Buffer, uuid: Buffer, o2: { ipxe?: boolean; sid?: string; ip?: string; ciaddr?: string } = {}): Buffer {
-  const chaddr = Buffer.alloc(16);
-  mac.copy(chaddr);
-  const o = new OptionMap().setU8(Opt.MessageType, type);
-  o.setStr(Opt.VendorClassIdentifier, 'PXEClient:Arch:00000:UNDI:002001');
-  o.setU16(Opt.ClientSystemArch, 0);
-  o.set(Opt.ClientNetworkInterface, Buffer.from([1, 2, 1]));
-  o.set(Opt.ClientMachineId, Buffer.concat([Buffer.from([0]), uuid]));
-  o.set(Opt.ParameterRequestList, Buffer.from([1, 3, 6, 43, 60, 66, 67, 175]));
-  if (o2.ipxe) {
-    o.set(Opt.UserClass, Buffer.from('iPXE'));
-    o.set(Opt.IpxeEncapsulated, encodeIpxeOptions([[19, Buffer.from([1])]]));
-  }
-  if (o2.sid) o.setIp(Opt.ServerIdentifier, o2.sid);
-  if (o2.ip) o.setIp(Opt.RequestedIpAddress, o2.ip);
-  const ciaddr = o2.ciaddr ?? '0.0.0.0';
-  return encodeDhcp({ op: 1, htype: 1, hlen: 6, hops: 0, xid, secs: 0, flags: o2.ciaddr ? 0 : 0x8000, ciaddr, yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, mac: '', sname: '', file: '', options: o });
-}
-
-function curlIn(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('curl', ['-s', '--max-time', '60', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 /** --boot MACHEX: one client boots; prints {ok, why?}. */
 async function bootOne(macHex: string): Promise<void> {
@@ -85,10 +57,10 @@ async function bootOne(macHex: string): Promise<void> {
     });
   const dora = async (xid: number, ipxe: boolean) => {
     for (let attempt = 0; attempt < 4; attempt++) {
-      s.send(encode(MessageType.DISCOVER, xid, mac, uuid, { ipxe }), 67, '255.255.255.255');
+      s.send(encodePxe({ type: MessageType.DISCOVER, xid, mac, uuid, ipxe }), 67, '255.255.255.255');
       const offer = await wait(xid, MessageType.OFFER);
       if (!offer) continue;
-      s.send(encode(MessageType.REQUEST, xid, mac, uuid, { ipxe, sid: offer.options.ip(Opt.ServerIdentifier) ?? LAN, ip: offer.yiaddr }), 67, '255.255.255.255');
+      s.send(encodePxe({ type: MessageType.REQUEST, xid, mac, uuid, ipxe, sid: offer.options.ip(Opt.ServerIdentifier) ?? LAN, ip: offer.yiaddr }), 67, '255.255.255.255');
       const ack = await wait(xid, MessageType.ACK);
       if (ack) return ack;
     }
@@ -120,7 +92,7 @@ async function bootOne(macHex: string): Promise<void> {
     await curlIn(['--interface', ip, '-f', '-o', '/dev/null', `http://${LAN}/booted?mac=${macStr}`]);
     // the booted OS renews its lease (RFC 2131 §4.3.2 RENEWING: ciaddr set, unicast to the server)
     const rx = xid0 + 2;
-    const renew = encode(MessageType.REQUEST, rx, mac, uuid, { ciaddr: ip });
+    const renew = encodePxe({ type: MessageType.REQUEST, xid: rx, mac, uuid, ciaddr: ip });
     const r = wait(rx, MessageType.ACK);
     s.send(renew, 67, LAN);
     if (!(await r)) return out({ ok: false, why: 'renewal not ACKed' });

@@ -19,14 +19,14 @@
  * Run: node scripts/run-ts.mjs bench/mqtt.ts
  */
 import dgram from 'node:dgram';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { MessageType, Opt, OptionMap } from '../proto/dhcp/options';
-import { decodeDhcp, encodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
-import { encodeIpxeOptions } from '../proto/dhcp/pxe';
+import { MessageType, Opt } from '../proto/dhcp/options';
+import { decodeDhcp, messageType, type DhcpMessage } from '../proto/dhcp/packet';
+import { curlIn, encodePxe } from './_lib/pxe-client';
 import { BenchLab, MB, fx, has, helperMode, isRoot, machineLine, makeFile, pct, runMain, startAgent, startUpstream, table, waitFor, wallMs } from './_lib/common';
 import { onJsonLines } from '../test/helpers/jsonl';
 
@@ -77,34 +77,6 @@ function macOf(i: number, tag: number): Buffer {
   return Buffer.from([0x02, 0xbe, tag, 0, (i >> 8) & 255, i & 255]);
 }
 
-interface Msg {
-  type: number;
-  xid: number;
-  mac: Buffer;
-  ipxe?: boolean;
-  sid?: string;
-  ip?: string;
-  uuid: Buffer;
-}
-
-function encode(m: Msg): Buffer {
-  const chaddr = Buffer.alloc(16);
-  m.mac.copy(chaddr);
-  const o = new OptionMap().setU8(Opt.MessageType, m.type);
-  o.setStr(Opt.VendorClassIdentifier, 'PXEClient:Arch:00000:UNDI:002001');
-  o.setU16(Opt.ClientSystemArch, 0);
-  o.set(Opt.ClientNetworkInterface, Buffer.from([1, 2, 1]));
-  o.set(Opt.ClientMachineId, Buffer.concat([Buffer.from([0]), m.uuid]));
-  o.set(Opt.ParameterRequestList, Buffer.from([1, 3, 6, 43, 60, 66, 67, 175]));
-  if (m.ipxe) {
-    o.set(Opt.UserClass, Buffer.from('iPXE'));
-    o.set(Opt.IpxeEncapsulated, encodeIpxeOptions([[19, Buffer.from([1])]]));
-  }
-  if (m.sid) o.setIp(Opt.ServerIdentifier, m.sid);
-  if (m.ip) o.setIp(Opt.RequestedIpAddress, m.ip);
-  return encodeDhcp({ op: 1, htype: 1, hlen: 6, hops: 0, xid: m.xid, secs: 0, flags: 0x8000, ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, mac: '', sname: '', file: '', options: o });
-}
-
 async function dhcpSocket(): Promise<{ s: dgram.Socket; wait: (xid: number, type: number, ms: number) => Promise<DhcpMessage | undefined>; send: (b: Buffer) => void }> {
   const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   await new Promise<void>((r) => s.bind(68, '0.0.0.0', () => r()));
@@ -137,7 +109,7 @@ async function probe(): Promise<void> {
   const uuids = Array.from({ length: PROBE_MACS }, () => randomBytes(16));
   for (let k = 0; k < PROBES; k++) {
     const xid = 0x50000000 + k;
-    const buf = encode({ type: MessageType.DISCOVER, xid, mac: macOf(k % PROBE_MACS, 1), uuid: uuids[k % PROBE_MACS]! });
+    const buf = encodePxe({ type: MessageType.DISCOVER, xid, mac: macOf(k % PROBE_MACS, 1), uuid: uuids[k % PROBE_MACS]! });
     const t = wallMs();
     send(buf);
     process.stdout.write(JSON.stringify({ xid: `0x${xid.toString(16).padStart(8, '0')}`, t }) + '\n');
@@ -146,24 +118,15 @@ async function probe(): Promise<void> {
   s.close();
 }
 
-function curlIn(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('curl', ['-s', '--max-time', '60', ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.on('close', (code) => resolve({ code, out }));
-  });
-}
-
 async function dora(sock: Awaited<ReturnType<typeof dhcpSocket>>, mac: Buffer, uuid: Buffer, xid: number, ipxe: boolean): Promise<DhcpMessage | undefined> {
   for (let attempt = 0; attempt < 4; attempt++) {
-    const buf = encode({ type: MessageType.DISCOVER, xid, mac, uuid, ipxe });
+    const buf = encodePxe({ type: MessageType.DISCOVER, xid, mac, uuid, ipxe });
     const t = wallMs();
     sock.send(buf);
     process.stdout.write(JSON.stringify({ xid: `0x${xid.toString(16).padStart(8, '0')}`, t }) + '\n');
     const offer = await sock.wait(xid, MessageType.OFFER, 2000);
     if (!offer) continue;
-    sock.send(encode({ type: MessageType.REQUEST, xid, mac, uuid, ipxe, sid: offer.options.ip(Opt.ServerIdentifier) ?? LAN, ip: offer.yiaddr }));
+    sock.send(encodePxe({ type: MessageType.REQUEST, xid, mac, uuid, ipxe, sid: offer.options.ip(Opt.ServerIdentifier) ?? LAN, ip: offer.yiaddr }));
     const ack = await sock.wait(xid, MessageType.ACK, 2000);
     if (ack) return ack;
   }

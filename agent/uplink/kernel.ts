@@ -16,6 +16,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { endianness, networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
+import { formatIp6, parseIp6 } from '../../proto/dhcp6/addr';
 import type { UplinkStatus } from './status';
 
 export interface KernelRoute {
@@ -80,26 +81,7 @@ export function parseProcRoute(text: string, littleEndian = endianness() === 'LE
 /** 32 hex digits → the compressed IPv6 text form (RFC 5952). */
 function procIpv6(hex: string): string | undefined {
   if (!/^[0-9A-Fa-f]{32}$/.test(hex)) return undefined;
-  const g = Array.from({ length: 8 }, (_, i) => parseInt(hex.slice(i * 4, i * 4 + 4), 16));
-  // the longest run of two or more zero groups becomes '::'
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hx = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
-  if (best < 0) return hx(g);
-  return `${hx(g.slice(0, best))}::${hx(g.slice(best + bestLen))}`;
+  return formatIp6(Buffer.from(hex, 'hex'));
 }
 
 /** /proc/net/ipv6_route text → the unicast routes that are up (not local/anycast; reject ones marked). */
@@ -133,20 +115,8 @@ export function addressBytes(a: string): number[] | undefined {
   const fam = isIP(a);
   if (fam === 4) return a.split('.').map(Number);
   if (fam !== 6) return undefined;
-  let s = a.replace(/%.*$/, '');
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    s = s.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = s.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.flatMap((x) => {
-    const n = parseInt(x || '0', 16);
-    return [n >> 8, n & 255];
-  });
+  const b = parseIp6(a);
+  return b ? [...b] : undefined;
 }
 
 function inPrefix(addr: number[], net: number[], prefix: number): boolean {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bundleAgent } from '../helpers/bundle';
-import { onJsonLines } from '../helpers/jsonl';
+import { relayctl, startAgent } from '../helpers/agent-proc';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
 import { describeSkipIf } from '../helpers/skip';
 
@@ -29,13 +29,9 @@ describeSkipIf(reason)('bootrelay dual stack on a namespace LAN (udhcpc + dhclie
   let nsR = '';
   let nsC = '';
   const lines: Array<Record<string, unknown>> = [];
-  let agentErr = '';
   let agent: ReturnType<NetLab['spawn']>;
 
-  const ctl = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [CTL, '--socket', sock, ...args], { encoding: 'utf8', timeout: 15_000 });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  };
+  const ctl = relayctl(CTL, sock);
   const client = () => (JSON.parse(ctl('clients', '--json').stdout) as Array<Record<string, any>>).find((c) => c.mac === MAC);
   const events = () => lines.filter((l) => l.mac === MAC && typeof l.type === 'string').map((l) => `${l.type}${l.file ? ' ' + l.file : ''}`);
 
@@ -76,13 +72,7 @@ describeSkipIf(reason)('bootrelay dual stack on a namespace LAN (udhcpc + dhclie
         control: { socket: sock },
       }),
     );
-    agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
-    onJsonLines(agent.stdout!, (obj) => obj && lines.push(obj));
-    agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
-    await waitFor(() => {
-      if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentErr}`);
-      return lines.some((l) => l.msg === 'bootrelay started');
-    }, 15_000, 'agent started');
+    agent = await startAgent(lab, nsR, AGENT, cfg, lines);
   }, 90_000);
 
   afterAll(async () => {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { bundleAgent } from '../helpers/bundle';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
-import { onJsonLines } from '../helpers/jsonl';
+import { relayctl, startAgent } from '../helpers/agent-proc';
 import { describeSkipIf, itSkipIf, missingCmds } from '../helpers/skip';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
@@ -29,14 +29,10 @@ describeSkipIf(reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE
   let nsR: string;
   let nsC: string;
   const lines: Array<Record<string, unknown>> = [];
-  let agentErr = '';
   let agentExit: Promise<number | null>;
   let agent: ReturnType<NetLab['spawn']>;
 
-  const ctl = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [CTL, '--socket', sock, ...args], { encoding: 'utf8', timeout: 15_000 });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  };
+  const ctl = relayctl(CTL, sock);
   const client = () => (JSON.parse(ctl('clients', '--json').stdout) as Array<Record<string, any>>).find((c) => c.mac === MAC);
   const events = () => lines.filter((l) => l.mac === MAC && typeof l.type === 'string').map((l) => `${l.type}${l.file ? ' ' + l.file : ''}`);
 
@@ -78,14 +74,8 @@ describeSkipIf(reason)('bootrelay on a namespace LAN (udhcpc as PXE ROM and iPXE
         control: { socket: sock },
       }),
     );
-    agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
-    onJsonLines(agent.stdout!, (obj) => obj && lines.push(obj));
-    agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
+    agent = await startAgent(lab, nsR, AGENT, cfg, lines);
     agentExit = new Promise((r) => agent.on('close', (code) => r(code)));
-    await waitFor(() => {
-      if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentErr}`);
-      return lines.some((l) => l.msg === 'bootrelay started');
-    }, 15_000, 'agent started');
   }, 90_000);
 
   afterAll(async () => {

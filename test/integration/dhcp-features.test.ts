@@ -12,14 +12,13 @@
  *                                           └─ g (relay agent: g0 10.99.52.2, g1 10.99.53.1) ── x (remote client: x0)
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
+import { spawnRunner, type Runner } from '../helpers/runner';
 import { describeSkipIf } from '../helpers/skip';
-import type { RelayEvent } from '../../proto/events';
 
 const reason = skipReason('dhclient', 'dhcrelay', 'udhcpc');
 const lab = new NetLab(`brq${process.pid % 10000}`);
@@ -34,44 +33,10 @@ let X = '';
 let runnerJs = '';
 let probeJs = '';
 
-interface Runner {
-  p: ChildProcess;
-  events: RelayEvent[];
-  ready: Promise<unknown>;
-  ask(cmd: string, key: string): Promise<unknown>;
-}
-
 function startRunner(cfg: Record<string, unknown>, name: string): Runner {
   const file = join(tmp, `${name}.json`);
   writeFileSync(file, JSON.stringify(cfg));
-  const p = lab.spawn(R, process.execPath, [runnerJs, file]);
-  const events: RelayEvent[] = [];
-  const replies: Array<Record<string, unknown>> = [];
-  let buf = '';
-  let readyResolve!: (v: unknown) => void;
-  const ready = new Promise((r) => (readyResolve = r));
-  p.stderr?.on('data', (d) => process.stderr.write(`[runner ${name}] ${d}`));
-  p.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const o = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
-      buf = buf.slice(i + 1);
-      if (o.ev) events.push(o.ev as RelayEvent);
-      else if (o.ready) readyResolve(o);
-      else replies.push(o);
-    }
-  });
-  return {
-    p,
-    events,
-    ready,
-    async ask(cmd, key) {
-      const n = replies.length;
-      p.stdin?.write(cmd + '\n');
-      return (await waitFor(() => replies.slice(n).find((x) => key in x), 5000, cmd))[key];
-    },
-  };
+  return spawnRunner(lab, R, runnerJs, file, name);
 }
 
 // 236 bytes on the wire: with the rest, the reply cannot fit 548 bytes without option overload

@@ -7,13 +7,12 @@
  *                      wan 10.99.51.1/24 ── u (uplink client: u0)   └─ d (dnsmasq 10.99.50.2, proxy test)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
-import type { RelayEvent } from '../../proto/events';
+import { spawnRunner, type Runner } from '../helpers/runner';
 import { describeSkipIf } from '../helpers/skip';
 
 const reason = skipReason('dhclient', 'udhcpc', 'dnsmasq', 'perfdhcp');
@@ -28,48 +27,10 @@ let runnerJs = '';
 let probeJs = '';
 let npmClientJs = '';
 
-interface Runner {
-  p: ChildProcess;
-  events: RelayEvent[];
-  replies: Array<Record<string, unknown>>;
-  ready: Promise<Record<string, unknown>>;
-  ask(cmd: string, key: string): Promise<unknown>;
-}
-
 function startRunner(cfg: Record<string, unknown>, name: string): Runner {
   const file = join(tmp, `${name}.json`);
   writeFileSync(file, JSON.stringify(cfg));
-  const p = lab.spawn(R, process.execPath, [runnerJs, file]);
-  const events: RelayEvent[] = [];
-  const replies: Array<Record<string, unknown>> = [];
-  let buf = '';
-  let readyResolve!: (v: Record<string, unknown>) => void;
-  const ready = new Promise<Record<string, unknown>>((r) => (readyResolve = r));
-  p.stderr?.on('data', (d) => process.stderr.write(`[runner ${name}] ${d}`));
-  p.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      const o = JSON.parse(line) as Record<string, unknown>;
-      if (o.ev) events.push(o.ev as RelayEvent);
-      else if (o.ready) readyResolve(o);
-      else replies.push(o);
-    }
-  });
-  return {
-    p,
-    events,
-    replies,
-    ready,
-    async ask(cmd, key) {
-      const n = replies.length;
-      p.stdin?.write(cmd + '\n');
-      const r = await waitFor(() => replies.slice(n).find((x) => key in x), 5000, cmd);
-      return r[key];
-    },
-  };
+  return spawnRunner(lab, R, runnerJs, file, name);
 }
 
 const BOOT = { loaders: { bios: ['ipxe/undionly.kpxe'], 'uefi-x64': ['ipxe/snponly.efi', 'ipxe/ipxe.efi'] }, defaultProfile: 'd', profiles: {}, assign: {} };

@@ -8,19 +8,18 @@
  *   r (runner)  lan fd99:60::1/64 ──veth── c (clients: c0)
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
+import { spawnRunner, type Runner } from '../helpers/runner';
 import { describeSkipIf } from '../helpers/skip';
-import type { RelayEvent } from '../../proto/events';
 import { decodeDhcp6, type Dhcp6Message } from '../../proto/dhcp6/packet';
 import { decodeDuid, decodeIa, decodeIaAddr, Msg6, Opt6 } from '../../proto/dhcp6/options';
 import { Lease6Store } from '../../relay/dhcp6/leases';
-import { udp6Datagrams } from '../unit/proto/dhcp6/udp6-frames';
+import { udp6Datagrams } from '../helpers/udp-frames';
 
 const reason = skipReason('dhclient', 'perfdhcp', 'tcpdump', 'tshark');
 const lab = new NetLab(`br6${process.pid % 10000}`);
@@ -30,14 +29,6 @@ const RANGE: [string, string] = ['fd99:60::1000', 'fd99:60::ffff'];
 let R = '';
 let C = '';
 let runnerJs = '';
-
-interface Runner {
-  p: ChildProcess;
-  events: RelayEvent[];
-  replies: Array<Record<string, unknown>>;
-  ready: Promise<Record<string, unknown>>;
-  ask(cmd: string, key: string): Promise<unknown>;
-}
 
 function startRunner(over: Record<string, unknown>, name: string, stateDir: string): Runner {
   const file = join(tmp, `${name}.json`);
@@ -56,37 +47,7 @@ function startRunner(over: Record<string, unknown>, name: string, stateDir: stri
       ...over,
     }),
   );
-  const p = lab.spawn(R, process.execPath, [runnerJs, file]);
-  const events: RelayEvent[] = [];
-  const replies: Array<Record<string, unknown>> = [];
-  let buf = '';
-  let readyResolve!: (v: Record<string, unknown>) => void;
-  const ready = new Promise<Record<string, unknown>>((r) => (readyResolve = r));
-  p.stderr?.on('data', (d) => process.stderr.write(`[runner ${name}] ${d}`));
-  p.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      const o = JSON.parse(line) as Record<string, unknown>;
-      if (o.ev) events.push(o.ev as RelayEvent);
-      else if (o.ready) readyResolve(o);
-      else replies.push(o);
-    }
-  });
-  return {
-    p,
-    events,
-    replies,
-    ready,
-    async ask(cmd, key) {
-      const n = replies.length;
-      p.stdin?.write(cmd + '\n');
-      const r = await waitFor(() => replies.slice(n).find((x) => key in x), 5000, cmd);
-      return r[key];
-    },
-  };
+  return spawnRunner(lab, R, runnerJs, file, name);
 }
 
 let macN = 0;

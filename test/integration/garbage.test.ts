@@ -18,9 +18,10 @@ import { MessageType, Opt, OptionMap } from '../../proto/dhcp/options';
 import { decodeDhcp, encodeDhcp, type DhcpMessage } from '../../proto/dhcp/packet';
 import { encodeTftp } from '../../proto/tftp/packet';
 import { NetLab, skipReason, waitFor } from '../helpers/netns';
-import { dhcpDatagrams } from '../unit/proto/dhcp/udp-frames';
-import { onJsonLines } from '../helpers/jsonl';
+import { dhcpDatagrams } from '../helpers/udp-frames';
+import { startAgent } from '../helpers/agent-proc';
 import { describeSkipIf } from '../helpers/skip';
+import { mulberry32 } from '../helpers/prng';
 
 const reason = skipReason('udhcpc', 'tftp', 'curl', 'python3');
 const root = join(__dirname, '../..');
@@ -31,22 +32,10 @@ const PC_LIVE = '10.99.61.52';
 const MAC = '52:54:00:99:61:01';
 const N = 2000; // datagrams per kind
 
-/** mulberry32: a small seeded PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Gen {
   readonly r: () => number;
   constructor(seed: number) {
-    this.r = prng(seed);
+    this.r = mulberry32(seed);
   }
   int(n: number): number {
     return Math.floor(this.r() * n);
@@ -337,7 +326,6 @@ describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => 
   let nsR: string;
   let nsC: string;
   const lines: Array<Record<string, unknown>> = [];
-  let agentErr = '';
   let agent: ReturnType<NetLab['spawn']>;
 
   const metrics = async (): Promise<Record<string, number>> => {
@@ -417,13 +405,7 @@ describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => 
         log: { level: 'info' },
       }),
     );
-    agent = lab.spawn(nsR, process.execPath, [AGENT, '--config', cfg]);
-    onJsonLines(agent.stdout!, (obj, raw) => lines.push(obj ?? { raw }));
-    agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString()));
-    await waitFor(() => {
-      if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${agentErr}`);
-      return lines.some((l) => l.msg === 'bootrelay started');
-    }, 15_000, 'agent started');
+    agent = await startAgent(lab, nsR, AGENT, cfg, lines, true);
   }, 90_000);
 
   afterAll(async () => {

@@ -6,13 +6,12 @@
  * release 2 and, after the user edited /etc/config/bootrelay with the real uci, to release 3
  * (apk runs post-upgrade itself); then `apk del` (pre-deinstall). No error or warning lines.
  */
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildPackages, offlineRoot, problemLines, toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { ipkDataFiles, runSync, sha256, uciOn, type Out } from '../helpers/pkg-root';
 import { describeSkipIf } from '../helpers/skip';
 
 const root = join(__dirname, '../..');
@@ -26,15 +25,7 @@ let r1: ReturnType<typeof buildPackages>;
 let r2: ReturnType<typeof buildPackages>;
 let r3: ReturnType<typeof buildPackages>;
 
-interface Out {
-  status: number | null;
-  out: string;
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Out {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
-  return { status: r.status, out: (r.stdout ?? '') + (r.stderr ?? '') };
-}
+const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Out => runSync(cmd, args, env, cwd);
 
 /** apk on the offline root, as 25.12's package/Makefile calls it */
 const apk = (...args: string[]): Out =>
@@ -43,18 +34,7 @@ const apk = (...args: string[]): Out =>
     ['--root', R, '--no-logfile', '--preserve-env', '--allow-untrusted', '--no-network', '--force-no-chroot', ...args],
     { IPKG_INSTROOT: R },
   );
-const uci = (...args: string[]): Out => run(toolBin('uci'), ['-c', join(R, 'etc/config'), '-t', join(R, 'tmp/.uci'), ...args]);
-const sha256 = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
-const ipkDataFiles = (): string[] => {
-  const d = join(tmp, 'ipk');
-  mkdirSync(d, { recursive: true });
-  run('tar', ['-xzf', r1.ipk, './data.tar.gz'], {}, d);
-  return run('tar', ['-tzf', join(d, 'data.tar.gz')])
-    .out.split('\n')
-    .filter((f) => f && !f.endsWith('/'))
-    .map((f) => f.slice(1));
-};
-
+const uci = uciOn(R);
 describeSkipIf(skip)("the .apk under OpenWrt 25.12's apk", () => {
   beforeAll(() => {
     r1 = buildPackages(join(tmp, 'r1'), 1);
@@ -114,7 +94,7 @@ describeSkipIf(skip)("the .apk under OpenWrt 25.12's apk", () => {
 
   it('lists the files and registers the conffile with its sha256', () => {
     const meta = ['/lib/apk/packages/bootrelay.conffiles', '/lib/apk/packages/bootrelay.conffiles_static', '/lib/apk/packages/bootrelay.list'];
-    const files = [...ipkDataFiles(), ...meta].sort();
+    const files = [...ipkDataFiles(r1.ipk, join(tmp, 'ipk')), ...meta].sort();
     const info = apk('info', '-L', 'bootrelay');
     expect(info.status, info.out).toBe(0);
     expect(info.out.split('\n').filter((l) => /^[a-z]/.test(l) && !l.includes(' ')).map((l) => `/${l}`).sort()).toEqual(files);
@@ -159,7 +139,7 @@ describeSkipIf(skip)("the .apk under OpenWrt 25.12's apk", () => {
     expect(r.out).toContain(`Executing bootrelay-${r3.version}.pre-deinstall`);
     expect(existsSync(join(R, 'etc/rc.d/S95bootrelay'))).toBe(false);
     expect(existsSync(join(R, 'etc/rc.d/K10bootrelay'))).toBe(false);
-    for (const f of ipkDataFiles().filter((x) => x !== '/etc/config/bootrelay')) expect(existsSync(join(R, f)), f).toBe(false);
+    for (const f of ipkDataFiles(r1.ipk, join(tmp, 'ipk')).filter((x) => x !== '/etc/config/bootrelay')) expect(existsSync(join(R, f)), f).toBe(false);
     expect(existsSync(join(R, 'lib/apk/packages/bootrelay.list'))).toBe(false);
     expect(uci('get', 'bootrelay.upstream.url').out).toBe('http://10.99.1.2/mine/\n');
     expect(apk('info', '-e', 'bootrelay').status).not.toBe(0);

@@ -6,13 +6,12 @@
  * after the user edited /etc/config/bootrelay with the real uci; then `opkg remove`. opkg prints
  * no error or warning line, but its one notice that the edited conffile was kept.
  */
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildPackages, offlineRoot, problemLines, toolBin, toolsMissing } from '../helpers/openwrt-tools';
+import { ipkDataFiles, runSync, sha256, uciOn, type Out } from '../helpers/pkg-root';
 import { describeSkipIf } from '../helpers/skip';
 
 const skip = toolsMissing('opkg', 'uci', 'apk');
@@ -26,15 +25,7 @@ let r2: ReturnType<typeof buildPackages>;
 let r3: ReturnType<typeof buildPackages>;
 let dataFiles: string[];
 
-interface Out {
-  status: number | null;
-  out: string;
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Out {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
-  return { status: r.status, out: (r.stdout ?? '') + (r.stderr ?? '') };
-}
+const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Out => runSync(cmd, args, env, cwd);
 
 /** opkg as include/rootfs.mk runs it on an image's root */
 const opkg = (args: string[], env: NodeJS.ProcessEnv = {}): Out =>
@@ -43,8 +34,7 @@ const opkg = (args: string[], env: NodeJS.ProcessEnv = {}): Out =>
     ['--offline-root', R, '--force-postinstall', '--add-dest', 'root:/', '--add-arch', 'all:100', '--add-arch', 'x86_64:200', ...args],
     { IPKG_INSTROOT: R, TMPDIR: join(R, 'tmp'), ...env },
   );
-const uci = (...args: string[]): Out => run(toolBin('uci'), ['-c', join(R, 'etc/config'), '-t', join(R, 'tmp/.uci'), ...args]);
-const sha256 = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+const uci = uciOn(R);
 const statusEntry = (): string => {
   const m = /(^|\n\n)(Package: bootrelay\n[\s\S]*?)(\n\n|$)/.exec(readFileSync(join(R, 'usr/lib/opkg/status'), 'utf8'));
   return m ? m[2]! : '';
@@ -55,13 +45,7 @@ describeSkipIf(skip)("the .ipk under OpenWrt 24.10's opkg", () => {
     r1 = buildPackages(join(tmp, 'r1'), 1);
     r2 = buildPackages(join(tmp, 'r2'), 2);
     r3 = buildPackages(join(tmp, 'r3'), 3);
-    mkdirSync(join(tmp, 'data'));
-    run('tar', ['-xzf', r1.ipk, './data.tar.gz'], {}, join(tmp, 'data'));
-    dataFiles = run('tar', ['-tzf', join(tmp, 'data/data.tar.gz')])
-      .out.split('\n')
-      .filter((f) => f && !f.endsWith('/'))
-      .map((f) => f.slice(1))
-      .sort();
+    dataFiles = ipkDataFiles(r1.ipk, join(tmp, 'data'));
     offlineRoot(R);
     // the dependencies as installed packages (opkg refuses unknown ones even with --force-depends)
     mkdirSync(join(R, 'usr/lib/opkg/info'), { recursive: true });

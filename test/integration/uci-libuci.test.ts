@@ -17,6 +17,7 @@ import { parseUci, type UciPackage, type UciParseResult } from '../../agent/conf
 import { UCI_GRAMMAR } from '../fixtures/uci-grammar';
 import { toolBin, toolsMissing } from '../helpers/openwrt-tools';
 import { describeSkipIf } from '../helpers/skip';
+import { mulberry32 } from '../helpers/prng';
 
 const root = join(__dirname, '../..');
 const skip = toolsMissing('uci');
@@ -94,14 +95,7 @@ const fixtures = readdirSync(join(root, 'test/fixtures/uci'))
 
 /** A seeded generator (mulberry32) of small UCI files mixing valid statements with odd bits. */
 function randomFiles(seed: number, count: number): string[] {
-  let a = seed >>> 0;
-  const rnd = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rnd = mulberry32(seed);
   const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const words = ['t', 'u', 'a', 'b', 'n1', 'x y', "'q'", '"d"', "''", '""', "'m\nl'", '"m\nl"', 'w\\\nv', "'it'\\''s'",
     '"e\\"q"', 'x\\y', 'bad-name', 'a.b', 'x#y', "'#'", '\\', '1', 'on', 'é'];

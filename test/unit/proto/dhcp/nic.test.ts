@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Opt, OptionMap } from '../../../../proto/dhcp/options';
 import { decodeDhcp, type DhcpMessage } from '../../../../proto/dhcp/packet';
 import { decodeBusId, nicFromDhcp, nicName, nicText } from '../../../../proto/dhcp/nic';
-import { dhcpDatagrams } from './udp-frames';
+import { dhcpDatagrams } from '../../../helpers/udp-frames';
 
 const FIX = new URL('../../../fixtures/pcap/', import.meta.url).pathname;
 

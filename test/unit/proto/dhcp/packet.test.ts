@@ -4,7 +4,8 @@ import { DecodeError } from '../../../../proto/errors';
 import { decodeDhcp, encodeDhcp, messageTypeName, BOOTP_MIN_SIZE, type DhcpMessage } from '../../../../proto/dhcp/packet';
 import { Opt, OptionMap } from '../../../../proto/dhcp/options';
 import { renderDhcp } from '../../../../proto/dhcp/render';
-import { dhcpDatagrams } from './udp-frames';
+import { dhcpDatagrams } from '../../../helpers/udp-frames';
+import { mulberry32 } from '../../../helpers/prng';
 
 const FIX = new URL('../../../fixtures/pcap/', import.meta.url).pathname;
 const CAPTURES = ['bios-boot', 'uefi-boot-full', 'proxydhcp-bios-boot', 'proxydhcp-uefi-boot'];
@@ -29,16 +30,6 @@ function endOffset(b: Buffer): number {
     else i += 2 + b[i + 1]!;
   }
   return -1;
-}
-
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sample(): DhcpMessage {

@@ -15,7 +15,7 @@ import {
   formatGuid,
   IpxeSub,
 } from '../../../../proto/dhcp/pxe';
-import { dhcpDatagrams } from './udp-frames';
+import { dhcpDatagrams } from '../../../helpers/udp-frames';
 
 const FIX = new URL('../../../fixtures/pcap/', import.meta.url).pathname;
 

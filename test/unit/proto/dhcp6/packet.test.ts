@@ -27,7 +27,8 @@ import {
   Options6,
 } from '../../../../proto/dhcp6/options';
 import { classifyClient6 } from '../../../../proto/dhcp6/classify';
-import { udp6Datagrams } from './udp6-frames';
+import { udp6Datagrams } from '../../../helpers/udp-frames';
+import { mulberry32 } from '../../../helpers/prng';
 
 // Captured with test/fixtures/pcap/capture-dhcp6.sh: ISC dhclient 4.4.3 -6 (stateful,
 // release, -S stateless, rapid commit), perfdhcp -6 (burst, relayed -A 1, renew/release)
@@ -53,16 +54,6 @@ function boundaries(b: Buffer): Set<number> {
     out.add(i);
   }
   return out;
-}
-
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const MAC = '52:54:00:6a:00:01';

@@ -9,7 +9,7 @@ import { encodeDhcp6 } from '../../../../proto/dhcp6/packet';
 import { encodeDuidLlt, Msg6, Opt6, Options6 } from '../../../../proto/dhcp6/options';
 import { PacketTrace } from '../../../../relay/trace';
 import { itSkipIf, missingCmds } from '../../../helpers/skip';
-import { udp6Datagrams } from './udp6-frames';
+import { udp6Datagrams } from '../../../helpers/udp-frames';
 
 const MAC = '52:54:00:6a:00:01';
 const sol = encodeDhcp6({ type: Msg6.SOLICIT, xid: 0x123456, options: new Options6().add(Opt6.ClientId, encodeDuidLlt(MAC, 1)).add(Opt6.ElapsedTime, Buffer.from([0, 0])) });

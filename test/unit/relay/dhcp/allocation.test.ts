@@ -4,23 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { intToIp, ipToInt } from '../../../../proto/dhcp/options';
 import { LeaseStore, LEASE_FILE, RENEW_SYNC_MS } from '../../../../relay/dhcp/leases';
+import { mulberry32 } from '../../../helpers/prng';
 
 const tmp = mkdtempSync(join(tmpdir(), 'brd-alloc-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const mac = (i: number) => `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-
-/** a tiny deterministic PRNG (mulberry32) */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('LeaseStore allocation', () => {
   it('never gives one address to two clients, never a static or declined one, under random DISCOVER/REQUEST/RELEASE/DECLINE and time', async () => {
@@ -28,7 +17,7 @@ describe('LeaseStore allocation', () => {
     const statics = { '52:54:00:ff:00:01': '10.99.0.103', '52:54:00:ff:00:02': '10.99.0.110' };
     const s = new LeaseStore({ range: ['10.99.0.100', '10.99.0.119'], static: statics, leaseSeconds: 60, offerHoldSeconds: 5, declineSeconds: 30, now: () => t });
     await s.load();
-    const rnd = rng(42);
+    const rnd = mulberry32(42);
     const staticIps = new Set(Object.values(statics));
     const declinedUntil = new Map<string, number>();
     let offers = 0;
