@@ -511,10 +511,34 @@ export class LeaseStore {
     }
     // then the address free the longest (an expired lease, a lapsed hold, a released one)
     const top = this.free.peek();
-    if (!top || top.key > now) return undefined;
+    if (!top || top.key > now) return this.reclaimOffer(now, hold);
     if (this.canAssign(mac, top.ip, id)) return hold(top.ip);
     // the key was stale (cannot happen if every change re-keys): fix it and give up this once
     this.touch(top.ip);
+    return undefined;
+  }
+
+  /**
+   * Pool exhausted: an address only OFFERed (held at least a second, never REQUESTed) goes to
+   * this client instead, the oldest first. A DISCOVER flood from made-up clients (or mangled
+   * client identifiers) then cannot starve a real client for the whole hold time; a robbed
+   * client's REQUEST is NAKed and it starts over (RFC 2131 §4.3.1 lets the server reuse an
+   * offered address; §4.3.2 NAKs a REQUEST for an address no longer its to take). Looks at a
+   * bounded number of holds, in the order they were made.
+   */
+  private reclaimOffer(now: number, hold: (ip: string) => string): string | undefined {
+    const holdMs = (this.opts.offerHoldSeconds ?? 30) * 1000;
+    let looked = 0;
+    for (const [ip, h] of this.holds) {
+      if (++looked > 64) break;
+      if (h.until - holdMs > now - 1000) continue; // offered under a second ago: its client may be REQUESTing now
+      const l = this.byIp.get(ip);
+      if (l && l.expiresAt > now) continue;
+      const d = this.declined.get(ip);
+      if ((d !== undefined && d > now) || !this.inRange(ip) || this.staticIps.has(ip)) continue;
+      this.dropHold(ip);
+      return hold(ip);
+    }
     return undefined;
   }
 

@@ -448,7 +448,10 @@ describeSkipIf(reason)('the agent under garbage (namespace LAN, seeded)', () => 
     // a real DHCP client
     // (8 tries 2 s apart: on a loaded machine the agent may still be working through the flood's backlog)
     const dh = await lab.exec(nsC, 'udhcpc', ['-i', 'eth0', '-f', '-q', '-n', '-t', '8', '-T', '2', '-s', join(work, 'udhcpc.sh'), '-V', 'PXEClient:Arch:00000:UNDI:002001'], { timeoutMs: 40_000 });
-    const dhcpSeen = () => lines.filter((l) => /pool|exhaust|dhcp\.(offer|ack|nak)/.test(JSON.stringify(l))).slice(-5).map((l) => JSON.stringify(l)).join('\n');
+    const dhcpSeen = () =>
+      ['dhcp.offer', 'dhcp.ack'].map((t) => `${t}: ${lines.filter((l) => l.type === t).length} events, ${new Set(lines.filter((l) => l.type === t).map((l) => `${l.mac}/${l.ip}`)).size} mac/ip pairs`).join('; ') +
+      '\n' +
+      lines.filter((l) => /pool|exhaust|dhcp\.(offer|ack|nak)/.test(JSON.stringify(l))).slice(-5).map((l) => JSON.stringify(l)).join('\n');
     expect(dh.stdout, `udhcpc got no lease; the agent's last DHCP lines:\n${dhcpSeen()}`).toMatch(/bound ip=10\.99\.61\.\d+ boot_file=ipxe\/undionly\.kpxe siaddr=10\.99\.61\.1/);
     // a real TFTP client
     const loader = join(work, 'loader');

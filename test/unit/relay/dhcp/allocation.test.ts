@@ -78,7 +78,12 @@ describe('LeaseStore allocation', () => {
     t += 10_000;
     expect(s.offer(mac(3))).toBe('10.99.0.103');
     expect(s.offer(mac(11))).toBe('10.99.0.102');
-    expect(s.offer(mac(12))).toBeUndefined();
+    // every address offered, none free: the oldest offer nobody REQUESTed (mac 9's, 10 s old)
+    // goes to the newcomer, then mac 10's; offers made under a second ago are never taken
+    expect(s.offer(mac(12))).toBe('10.99.0.100');
+    expect(s.offer(mac(13))).toBe('10.99.0.101');
+    expect(s.offer(mac(14))).toBeUndefined();
+    expect(s.canAssign(mac(9), '10.99.0.100')).toBe(false); // the robbed client's REQUEST gets a NAK
     await s.close();
   });
 
