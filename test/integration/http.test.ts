@@ -277,6 +277,9 @@ describeSkipIf(skip)('HttpService over a real FileCache and upstream', () => {
     try {
       await waitFor(() => got.every((g) => g.bytes > 0), 30_000, 'first bytes at every client');
       expect(fillEnded, 'the upstream fill ended before every client had its first bytes').toBe(false);
+      // progress is reported while bytes move (at most 4/s per transfer): see one before the
+      // upstream is let go (then the rest of the file can arrive within a single progress interval)
+      await waitFor(() => events.some((e) => e.type === 'http.progress' && e.file === 'cold/initrd.img'), 20_000, 'an http.progress during the fill');
     } finally {
       up.rate = 0;
       up.onDone = undefined;
