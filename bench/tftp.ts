@@ -2,7 +2,10 @@
  * bench/tftp. First (issue 13, function lockstep below): lock-step curl, 32 MiB
  * warm, bootrelay beside tftpd-hpa on one veth, pinned to one CPU, per-server
  * CPU from cpuacct cgroups, then the same under a 25 % CPU quota with atftp
- * windowsize 4 beside; it prints both servers and the ratios.
+ * windowsize 4 beside; it prints both servers and the ratios. A third server
+ * in the lock-step rows, node-floor (bench/_lib/bare-tftp), is Node's dgram
+ * doing nothing but the lock-step loop from memory: how close to C a Node
+ * server can get on this machine, measured in the same run.
  * Then (issue 4): TFTP MB/s of the agent (dist/bootrelay.js) against
  * tftpd-hpa and dnsmasq, same namespaces, same file, same client (atftp),
  * blksize 1468, windowsize 1, 4 and 16, on three links:
@@ -20,7 +23,7 @@
 import { type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BenchLab, MB, fx, has, isRoot, machineLine, makeFile, runMain, startAgent, startUpstream, table, waitFor, type Agent } from './_lib/common';
+import { BenchLab, MB, fx, has, isRoot, launcherNodeArgs, machineLine, makeFile, runMain, startAgent, startUpstream, table, waitFor, type Agent } from './_lib/common';
 import { cgroupV1, CpuGroup, pin } from './_lib/cgroup';
 
 const SIZES = (process.env.BENCH_TFTP_MB ?? '128,4,1').split(',').map(Number);
@@ -30,6 +33,8 @@ const LIMIT_MS = 150_000;
 const LOCK_MB = Number(process.env.BENCH_TFTP_LOCK_MB ?? 32);
 const LOCK_ROUNDS = Number(process.env.BENCH_TFTP_LOCK_ROUNDS ?? 3);
 const ONLY = process.env.BENCH_TFTP_ONLY; // "lockstep" | "windows"
+/** bench/_lib/bare-tftp: Node's dgram with nothing but the lock-step loop */
+const NODE_FLOOR = 'node-floor';
 
 interface Link {
   name: string;
@@ -97,6 +102,7 @@ async function lockstep(lab: BenchLab, www: string): Promise<void> {
   const c = lab.net.addNs('c70');
   lab.veth({ ns: s, dev: 'lan', cidr: '10.99.70.1/24' }, { ns: c, dev: 'eth0', cidr: '10.99.70.2/24' });
   lab.net.addr(s, 'lan', '10.99.70.3/24');
+  lab.net.addr(s, 'lan', '10.99.70.4/24');
   const file = `f${LOCK_MB}.bin`;
   const size = LOCK_MB * MB;
   if (!existsSync(join(www, file))) makeFile(join(www, file), size);
@@ -106,29 +112,38 @@ async function lockstep(lab: BenchLab, www: string): Promise<void> {
   try {
     const gA = new CpuGroup(`brtf${process.pid}-agent`);
     const gT = new CpuGroup(`brtf${process.pid}-tftpd`);
-    groups.push(gA, gT);
+    const gN = new CpuGroup(`brtf${process.pid}-bare`);
+    groups.push(gA, gT, gN);
     const ag: Agent = await startAgent(lab, { ns: s, dir: join(lab.tmp, 'agent70'), lanIf: 'lan', lanIp: '10.99.70.1', upstreamUrl: 'http://127.0.0.1:8080/' });
     pin(ag.pid, 0);
     gA.add(ag.pid);
     const td = lab.net.spawn(s, 'taskset', ['-c', '0', 'in.tftpd', '-L', '-s', www, '-a', '10.99.70.3:69']);
     await waitFor(() => td.pid !== undefined, 5000, 'in.tftpd pid');
     gT.add(td.pid!);
+    // the floor of Node's dgram: the same per-block pattern with nothing else (bench/_lib/bare-tftp)
+    const bare = lab.net.spawn(s, process.execPath, [...launcherNodeArgs(), process.argv[1]!, '--bare-tftp', www, '10.99.70.4']);
+    await waitFor(() => bare.pid !== undefined, 5000, 'bare-tftp pid');
+    pin(bare.pid!, 0);
+    gN.add(bare.pid!);
     const servers = [
       { name: 'bootrelay', ip: '10.99.70.1', g: gA },
       { name: 'tftpd-hpa', ip: '10.99.70.3', g: gT },
+      { name: NODE_FLOOR, ip: '10.99.70.4', g: gN },
     ];
     for (const srv of servers) await waitFor(async () => (await curlTftp(lab, c, srv.ip, 'probe.txt', 6)).ok, 10_000, `${srv.name} tftp`);
     const warm = await curlTftp(lab, c, '10.99.70.1', file, size); // fills the agent's cache
     if (!warm.ok) console.log(`  warm-up transfer failed: ${warm.err}`);
     const rows: string[][] = [];
     const summary: Record<string, { mbs: number; cpuPerMb: number }> = {};
-    const scenario = async (label: string, quota: number | undefined, kinds: Array<{ name: string; run: (ip: string) => Promise<Tx> }>) => {
+    const scenario = async (label: string, quota: number | undefined, kinds: Array<{ name: string; windowed?: boolean; run: (ip: string) => Promise<Tx> }>) => {
       for (const g of groups) g.quota(quota);
       for (const k of kinds) {
+        // the Node floor is lock-step only: it has no windowsize
+        const here = k.windowed ? servers.filter((v) => v.name !== NODE_FLOOR) : servers;
         const acc = new Map<string, { s: number[]; cpu: number; bytes: number; failed: string }>();
-        for (const srv of servers) acc.set(srv.name, { s: [], cpu: 0, bytes: 0, failed: '' });
+        for (const srv of here) acc.set(srv.name, { s: [], cpu: 0, bytes: 0, failed: '' });
         for (let i = 0; i < LOCK_ROUNDS; i++) {
-          for (const srv of servers) {
+          for (const srv of here) {
             const a = acc.get(srv.name)!;
             const c0 = srv.g.cpuMs();
             const r = await k.run(srv.ip);
@@ -139,7 +154,7 @@ async function lockstep(lab: BenchLab, www: string): Promise<void> {
             } else a.failed = r.err;
           }
         }
-        for (const srv of servers) {
+        for (const srv of here) {
           const a = acc.get(srv.name)!;
           const mbs = size / MB / median(a.s);
           const cpuPerMb = a.cpu / (a.bytes / MB);
@@ -150,11 +165,12 @@ async function lockstep(lab: BenchLab, www: string): Promise<void> {
       }
     };
     const lock = { name: 'lock-step (curl)', run: (ip: string) => curlTftp(lab, c, ip, file, size) };
-    const ws4 = { name: 'windowsize 4 (atftp)', run: (ip: string) => atftpWs(lab, c, ip, file, out, size, 4) };
+    const ws4 = { name: 'windowsize 4 (atftp)', windowed: true, run: (ip: string) => atftpWs(lab, c, ip, file, out, size, 4) };
     await scenario('no quota', undefined, [lock]);
     await scenario('25 % quota', 0.25, [lock, ws4]);
     await ag.stop();
     await lab.net.kill(td);
+    await lab.net.kill(bare);
     console.log('');
     console.log(`TFTP lock-step and CPU (issue 13): ${LOCK_MB} MiB, blksize 1468, warm cache, one veth, servers and client pinned to CPU 0,`);
     console.log(`${LOCK_ROUNDS} transfers per server interleaved; MB/s = MiB/s (median); CPU = the server's cpuacct cgroup over all its transfers.`);
@@ -165,6 +181,8 @@ async function lockstep(lab: BenchLab, www: string): Promise<void> {
       const t = summary[`${label}/${k}/tftpd-hpa`];
       if (!a || !t) return;
       console.log(`${label}, ${k}: throughput bootrelay/tftpd-hpa = ${fx(a.mbs / t.mbs, 2)} × (goal ≥ 1.0 without quota), CPU per MiB bootrelay/tftpd-hpa = ${fx(a.cpuPerMb / t.cpuPerMb, 2)} × (goal ≤ 1.5)`);
+      const n = summary[`${label}/${k}/${NODE_FLOOR}`];
+      if (n) console.log(`  ${NODE_FLOOR}/tftpd-hpa: throughput ${fx(n.mbs / t.mbs, 2)} ×, CPU per MiB ${fx(n.cpuPerMb / t.cpuPerMb, 2)} × (the most a Node dgram server reaches); bootrelay/${NODE_FLOOR}: throughput ${fx(a.mbs / n.mbs, 2)} ×, CPU per MiB ${fx(a.cpuPerMb / n.cpuPerMb, 2)} ×`);
     };
     ratio('no quota', lock.name);
     ratio('25 % quota', lock.name);

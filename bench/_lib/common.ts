@@ -19,6 +19,7 @@ import { onJsonLines } from '../../test/helpers/jsonl';
 import { startNetemu } from '../../test/helpers/netemu';
 import { distAgent, repoRoot } from '../../test/helpers/repo';
 import { TestUpstream } from '../../test/helpers/upstream';
+import { serveBareTftp } from './bare-tftp';
 
 export const MB = 1024 * 1024;
 export { waitFor, hasCmd as has, repoRoot, distAgent as agentBundle };
@@ -292,6 +293,10 @@ function serveUpstream(dir: string, ip: string, port: number): void {
 export function helperMode(): boolean {
   if (process.argv[2] === '--upstream') {
     serveUpstream(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
+    return true;
+  }
+  if (process.argv[2] === '--bare-tftp') {
+    serveBareTftp(process.argv[3]!, process.argv[4]!);
     return true;
   }
   return false;
