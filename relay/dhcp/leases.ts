@@ -8,7 +8,10 @@
  * one system call); the service sends the ACK only after that promise
  * resolves, so an ACKed lease survives kill -9 and power loss. A lone
  * packet's batch starts right after its own event-loop turn (no window).
- * Loading tolerates a torn last line (and skips any unparseable line).
+ * Zeros are kept written ahead of the journal's end, so a batch overwrites
+ * existing blocks instead of growing the file (./journal-space: no
+ * filesystem-journal commit in the ACK's path).
+ * Loading tolerates a torn last line, NUL runs (and skips any unparseable line).
  *
  * Renewals (the durability decision): a commit that only
  * extends an active lease of the same client on the same address (same
@@ -37,6 +40,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { intToIp, ipToInt } from '../../proto/dhcp/options';
 import { StageTimer } from './timing';
+import { dataEnd, JournalSpace } from './journal-space';
 
 export interface Lease {
   mac: string;
@@ -219,6 +223,8 @@ export class LeaseStore {
   private staticInts = new Set<number>();
 
   private fh?: FileHandle;
+  /** zeros ahead of the journal's end: batches overwrite in place (./journal-space) */
+  private space?: JournalSpace;
   private pending: string[] = [];
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   /** batches being written (at most MAX_INFLIGHT) */
@@ -713,6 +719,7 @@ export class LeaseStore {
       const buf = Buffer.from(lines.join('\n') + '\n');
       const at = this.pos;
       this.pos += buf.length;
+      await this.space?.before(at, buf.length, this.pos);
       const { bytesWritten } = await fh.write(buf, 0, buf.length, at);
       if (bytesWritten !== buf.length) throw new Error(`lease journal: short write (${bytesWritten} of ${buf.length} bytes)`);
       if (tm) {
@@ -735,10 +742,17 @@ export class LeaseStore {
     }
   }
 
-  /** Opens the journal and puts the write position at its end. */
+  /** Opens the journal and puts the write position at the end of its data (zeros ahead of it are room). */
   private async reopen(): Promise<void> {
     const fh = await this.openJournal();
-    this.pos = (await fh.stat()).size;
+    try {
+      const size = (await fh.stat()).size;
+      this.pos = await dataEnd(fh, size);
+      this.space = this.opts.fsync === false ? undefined : new JournalSpace(fh, size);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
     this.fh = fh;
   }
 
@@ -751,7 +765,7 @@ export class LeaseStore {
    */
   private openJournal(): Promise<FileHandle> {
     const c = fsConstants;
-    return open(this.file!, c.O_WRONLY | c.O_CREAT | (this.opts.fsync === false ? 0 : c.O_DSYNC), 0o644);
+    return open(this.file!, c.O_RDWR | c.O_CREAT | (this.opts.fsync === false ? 0 : c.O_DSYNC), 0o644);
   }
 
   /**
@@ -765,6 +779,8 @@ export class LeaseStore {
     const fh = this.fh;
     this.fh = undefined;
     try {
+      await this.space?.settle();
+      this.space = undefined;
       await fh.close();
       this.compactSync();
     } catch {
@@ -790,6 +806,7 @@ export class LeaseStore {
     this.syncTimer = undefined;
     if (this.fh && !this.closed) {
       try {
+        await this.space?.settle();
         const buf = Buffer.from(JSON.stringify({ op: 'clean' }) + '\n');
         await this.fh.write(buf, 0, buf.length, this.pos); // O_DSYNC: on disk
         this.pos += buf.length;
@@ -800,5 +817,6 @@ export class LeaseStore {
     this.closed = true;
     await this.fh?.close();
     this.fh = undefined;
+    this.space = undefined;
   }
 }
