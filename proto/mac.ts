@@ -5,10 +5,23 @@ export function formatMac(buf: Uint8Array, len = 6): string {
   return parts.join(':');
 }
 
+/** `aa:bb:cc:dd:ee:ff`, lower case: checked by character, nothing allocated */
+function isCanonicalMac(s: string): boolean {
+  if (s.length !== 17) return false;
+  for (let i = 0; i < 17; i++) {
+    const c = s.charCodeAt(i);
+    if (i % 3 === 2) {
+      if (c !== 58) return false; // ':'
+    } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false; // 0-9 a-f
+  }
+  return true;
+}
+
 const MAC_RE = /^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$/i;
 
 /** Accepts `52:54:00:12:34:56`, `52-54-00-12-34-56`, `525400123456`; returns the canonical form or undefined. */
 export function normalizeMac(s: string): string | undefined {
+  if (isCanonicalMac(s)) return s; // the common case (decoded packets, events): no allocation
   const t = s.trim();
   if (!MAC_RE.test(t)) return undefined;
   const hex = t.replace(/[:-]/g, '').toLowerCase();

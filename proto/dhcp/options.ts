@@ -158,12 +158,12 @@ export class OptionMap {
     return this.set(code, Buffer.from([v & 255]));
   }
   setU16(code: number, v: number): this {
-    const b = Buffer.alloc(2);
+    const b = Buffer.allocUnsafe(2); // every byte written: the pooled allocation is safe
     b.writeUInt16BE(v & 0xffff);
     return this.set(code, b);
   }
   setU32(code: number, v: number): this {
-    const b = Buffer.alloc(4);
+    const b = Buffer.allocUnsafe(4);
     b.writeUInt32BE(v >>> 0);
     return this.set(code, b);
   }
@@ -182,22 +182,47 @@ export function ipFromBytes(b: Uint8Array, off: number): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
 }
 
-const IP_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+/**
+ * A dotted quad as a uint32, or -1 when it is not one (1–3 digits a part, each ≤ 255):
+ * read by character, nothing allocated (it runs several times per DHCP packet).
+ */
+function parseIpv4(ip: string): number {
+  let n = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return -1;
+      n = n * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (++digits > 3) return -1;
+      part = part * 10 + (c - 48);
+      if (part > 255) return -1;
+    } else return -1;
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return n * 256 + part;
+}
 
 export function ipToBytes(ip: string): Buffer {
-  const m = IP_RE.exec(ip);
-  if (!m) throw new TypeError(`not an IPv4 address: ${ip}`);
-  const b = Buffer.alloc(4);
-  for (let i = 0; i < 4; i++) {
-    const n = Number(m[i + 1]);
-    if (n > 255) throw new TypeError(`not an IPv4 address: ${ip}`);
-    b[i] = n;
-  }
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(ipToInt(ip), 0);
   return b;
 }
 
 export function ipToInt(ip: string): number {
-  return ipToBytes(ip).readUInt32BE(0);
+  const n = parseIpv4(ip);
+  if (n < 0) throw new TypeError(`not an IPv4 address: ${ip}`);
+  return n;
+}
+
+/** Writes a dotted quad at `off` (4 bytes); throws TypeError when it is not one. */
+export function writeIp(buf: Buffer, ip: string, off: number): void {
+  buf.writeUInt32BE(ipToInt(ip), off);
 }
 
 export function intToIp(n: number): string {

@@ -5,7 +5,7 @@
  */
 import { DecodeError } from '../errors';
 import { formatMac } from '../mac';
-import { ipFromBytes, ipToBytes, MESSAGE_TYPE_NAMES, Opt, OptionMap } from './options';
+import { ipFromBytes, MESSAGE_TYPE_NAMES, Opt, OptionMap, writeIp } from './options';
 
 export const BOOTP_MIN_SIZE = 300; // RFC 951 / RFC 1542 §2.1: some ROMs drop anything shorter
 export const MAGIC_COOKIE = 0x63825363; // RFC 2131 §3
@@ -176,11 +176,11 @@ function writeOption(b: Buffer, o: number, code: number, v: Buffer): number {
   }
   // RFC 3396 §7: values over 255 bytes go out as consecutive instances
   for (let s = 0; s < v.length; s += 255) {
-    const chunk = v.subarray(s, Math.min(v.length, s + 255));
+    const end = Math.min(v.length, s + 255);
     b[o++] = code;
-    b[o++] = chunk.length;
-    chunk.copy(b, o);
-    o += chunk.length;
+    b[o++] = end - s;
+    v.copy(b, o, s, end);
+    o += end - s;
   }
   return o;
 }
@@ -214,10 +214,10 @@ function header(msg: DhcpMessage, size: number, withFile: boolean, withSname: bo
   b.writeUInt32BE(msg.xid >>> 0, 4);
   b.writeUInt16BE(msg.secs & 0xffff, 8);
   b.writeUInt16BE(msg.flags & 0xffff, 10);
-  ipToBytes(msg.ciaddr).copy(b, 12);
-  ipToBytes(msg.yiaddr).copy(b, 16);
-  ipToBytes(msg.siaddr).copy(b, 20);
-  ipToBytes(msg.giaddr).copy(b, 24);
+  writeIp(b, msg.ciaddr, 12);
+  writeIp(b, msg.yiaddr, 16);
+  writeIp(b, msg.siaddr, 20);
+  writeIp(b, msg.giaddr, 24);
   msg.chaddr.copy(b, 28, 0, Math.min(16, msg.chaddr.length));
   const sname = Buffer.from(msg.sname, 'latin1');
   const file = Buffer.from(msg.file, 'latin1');

@@ -28,6 +28,7 @@ import type { PacketTrace } from '../trace';
 import type { Dhcp6Config } from './config';
 import { Lease6Store, type Lease6Info } from './leases';
 import { decide6, type Decision6 } from './policy';
+import { literalLookup } from '../net/lookup';
 
 export interface Dhcp6ServiceOptions {
   dhcp6: Dhcp6Config;
@@ -175,7 +176,7 @@ export class Dhcp6Service {
   }
 
   private async open(port: number, via: 'dhcp' | 'proxy', multicast: boolean): Promise<Socket> {
-    const s = dgram.createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: true });
+    const s = dgram.createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: true, lookup: literalLookup });
     s.on('message', (b, r) => this.onDatagram(b, r, via));
     await bind(s, port, this.o.listenAddress ?? '::');
     s.on('error', (err) => this.o.log.warn({ err }, 'dhcp6 socket error'));

@@ -7,6 +7,7 @@
  * Datagrams arriving on either socket are handled. Both use reuseAddr.
  */
 import dgram, { type RemoteInfo, type Socket } from 'node:dgram';
+import { literalLookup } from './lookup';
 
 /** The LAN side (config section `lan`): the services listen on this address. */
 export interface LanConfig {
@@ -59,7 +60,7 @@ export class LanSocketPair {
     const { lanAddress, port, onMessage } = this.opts;
     const listen = this.opts.listenAddress ?? '0.0.0.0';
     const onError = (e: Error) => this.opts.onError?.(e);
-    const recv = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    const recv = dgram.createSocket({ type: 'udp4', reuseAddr: true, lookup: literalLookup });
     recv.on('message', onMessage);
     this.recv = recv;
     try {
@@ -71,7 +72,7 @@ export class LanSocketPair {
         this.sendSock = recv; // one address: one socket does both
         return;
       }
-      const send = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+      const send = dgram.createSocket({ type: 'udp4', reuseAddr: true, lookup: literalLookup });
       send.on('message', onMessage);
       this.sendSock = send;
       await bind(send, this.boundPort, lanAddress);

@@ -22,6 +22,7 @@ import type { Metrics } from '../metrics';
 import type { FileSource, OpenedFile } from '../source';
 import type { BootPlan } from '../boot/plan';
 import type { PacketTrace } from '../trace';
+import { literalLookup } from '../net/lookup';
 
 export interface TftpServiceOptions {
   address: string;
@@ -102,7 +103,7 @@ export class TftpService {
 
   async start(): Promise<void> {
     if (this.socket) return;
-    const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       sock.once('error', (err) => {
         // the failed bind keeps its descriptor until closed
@@ -143,7 +144,7 @@ export class TftpService {
    * 2 s until it binds or the service stops. Other errors (the port taken) fail the start.
    */
   private async listen6(onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void): Promise<void> {
-    const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true });
+    const s6 = dgram.createSocket({ type: 'udp6', reuseAddr: false, ipv6Only: true, lookup: literalLookup });
     try {
       await new Promise<void>((resolve, reject) => {
         s6.once('error', reject);
@@ -181,8 +182,8 @@ export class TftpService {
 
   /** @internal A socket for talking to `peer`: IPv6 peers from address6, the others from address. */
   socketFor(peer: Peer, reuseAddr = false): { sock: dgram.Socket; address: string } {
-    if (peer.ip.includes(':') && !peer.ip.startsWith('::ffff:')) return { sock: dgram.createSocket({ type: 'udp6', ipv6Only: true, reuseAddr }), address: this.opts.address6 ?? '::' };
-    return { sock: dgram.createSocket({ type: 'udp4', reuseAddr }), address: this.opts.address };
+    if (peer.ip.includes(':') && !peer.ip.startsWith('::ffff:')) return { sock: dgram.createSocket({ type: 'udp6', ipv6Only: true, reuseAddr, lookup: literalLookup }), address: this.opts.address6 ?? '::' };
+    return { sock: dgram.createSocket({ type: 'udp4', reuseAddr, lookup: literalLookup }), address: this.opts.address };
   }
 
   async stop(): Promise<void> {
