@@ -35,7 +35,8 @@
  * takes it when that time has passed. Every change to an address re-keys it
  * (O(log n)); OFFER holds are indexed by client too.
  */
-import { mkdirSync, openSync, readFileSync, closeSync, fsyncSync, writeSync, renameSync, existsSync, constants as fsConstants } from 'node:fs';
+import { mkdirSync, openSync, readSync, closeSync, fsyncSync, writeSync, renameSync, existsSync, constants as fsConstants } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { intToIp, ipToInt } from '../../proto/dhcp/options';
@@ -109,6 +110,32 @@ export const RENEW_SYNC_MS = 30_000;
 const LAZY_MAX = 512;
 /** journal batches written at once */
 const MAX_INFLIGHT = 2;
+/** load and compaction read and write the journal in pieces of about this many bytes */
+const WRITE_CHUNK = 256 * 1024;
+
+/**
+ * Calls `fn` with every non-empty piece of a file between separators, reading it in
+ * WRITE_CHUNK blocks (a /16 of leases is 5 MB: never the whole text and all its lines at once).
+ */
+export function forEachLine(file: string, sep: RegExp, fn: (line: string) => void): void {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(WRITE_CHUNK);
+    const dec = new StringDecoder('utf8'); // a character split between two blocks stays whole
+    let rest = '';
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n <= 0) break;
+      const parts = (rest + dec.write(buf.subarray(0, n))).split(sep);
+      rest = parts.pop() ?? '';
+      for (const p of parts) if (p) fn(p);
+    }
+    rest += dec.end();
+    if (rest) fn(rest);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** a.b.c.d → uint32 (undefined: not a dotted quad); no allocation beyond the split */
 function parseIp(ip: string): number | undefined {
@@ -295,22 +322,20 @@ export class LeaseStore {
     if (!file) return;
     mkdirSync(this.opts.stateDir!, { recursive: true });
     if (existsSync(file)) {
-      const text = readFileSync(file, 'utf8');
       let clean = true;
-      // NUL runs: a batch that never reached the disk before a later one did (crash)
-      for (const line of text.split(/[\n\0]+/)) {
-        if (!line) continue;
+      // NUL runs: a batch that never reached the disk before a later one did (crash), or the room ahead
+      forEachLine(file, /[\n\0]+/, (line) => {
         let r: Rec;
         try {
           r = JSON.parse(line) as Rec;
         } catch {
           this.skippedLines++;
           clean = false;
-          continue;
+          return;
         }
         clean = r !== null && typeof r === 'object' && r.op === 'clean';
         if (!clean) this.apply(r);
-      }
+      });
       if (!clean) this.coverLostRenewals();
     }
     this.compactSync();
@@ -410,18 +435,19 @@ export class LeaseStore {
     const now = this.now();
     let n = 0;
     try {
-      const lines: string[] = [];
-      for (const l of this.byMac.values()) {
-        lines.push(JSON.stringify(this.commitRec(l)));
+      // written in pieces of about WRITE_CHUNK: a /16 of leases is 5 MB of text, not one string
+      let out = '';
+      const add = (line: string) => {
+        out += line + '\n';
         n++;
-      }
-      for (const [ip, until] of this.declined) {
-        if (until > now) {
-          lines.push(JSON.stringify({ op: 'decline', ip, until }));
-          n++;
+        if (out.length >= WRITE_CHUNK) {
+          writeSync(fd, out);
+          out = '';
         }
-      }
-      if (lines.length) writeSync(fd, lines.join('\n') + '\n');
+      };
+      for (const l of this.byMac.values()) add(JSON.stringify(this.commitRec(l)));
+      for (const [ip, until] of this.declined) if (until > now) add(JSON.stringify({ op: 'decline', ip, until }));
+      if (out) writeSync(fd, out);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

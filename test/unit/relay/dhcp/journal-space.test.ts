@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LeaseStore, LEASE_FILE } from '../../../../relay/dhcp/leases';
+import { forEachLine, LeaseStore, LEASE_FILE } from '../../../../relay/dhcp/leases';
 import { dataEnd, JournalSpace, MIN_CHUNK } from '../../../../relay/dhcp/journal-space';
 
 const tmp = mkdtempSync(join(tmpdir(), 'brd-space-'));
@@ -28,6 +28,22 @@ describe('journal space: zeros ahead of the lease journal', () => {
       expect(await dataEnd(fh, content.length)).toBe(end);
       await fh.close();
     }
+  });
+
+  it('the journal is read in blocks: lines across block edges, multibyte characters split between blocks, NUL runs', () => {
+    const f = join(tmp, 'blocks');
+    const want: string[] = [];
+    const parts: string[] = [];
+    for (let i = 0; i < 9000; i++) {
+      const line = `{"n":${i},"h":"${'é€'.repeat(i % 50)}"}`;
+      want.push(line);
+      parts.push(line + (i % 997 === 0 ? '\n\0\0\0\0\n' : '\n'));
+    }
+    writeFileSync(f, parts.join('') + Buffer.alloc(3000).toString('latin1'));
+    expect(statSync(f).size).toBeGreaterThan(3 * 256 * 1024); // several blocks
+    const got: string[] = [];
+    forEachLine(f, /[\n\0]+/, (l) => got.push(l));
+    expect(got).toEqual(want);
   });
 
   it('batches land inside the zeros written ahead: the file does not grow per batch, and a reload reads every lease', async () => {
