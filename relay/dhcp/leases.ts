@@ -2,16 +2,11 @@
  * LeaseStore: leases in memory, made durable in `<stateDir>/leases.jsonl`
  * (append-only; compacted by write-tmp + fsync + rename).
  *
- * Group commit: commit() updates memory at once and returns a promise that
- * settles when the record is on disk. Records of one burst are written
- * together in one write to the O_DSYNC-opened journal (write + fdatasync in
- * one system call); the service sends the ACK only after that promise
- * resolves, so an ACKed lease survives kill -9 and power loss. A lone
- * packet's batch starts right after its own event-loop turn (no window).
- * Zeros are kept written ahead of the journal's end, so a batch overwrites
- * existing blocks instead of growing the file (./journal-space: no
- * filesystem-journal commit in the ACK's path).
- * Loading tolerates a torn last line, NUL runs (and skips any unparseable line).
+ * Durability (../journal/journal): commit() updates memory at once and
+ * returns a promise that settles when the record is on disk (group commit:
+ * the records of one burst share one O_DSYNC write); the service sends the
+ * ACK only after that promise resolves, so an ACKed lease survives kill -9
+ * and power loss.
  *
  * Renewals (the durability decision): a commit that only
  * extends an active lease of the same client on the same address (same
@@ -35,13 +30,11 @@
  * takes it when that time has passed. Every change to an address re-keys it
  * (O(log n)); OFFER holds are indexed by client too.
  */
-import { mkdirSync, openSync, readSync, closeSync, fsyncSync, writeSync, renameSync, existsSync, constants as fsConstants } from 'node:fs';
-import { StringDecoder } from 'node:string_decoder';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { intToIp, ipToInt } from '../../proto/dhcp/options';
-import { StageTimer } from './timing';
-import { dataEnd, JournalSpace } from './journal-space';
+import { Journal } from '../journal/journal';
+import type { StageTimer } from './timing';
 
 export interface Lease {
   mac: string;
@@ -106,36 +99,6 @@ type Rec =
 export const LEASE_FILE = 'leases.jsonl';
 /** a renewal's record is on disk at most this long after its ACK (ms) */
 export const RENEW_SYNC_MS = 30_000;
-/** renewal lines waiting alone: written (durably) once this many are queued */
-const LAZY_MAX = 512;
-/** journal batches written at once */
-const MAX_INFLIGHT = 2;
-/** load and compaction read and write the journal in pieces of about this many bytes */
-const WRITE_CHUNK = 256 * 1024;
-
-/**
- * Calls `fn` with every non-empty piece of a file between separators, reading it in
- * WRITE_CHUNK blocks (a /16 of leases is 5 MB: never the whole text and all its lines at once).
- */
-export function forEachLine(file: string, sep: RegExp, fn: (line: string) => void): void {
-  const fd = openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(WRITE_CHUNK);
-    const dec = new StringDecoder('utf8'); // a character split between two blocks stays whole
-    let rest = '';
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n <= 0) break;
-      const parts = (rest + dec.write(buf.subarray(0, n))).split(sep);
-      rest = parts.pop() ?? '';
-      for (const p of parts) if (p) fn(p);
-    }
-    rest += dec.end();
-    if (rest) fn(rest);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** a.b.c.d → uint32 (undefined: not a dotted quad); no allocation beyond the split */
 function parseIp(ip: string): number | undefined {
@@ -249,42 +212,49 @@ export class LeaseStore {
   private free = new AddressHeap();
   private staticInts = new Set<number>();
 
-  private fh?: FileHandle;
-  /** zeros ahead of the journal's end: batches overwrite in place (./journal-space) */
-  private space?: JournalSpace;
-  private pending: string[] = [];
-  private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
-  /** batches being written (at most MAX_INFLIGHT) */
-  private inflight = 0;
-  /** a compaction holds the journal: no batch starts */
-  private compacting = false;
-  private scheduled = false;
-  /** where the next batch goes in the journal */
-  private pos = 0;
-  private opening?: Promise<void>;
-  private logLines = 0;
-  private closed = false;
-  /** RENEW_SYNC_MS after the first renewal line waiting alone */
-  private syncTimer?: NodeJS.Timeout;
+  /** the lease file (undefined: memory only) */
+  private readonly journal?: Journal;
+  /** records load() could not use (beside the journal's unreadable lines) */
+  private badRecords = 0;
   /** mac → its binding's commit while that is on its way to the disk */
   private binding = new Map<string, Promise<void>>();
 
   /** fsyncs done (one per batch) */
-  fsyncs = 0;
+  get fsyncs(): number {
+    return this.journal?.fsyncs ?? 0;
+  }
   /** records written */
-  records = 0;
+  get records(): number {
+    return this.journal?.records ?? 0;
+  }
   /** renewals written without waiting for an fdatasync */
-  renewals = 0;
-  /** unreadable lines skipped at load (a torn last line counts here) */
-  skippedLines = 0;
+  get renewals(): number {
+    return this.journal?.lazyRecords ?? 0;
+  }
+  /** unreadable lines or unusable records skipped at load (a torn last line counts here) */
+  get skippedLines(): number {
+    return (this.journal?.skippedLines ?? 0) + this.badRecords;
+  }
   /** compactions that failed (the journal was kept as it was) */
-  compactFailures = 0;
+  get compactFailures(): number {
+    return this.journal?.compactFailures ?? 0;
+  }
 
   constructor(private readonly opts: LeaseStoreOptions) {
     this.start = ipToInt(opts.range[0]);
     this.end = ipToInt(opts.range[1]);
     this.cursor = this.start;
     this.now = opts.now ?? Date.now;
+    this.journal = opts.stateDir
+      ? new Journal({
+          file: join(opts.stateDir, LEASE_FILE),
+          fsync: opts.fsync,
+          timer: opts.timer,
+          lazyMs: RENEW_SYNC_MS,
+          live: () => this.byMac.size,
+          snapshot: () => this.snapshot(),
+        })
+      : undefined;
     for (const [mac, ip] of Object.entries(opts.static ?? {})) {
       this.staticByMac.set(mac.toLowerCase(), ip);
       this.staticIps.add(ip);
@@ -317,29 +287,12 @@ export class LeaseStore {
 
   /** Reads the journal (if any), compacts it, and opens it for appending. */
   async load(): Promise<void> {
-    const file = this.file;
-    this.closed = false;
-    if (!file) return;
+    const journal = this.journal;
+    if (!journal) return;
     mkdirSync(this.opts.stateDir!, { recursive: true });
-    if (existsSync(file)) {
-      let clean = true;
-      // NUL runs: a batch that never reached the disk before a later one did (crash), or the room ahead
-      forEachLine(file, /[\n\0]+/, (line) => {
-        let r: Rec;
-        try {
-          r = JSON.parse(line) as Rec;
-        } catch {
-          this.skippedLines++;
-          clean = false;
-          return;
-        }
-        clean = r !== null && typeof r === 'object' && r.op === 'clean';
-        if (!clean) this.apply(r);
-      });
-      if (!clean) this.coverLostRenewals();
-    }
-    this.compactSync();
-    await this.reopen();
+    const { clean } = journal.read((r) => this.apply(r as Rec));
+    if (!clean) this.coverLostRenewals();
+    await journal.open();
   }
 
   /**
@@ -361,11 +314,9 @@ export class LeaseStore {
     }
   }
 
-  private apply(r: Rec): void {
-    if (r === null || typeof r !== 'object') {
-      this.skippedLines++;
-      return;
-    }
+  /** One journal record into memory; false: not a record this store knows. */
+  private apply(r: Rec): boolean {
+    if (r === null || typeof r !== 'object') return false;
     if (r.op === 'commit' && typeof r.mac === 'string' && typeof r.ip === 'string') {
       this.setLease({ mac: r.mac, ...(r.i ? { id: r.i } : {}), ip: r.ip, expiresAt: r.exp, hostname: r.h, ...(r.f ? { fqdn: r.f } : {}), uuid: r.u, static: this.staticByMac.get(r.mac) === r.ip });
     } else if (r.op === 'release' && typeof r.mac === 'string') {
@@ -379,7 +330,8 @@ export class LeaseStore {
       const l = this.byIp.get(r.ip);
       if (l) this.dropLease(l);
       this.touch(r.ip);
-    } else this.skippedLines++;
+    } else return false;
+    return true;
   }
 
   private setLease(l: Lease): void {
@@ -426,41 +378,11 @@ export class LeaseStore {
     this.touch(ip);
   }
 
-  /** Rewrites the journal as the current state: tmp + fsync + rename + dir fsync. */
-  private compactSync(): void {
-    const file = this.file;
-    if (!file) return;
-    const tmp = file + '.tmp';
-    const fd = openSync(tmp, 'w');
+  /** What a compaction writes: every lease, and the declines still running. */
+  private *snapshot(): Iterable<string> {
     const now = this.now();
-    let n = 0;
-    try {
-      // written in pieces of about WRITE_CHUNK: a /16 of leases is 5 MB of text, not one string
-      let out = '';
-      const add = (line: string) => {
-        out += line + '\n';
-        n++;
-        if (out.length >= WRITE_CHUNK) {
-          writeSync(fd, out);
-          out = '';
-        }
-      };
-      for (const l of this.byMac.values()) add(JSON.stringify(this.commitRec(l)));
-      for (const [ip, until] of this.declined) if (until > now) add(JSON.stringify({ op: 'decline', ip, until }));
-      if (out) writeSync(fd, out);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    try {
-      const dfd = openSync(this.opts.stateDir!, 'r');
-      fsyncSync(dfd);
-      closeSync(dfd);
-    } catch {
-      /* directories cannot be fsynced everywhere */
-    }
-    this.logLines = n;
+    for (const l of this.byMac.values()) yield JSON.stringify(this.commitRec(l));
+    for (const [ip, until] of this.declined) if (until > now) yield JSON.stringify({ op: 'decline', ip, until });
   }
 
   private commitRec(l: Lease): Rec {
@@ -674,175 +596,20 @@ export class LeaseStore {
     return out;
   }
 
-  // ------------------------------------------------------------- group commit
+  // ------------------------------------------------------------- the journal
 
-  /**
-   * Queues a record. `durable`: the promise settles once the record is on
-   * disk; the batch goes out after the current burst of datagrams (setImmediate).
-   * Not durable (a renewal): settles at once; the line waits for the next
-   * durable batch, LAZY_MAX lines, or RENEW_SYNC_MS, whichever comes first.
-   */
+  /** Queues a record (durable: settles once on disk; a renewal: at once, see the header). */
   private write(r: Rec, durable = true): Promise<void> {
-    if (!this.opts.stateDir) return Promise.resolve();
-    if (this.closed) return durable ? Promise.reject(new Error('lease store closed')) : Promise.resolve();
-    this.pending.push(JSON.stringify(r));
-    let p: Promise<void>;
-    if (durable) p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    else {
-      p = Promise.resolve();
-      this.renewals++;
-    }
-    if (this.scheduled) return p; // joins the batch about to start
-    if (this.inflight >= MAX_INFLIGHT || this.compacting) return p; // a batch ending looks again
-    if (durable || this.pending.length >= LAZY_MAX) {
-      this.scheduled = true;
-      // everything the current burst of datagrams commits joins this batch
-      setImmediate(() => {
-        this.scheduled = false;
-        void this.flush();
-      });
-    } else this.armSyncTimer();
-    return p;
+    return this.journal ? this.journal.write(JSON.stringify(r), durable) : Promise.resolve();
   }
 
-  private armSyncTimer(): void {
-    if (this.syncTimer) return;
-    this.syncTimer = setTimeout(() => {
-      this.syncTimer = undefined;
-      void this.flush();
-    }, RENEW_SYNC_MS);
-    this.syncTimer.unref();
-  }
-
-  /**
-   * One batch: a single positioned write on the O_DSYNC journal (data on
-   * disk when it returns). Up to MAX_INFLIGHT batches are written at once: a
-   * burst arriving while one batch syncs does not wait for that sync before
-   * its own starts. Each batch has its own place in the file (taken here, in
-   * order), so the file keeps the order of the batches whatever order the
-   * writes finish in; a crash between them leaves a run of NULs, which load()
-   * skips.
-   */
-  private async flush(): Promise<void> {
-    if (this.inflight >= MAX_INFLIGHT || this.compacting || this.pending.length === 0) return;
-    this.inflight++;
-    const lines = this.pending;
-    const waiters = this.waiters;
-    this.pending = [];
-    this.waiters = [];
-    if (this.syncTimer) clearTimeout(this.syncTimer);
-    this.syncTimer = undefined;
-    try {
-      if (!this.fh && this.file && !this.closed) {
-        // one open for the batches that find the journal closed (a failed compaction)
-        this.opening ??= this.reopen().finally(() => (this.opening = undefined));
-        await this.opening;
-      }
-      const fh = this.fh;
-      if (!fh) throw new Error('lease store not loaded');
-      const tm = this.opts.timer;
-      const t0 = tm ? StageTimer.now() : 0;
-      const buf = Buffer.from(lines.join('\n') + '\n');
-      const at = this.pos;
-      this.pos += buf.length;
-      await this.space?.before(at, buf.length, this.pos);
-      const { bytesWritten } = await fh.write(buf, 0, buf.length, at);
-      if (bytesWritten !== buf.length) throw new Error(`lease journal: short write (${bytesWritten} of ${buf.length} bytes)`);
-      if (tm) {
-        tm.add('batch-write+sync', StageTimer.now() - t0);
-        tm.add('batch-records', lines.length);
-      }
-      this.fsyncs++;
-      this.records += lines.length;
-      this.logLines += lines.length;
-      for (const w of waiters) w.resolve();
-    } catch (e) {
-      for (const w of waiters) w.reject(e as Error);
-    } finally {
-      this.inflight--;
-    }
-    if (this.waiters.length || this.pending.length >= LAZY_MAX) void this.flush();
-    else {
-      if (this.pending.length) this.armSyncTimer();
-      if (this.inflight === 0 && this.logLines > 4 * this.byMac.size + 1000) await this.compact();
-    }
-  }
-
-  /** Opens the journal and puts the write position at the end of its data (zeros ahead of it are room). */
-  private async reopen(): Promise<void> {
-    const fh = await this.openJournal();
-    try {
-      const size = (await fh.stat()).size;
-      this.pos = await dataEnd(fh, size);
-      this.space = this.opts.fsync === false ? undefined : new JournalSpace(fh, size);
-    } catch (err) {
-      await fh.close();
-      throw err;
-    }
-    this.fh = fh;
-  }
-
-  /**
-   * The journal for positioned writes (no O_APPEND: Linux would ignore the
-   * position). With fsync on (always, but in benchmarks of the rest) it is
-   * opened O_DSYNC: each batch is one write system call that returns with
-   * the data on disk (one thread-pool round trip instead of a write and then
-   * an fdatasync).
-   */
-  private openJournal(): Promise<FileHandle> {
-    const c = fsConstants;
-    return open(this.file!, c.O_RDWR | c.O_CREAT | (this.opts.fsync === false ? 0 : c.O_DSYNC), 0o644);
-  }
-
-  /**
-   * Compacts between batches (no batch in flight). Never throws: a compaction
-   * that fails (state dir full) leaves the journal as it was, reopened for
-   * appending, and is tried again after later batches.
-   */
+  /** Compacts the journal now (between batches). Never throws. */
   async compact(): Promise<void> {
-    if (!this.fh || this.inflight > 0 || this.compacting) return;
-    this.compacting = true;
-    const fh = this.fh;
-    this.fh = undefined;
-    try {
-      await this.space?.settle();
-      this.space = undefined;
-      await fh.close();
-      this.compactSync();
-    } catch {
-      this.compactFailures++;
-    }
-    try {
-      await this.reopen();
-    } catch {
-      /* flush() tries to open it again */
-    } finally {
-      this.compacting = false;
-    }
-    if (this.pending.length) void this.flush();
+    await this.journal?.compact();
   }
 
-  /** Flushes what is pending, ends the journal with a `clean` record (fdatasynced) and closes the file. */
+  /** Writes what is pending, ends the journal with a `clean` record (on disk) and closes the file. */
   async close(): Promise<void> {
-    while (this.inflight > 0 || this.compacting || this.pending.length || this.scheduled) {
-      if (this.inflight === 0 && !this.compacting && this.pending.length) await this.flush();
-      else await new Promise((r) => setImmediate(r));
-    }
-    if (this.syncTimer) clearTimeout(this.syncTimer);
-    this.syncTimer = undefined;
-    if (this.fh && !this.closed) {
-      try {
-        await this.space?.settle();
-        const buf = Buffer.from(JSON.stringify({ op: 'clean' }) + '\n');
-        await this.fh.write(buf, 0, buf.length, this.pos); // O_DSYNC: on disk
-        this.pos += buf.length;
-      } catch {
-        /* no clean record: the next load covers the renewals as after a crash */
-      }
-    }
-    this.closed = true;
-    await this.fh?.close();
-    this.fh = undefined;
-    this.space = undefined;
+    await this.journal?.close();
   }
 }

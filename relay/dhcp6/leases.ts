@@ -1,15 +1,16 @@
 /**
  * Lease6Store: DHCPv6 bindings (RFC 8415 §6.2: one per client DUID + IAID),
- * in memory and durable in `<stateDir>/leases6.jsonl` (append-only journal,
- * compacted by write-tmp + fsync + rename), with the same guarantee as the
- * IPv4 store: commit() resolves only once the record is fsynced, records of
- * one burst share one fdatasync, and the service sends its REPLY after that.
- * A torn last line (kill -9 mid-write) is skipped at load.
+ * in memory and durable in `<stateDir>/leases6.jsonl` through the same
+ * journal as the IPv4 store (../journal/journal: group commit on an O_DSYNC
+ * file with room written ahead, compaction by write-tmp + fsync + rename,
+ * read in pieces): commit() resolves only once its record is on disk, and
+ * the service sends its REPLY after that. A torn last line (kill -9
+ * mid-write) is skipped at load.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { bigIntToIp6, canonicalIp6, ip6ToBigInt } from '../../proto/dhcp6/addr';
+import { Journal } from '../journal/journal';
 
 export interface Lease6 {
   /** client DUID, hex */
@@ -64,23 +65,36 @@ export class Lease6Store {
   private cursor: bigint;
   private readonly now: () => number;
 
-  private fh?: FileHandle;
-  private pending: string[] = [];
-  private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
-  private flushing = false;
-  private scheduled = false;
-  private logLines = 0;
-  private closed = false;
+  /** the lease file (undefined: memory only) */
+  private readonly journal?: Journal;
 
-  fsyncs = 0;
-  records = 0;
-  skippedLines = 0;
+  /** batches written (one flush each) */
+  get fsyncs(): number {
+    return this.journal?.fsyncs ?? 0;
+  }
+  /** records written */
+  get records(): number {
+    return this.journal?.records ?? 0;
+  }
+  /** unreadable lines or unusable records skipped at load */
+  get skippedLines(): number {
+    return this.journal?.skippedLines ?? 0;
+  }
 
   constructor(private readonly opts: Lease6StoreOptions) {
     this.first = ip6ToBigInt(opts.range[0]);
     this.last = ip6ToBigInt(opts.range[1]);
     this.cursor = this.first;
     this.now = opts.now ?? Date.now;
+    this.journal = opts.stateDir
+      ? new Journal({
+          file: join(opts.stateDir, LEASE6_FILE),
+          fsync: opts.fsync,
+          lazyMs: 30_000, // no lazy records here: every DHCPv6 commit is durable before its REPLY
+          live: () => this.byKey.size,
+          snapshot: () => this.snapshot(),
+        })
+      : undefined;
   }
 
   get file(): string | undefined {
@@ -88,26 +102,16 @@ export class Lease6Store {
   }
 
   async load(): Promise<void> {
-    const file = this.file;
-    this.closed = false;
-    if (!file) return;
+    const journal = this.journal;
+    if (!journal) return;
     mkdirSync(this.opts.stateDir!, { recursive: true });
-    if (existsSync(file)) {
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
-        if (!line) continue;
-        try {
-          this.apply(JSON.parse(line) as Rec);
-        } catch {
-          this.skippedLines++;
-        }
-      }
-    }
-    this.compactSync();
-    this.fh = await open(file, 'a');
+    journal.read((r) => this.apply(r as Rec));
+    await journal.open();
   }
 
-  private apply(r: Rec): void {
-    if (r === null || typeof r !== 'object') throw new Error('not a record');
+  /** One journal record into memory; false: not a record this store knows. */
+  private apply(r: Rec): boolean {
+    if (r === null || typeof r !== 'object') return false;
     if (r.op === 'commit' && typeof r.d === 'string' && typeof r.ip === 'string' && typeof r.exp === 'number') {
       this.setLease({ duid: r.d, iaid: r.i >>> 0, ip: r.ip, expiresAt: r.exp, mac: r.m });
     } else if (r.op === 'release' && typeof r.d === 'string') {
@@ -117,7 +121,8 @@ export class Lease6Store {
       this.declined.set(r.ip, r.until);
       const l = this.byIp.get(r.ip);
       if (l) this.drop(l);
-    } else throw new Error('unknown record');
+    } else return false;
+    return true;
   }
 
   private setLease(l: Lease6): void {
@@ -136,30 +141,11 @@ export class Lease6Store {
     if (this.byIp.get(l.ip) === l) this.byIp.delete(l.ip);
   }
 
-  private compactSync(): void {
-    const file = this.file;
-    if (!file) return;
-    const tmp = file + '.tmp';
-    const fd = openSync(tmp, 'w');
+  /** What a compaction writes: every binding, and the declines still running. */
+  private *snapshot(): Iterable<string> {
     const now = this.now();
-    const lines: string[] = [];
-    try {
-      for (const l of this.byKey.values()) lines.push(JSON.stringify(this.commitRec(l)));
-      for (const [ip, until] of this.declined) if (until > now) lines.push(JSON.stringify({ op: 'decline', ip, until }));
-      if (lines.length) writeSync(fd, lines.join('\n') + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    try {
-      const dfd = openSync(this.opts.stateDir!, 'r');
-      fsyncSync(dfd);
-      closeSync(dfd);
-    } catch {
-      /* not everywhere */
-    }
-    this.logLines = lines.length;
+    for (const l of this.byKey.values()) yield JSON.stringify(this.commitRec(l));
+    for (const [ip, until] of this.declined) if (until > now) yield JSON.stringify({ op: 'decline', ip, until });
   }
 
   private commitRec(l: Lease6): Rec {
@@ -273,76 +259,15 @@ export class Lease6Store {
     return [...this.byKey.values()].map((l) => ({ duid: l.duid, iaid: l.iaid, ip: l.ip, mac: l.mac, expiresAt: new Date(l.expiresAt).toISOString(), active: l.expiresAt > now }));
   }
 
-  // ------------------------------------------------------------- group commit
+  // ------------------------------------------------------------- the journal
 
+  /** Queues a record; settles once it is on disk. */
   private write(r: Rec): Promise<void> {
-    if (!this.opts.stateDir) return Promise.resolve();
-    if (this.closed) return Promise.reject(new Error('lease store closed'));
-    this.pending.push(JSON.stringify(r));
-    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    if (!this.flushing && !this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        void this.flush();
-      });
-    }
-    return p;
+    return this.journal ? this.journal.write(JSON.stringify(r)) : Promise.resolve();
   }
 
-  private async flush(): Promise<void> {
-    if (this.flushing || this.pending.length === 0) return;
-    this.flushing = true;
-    const lines = this.pending;
-    const waiters = this.waiters;
-    this.pending = [];
-    this.waiters = [];
-    try {
-      if (!this.fh && this.file && !this.closed) this.fh = await open(this.file, 'a');
-      if (!this.fh) throw new Error('lease store not loaded');
-      await this.fh.write(lines.join('\n') + '\n');
-      if (this.opts.fsync !== false) await this.fh.datasync();
-      this.fsyncs++;
-      this.records += lines.length;
-      this.logLines += lines.length;
-      for (const w of waiters) w.resolve();
-    } catch (e) {
-      for (const w of waiters) w.reject(e as Error);
-    } finally {
-      this.flushing = false;
-    }
-    if (this.pending.length) void this.flush();
-    else if (this.logLines > 4 * this.byKey.size + 1000) await this.compact();
-  }
-
-  private async compact(): Promise<void> {
-    if (!this.fh || this.flushing) return;
-    this.flushing = true;
-    const fh = this.fh;
-    this.fh = undefined;
-    try {
-      await fh.close();
-      this.compactSync();
-    } catch {
-      /* the journal stays as it was */
-    }
-    try {
-      this.fh = await open(this.file!, 'a');
-    } catch {
-      /* flush() opens it again */
-    } finally {
-      this.flushing = false;
-    }
-    if (this.pending.length) void this.flush();
-  }
-
+  /** Writes what is pending and closes the journal. */
   async close(): Promise<void> {
-    while (this.flushing || this.pending.length || this.scheduled) {
-      if (!this.flushing && this.pending.length) await this.flush();
-      else await new Promise((r) => setImmediate(r));
-    }
-    this.closed = true;
-    await this.fh?.close();
-    this.fh = undefined;
+    await this.journal?.close();
   }
 }

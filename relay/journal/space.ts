@@ -15,8 +15,8 @@
  * fsyncing 1 MiB files, p50 0.77–0.82 → 0.59–0.60 ms, p99 1.06–1.15 →
  * 0.99–1.03 ms. Tight back-to-back synchronous writes: p50 0.13–0.15 → 0.09.
  *
- * The zeros are what load() already skips (a NUL run is a batch that never
- * reached the disk). On a log-structured flash filesystem (UBIFS, JFFS2) the
+ * The zeros are what Journal.read() already skips (a NUL run is a batch that
+ * never reached the disk). On a log-structured flash filesystem (UBIFS, JFFS2) the
  * zeros compress to almost nothing; the chunk starts at MIN_CHUNK and grows
  * only while batches arrive faster than it is used up (flash budget: a client
  * boot writes about 0.4 KiB of leases).
