@@ -13,12 +13,14 @@
  * `alloc` (bootrelay only: the pool already full of expired leases of other clients, every new
  * client takes the longest-expired one and releases it; on a /16 pool vs a /24 pool, which
  * shows whether allocation scans the range). Repetitions alternate the servers and are reported
- * as min–median–max. Latency: perfdhcp's per-exchange timestamps (-x t) at a fixed rate below
- * every knee, p50/p99/max, with bootrelay's own stage timings (BOOTRELAY_DHCP_TIMING) beside.
+ * as min–median–max. Latency: perfdhcp's per-exchange timestamps (-x t) at two fixed rates,
+ * a quarter and a half of the lowest knee, p50/p99/max, bootrelay beside dnsmasq-noping (both
+ * have the binding on disk before the ACK: dnsmasq rewrites and fsyncs its lease file before it
+ * sends), with bootrelay's own stage timings (BOOTRELAY_DHCP_TIMING) beside.
  * Runs as root inside namespaces `brdb<pid>-*` (10.99.0.0/16 only); bounded in count and time.
  * Knobs: BENCH_DHCP_REPS (3), BENCH_DHCP_SECONDS (2, per trial), BENCH_DHCP_SCENARIOS
- * ("new,renew,alloc"), BENCH_DHCP_LAT_RATE (a quarter of the lowest knee a server reached in the first
- * repetition, 50…1000), BENCH_DHCP_LAT_SECONDS (6).
+ * ("new,renew,alloc"), BENCH_DHCP_LAT_RATE (comma list; default a quarter and a half of the lowest
+ * knee a server reached in the first repetition, 50…2000), BENCH_DHCP_LAT_SECONDS (10).
  * Run: node scripts/run-ts.mjs bench/dhcp.ts
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -40,11 +42,15 @@ const MAX_RATE = 32_000;
 const MIN_RATE = 25;
 const PRECISION = 0.07;
 const MAX_TRIALS = 10;
-const LAT_SECONDS = Math.max(1, Number(process.env.BENCH_DHCP_LAT_SECONDS ?? 6));
+const LAT_SECONDS = Math.max(1, Number(process.env.BENCH_DHCP_LAT_SECONDS ?? 10));
+/** the latency runs' rates, as fractions of the lowest knee (new or renew) any server reached */
+const LAT_FRACTIONS = [0.25, 0.5];
 const CLIENT_SPACE = 1 << 20;
 
 type ServerName = 'bootrelay' | 'dnsmasq-openwrt' | 'dnsmasq-noping';
 const SERVERS: ServerName[] = ['bootrelay', 'dnsmasq-openwrt', 'dnsmasq-noping'];
+/** dnsmasq as OpenWrt runs it answers no OFFER inside perfdhcp's drop time (its ping check): no latency to measure */
+const LAT_SERVERS: ServerName[] = ['bootrelay', 'dnsmasq-noping'];
 
 interface Exchange {
   sent: number;
@@ -241,9 +247,13 @@ async function main(): Promise<void> {
   }
   const knees = new Map<string, Search[]>();
   const key = (r: { scenario: string; server: string }) => `${r.scenario} ${r.server}`;
-  const timings: Array<Record<string, { p50: number; p99: number; max: number; n: number }>> = [];
-  const lat = new Map<ServerName, Array<Record<string, number[]>>>();
-  let latRate = Number(process.env.BENCH_DHCP_LAT_RATE ?? 0);
+  const timings = new Map<number, Array<Record<string, { p50: number; p99: number; max: number; n: number }>>>();
+  /** rate → server → one record per repetition */
+  const lat = new Map<number, Map<ServerName, Array<Record<string, number[]>>>>();
+  let latRates = (process.env.BENCH_DHCP_LAT_RATE ?? '')
+    .split(',')
+    .map(Number)
+    .filter((r) => r > 0);
   try {
     for (let rep = 0; rep < REPS; rep++) {
       // alternate: each repetition runs every server once per scenario, the order rotated
@@ -261,20 +271,26 @@ async function main(): Promise<void> {
         }
       }
       // latency at a fixed rate under every knee: new clients plus as many renewals
-      if (!latRate) {
-        // a quarter of the lowest knee any server reached (new or renew: the latency run is both at
-        // once), well under every knee even on a noisy machine
+      if (!latRates.length) {
+        // a quarter and a half of the lowest knee any server reached (new or renew: the latency
+        // run is both at once), under every knee even on a noisy machine
         const ks = ['new', 'renew'].flatMap((sc) => SERVERS.map((srv) => median((knees.get(`${sc} ${srv}`) ?? []).map((s) => s.knee)))).filter((k) => Number.isFinite(k) && k > 0);
-        latRate = Math.max(50, Math.min(1000, Math.round((ks.length ? Math.min(...ks) : 400) / 4 / 25) * 25));
+        const low = ks.length ? Math.min(...ks) : 400;
+        latRates = [...new Set(LAT_FRACTIONS.map((f) => Math.max(50, Math.min(2000, Math.round((low * f) / 25) * 25))))];
       }
-      for (let i = 0; i < SERVERS.length; i++) {
-        const srv = SERVERS[(i + rep) % SERVERS.length]!;
-        const tf = srv === 'bootrelay' ? join(tmp, `timing-${rep}.json`) : undefined;
-        const t = await trial(srv, 'renew', { pool: POOL16 }, latRate, LAT_SECONDS, tf);
-        const l = lat.get(srv) ?? [];
-        l.push({ ...t.delays, lossPct: [Math.max(...Object.entries(t.ex).filter(([k]) => k !== 'RELEASE').map(([, e]) => (100 * e.drops) / Math.max(1, e.sent)))] });
-        lat.set(srv, l);
-        if (tf && existsSync(tf)) timings.push(JSON.parse(readFileSync(tf, 'utf8')));
+      for (const rate of latRates) {
+        const byServer = lat.get(rate) ?? new Map<ServerName, Array<Record<string, number[]>>>();
+        lat.set(rate, byServer);
+        for (let i = 0; i < LAT_SERVERS.length; i++) {
+          const srv = LAT_SERVERS[(i + rep) % LAT_SERVERS.length]!;
+          const tf = srv === 'bootrelay' ? join(tmp, `timing-${rate}-${rep}.json`) : undefined;
+          const t = await trial(srv, 'renew', { pool: POOL16 }, rate, LAT_SECONDS, tf);
+          const l = byServer.get(srv) ?? [];
+          l.push({ ...t.delays, lossPct: [Math.max(...Object.entries(t.ex).filter(([k]) => k !== 'RELEASE').map(([, e]) => (100 * e.drops) / Math.max(1, e.sent)))] });
+          byServer.set(srv, l);
+          if (tf && existsSync(tf)) timings.set(rate, [...(timings.get(rate) ?? []), JSON.parse(readFileSync(tf, 'utf8'))]);
+        }
+        console.log(`  rep ${rep + 1} latency at ${rate}/s done`);
       }
     }
   } finally {
@@ -307,58 +323,64 @@ async function main(): Promise<void> {
   }
   console.log(table(['workload', 'server', 'knee DORA/s (min–med–max)', 'ratio per repetition (min–med–max)'], kneeRows));
 
-  console.log(`\nDHCP latency at ${latRate} DORA/s + ${latRate} renewals/s (perfdhcp -x t, ${LAT_SECONDS} s, fresh state; ms, median of ${REPS} repetitions [min–max of the repetitions])`);
-  const cell = (srv: ServerName, kind: string, p: number) => {
-    const per = (lat.get(srv) ?? []).map((r) => (p < 0 ? (r[kind]?.length ? Math.max(...r[kind]!) : NaN) : q(r[kind] ?? [], p)));
-    return per;
-  };
-  const fmt = (xs: number[]) => {
-    const v = xs.filter(Number.isFinite);
-    return v.length ? `${fx(median(v), 2)} [${fx(Math.min(...v), 2)}–${fx(Math.max(...v), 2)}]` : '-';
-  };
   const kinds: Array<[string, string]> = [
     ['DISCOVER-OFFER', 'OFFER'],
     ['REQUEST-ACK', 'ACK'],
     ['REQUEST-ACK (renewal)', 'renew ACK'],
   ];
-  const latRows: string[][] = [];
-  for (const srv of SERVERS) {
-    for (const [kind, label] of kinds) latRows.push([srv, label, fmt(cell(srv, kind, 0.5)), fmt(cell(srv, kind, 0.99)), fmt(cell(srv, kind, -1)), fmt((lat.get(srv) ?? []).map((r) => r.lossPct?.[0] ?? NaN))]);
-  }
-  console.log(table(['server', 'answer', 'p50', 'p99', 'max', 'worst loss %'], latRows));
-  const ratioRows: string[][] = [];
-  for (const other of SERVERS.slice(1)) {
-    for (const [kind, label] of kinds) {
-      const r = (p: number) => {
-        const a = cell('bootrelay', kind, p);
-        const b = cell(other, kind, p);
-        return spread(
-          a.map((x, i) => x / (b[i] ?? NaN)),
-          2,
-        );
-      };
-      ratioRows.push([`bootrelay ÷ ${other}`, label, r(0.5), r(0.99), r(-1)]);
+  const fmt = (xs: number[]) => {
+    const v = xs.filter(Number.isFinite);
+    return v.length ? `${fx(median(v), 2)} [${fx(Math.min(...v), 2)}–${fx(Math.max(...v), 2)}]` : '-';
+  };
+  const summary: string[] = [];
+  for (const rate of latRates) {
+    const byServer = lat.get(rate) ?? new Map<ServerName, Array<Record<string, number[]>>>();
+    console.log(
+      `\nDHCP latency at ${rate} DORA/s + ${rate} renewals/s (perfdhcp -x t, ${LAT_SECONDS} s, fresh state, every binding on disk before its ACK (both servers); ms, median of ${REPS} repetitions [min–max of the repetitions]). dnsmasq-openwrt is left out: its ping check answers no OFFER inside perfdhcp's drop time.`,
+    );
+    const cell = (srv: ServerName, kind: string, p: number) => (byServer.get(srv) ?? []).map((r) => (p < 0 ? (r[kind]?.length ? Math.max(...r[kind]!) : NaN) : q(r[kind] ?? [], p)));
+    const latRows: string[][] = [];
+    for (const srv of LAT_SERVERS) {
+      for (const [kind, label] of kinds) latRows.push([srv, label, fmt(cell(srv, kind, 0.5)), fmt(cell(srv, kind, 0.99)), fmt(cell(srv, kind, -1)), fmt((byServer.get(srv) ?? []).map((r) => r.lossPct?.[0] ?? NaN))]);
+    }
+    console.log(table(['server', 'answer', 'p50', 'p99', 'max', 'worst loss %'], latRows));
+    const ratioRows: string[][] = [];
+    for (const other of LAT_SERVERS.slice(1)) {
+      for (const [kind, label] of kinds) {
+        const r = (p: number) => {
+          const a = cell('bootrelay', kind, p);
+          const b = cell(other, kind, p);
+          return spread(
+            a.map((x, i) => x / (b[i] ?? NaN)),
+            2,
+          );
+        };
+        ratioRows.push([`bootrelay ÷ ${other}`, label, r(0.5), r(0.99), r(-1)]);
+        if (label === 'ACK') summary.push(`  at ${rate}/s: ACK p50 ${r(0.5)}, p99 ${r(0.99)} (bootrelay ÷ ${other}, per repetition min–med–max)`);
+      }
+    }
+    console.log(table(['ratio (per repetition, min–med–max; < 1: bootrelay faster)', 'answer', 'p50', 'p99', 'max'], ratioRows));
+
+    const ts = timings.get(rate) ?? [];
+    if (ts.length) {
+      console.log(
+        `bootrelay stage times at ${rate}/s (BOOTRELAY_DHCP_TIMING, process.hrtime; ms except batch-records; median of ${ts.length} runs; loop-delay: the agent's event-loop delay from its first datagram on, 1 ms timer)`,
+      );
+      const names = [...new Set(ts.flatMap((t) => Object.keys(t)))];
+      const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-write+sync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack', 'loop-delay'];
+      names.sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
+      console.log(
+        table(
+          ['stage', 'n', 'p50', 'p99', 'max'],
+          names.map((n) => {
+            const v = (f: 'p50' | 'p99' | 'max' | 'n') => median(ts.map((t) => t[n]?.[f] ?? NaN));
+            return [n, fx(v('n'), 0), fx(v('p50'), 3), fx(v('p99'), 3), fx(v('max'), 3)];
+          }),
+        ),
+      );
     }
   }
-  console.log(table(['ratio (per repetition, min–med–max; < 1: bootrelay faster)', 'answer', 'p50', 'p99', 'max'], ratioRows));
-
-  if (timings.length) {
-    console.log(
-      `\nbootrelay stage times during the latency runs (BOOTRELAY_DHCP_TIMING, process.hrtime; ms except batch-records; median of ${timings.length} runs; loop-delay: the agent's event-loop delay from its first datagram on, 1 ms timer)`,
-    );
-    const names = [...new Set(timings.flatMap((t) => Object.keys(t)))];
-    const order = ['decode', 'policy', 'events-in', 'commit-wait', 'batch-write', 'batch-fdatasync', 'batch-write+sync', 'batch-records', 'encode', 'send', 'events-out', 'total-offer', 'total-ack', 'loop-delay'];
-    names.sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
-    console.log(
-      table(
-        ['stage', 'n', 'p50', 'p99', 'max'],
-        names.map((n) => {
-          const v = (f: 'p50' | 'p99' | 'max' | 'n') => median(timings.map((t) => t[n]?.[f] ?? NaN));
-          return [n, fx(v('n'), 0), fx(v('p50'), 3), fx(v('p99'), 3), fx(v('max'), 3)];
-        }),
-      ),
-    );
-  }
+  if (summary.length) console.log(`\nDHCP ACK latency, bootrelay ÷ dnsmasq-noping (< 1: bootrelay faster):\n${summary.join('\n')}`);
 }
 
 if (!helperMode())
