@@ -66,12 +66,15 @@ interface Trial {
   ex: Record<string, Exchange>;
   /** delays (ms) per exchange kind, with -x t */
   delays: Record<string, number[]>;
+  /** per exchange kind, the delays of the first and of the second half of the run (by send time) */
+  halves: Record<string, [number[], number[]]>;
 }
 
 /** perfdhcp's final report: per-exchange counters and (with -x t) the timestamps of every successful exchange. */
 function parsePerf(rate: number, seconds: number, out: string): Trial {
   const ex: Record<string, Exchange> = {};
   const delays: Record<string, number[]> = {};
+  const sent: Record<string, number[]> = {};
   let stats: string | undefined;
   let stamps: string | undefined;
   for (const line of out.split('\n')) {
@@ -94,14 +97,24 @@ function parsePerf(rate: number, seconds: number, out: string): Trial {
       if (m) ex[stats]![m[1] === 'sent packets' ? 'sent' : m[1] === 'drops' ? 'drops' : 'received'] = Number(m[2]);
     } else if (stamps) {
       m = /^sent \/ received: ([\d.]+) \/ ([\d.]+)/.exec(line);
-      if (m) delays[stamps]!.push((Number(m[2]) - Number(m[1])) * 1000);
+      if (m) {
+        delays[stamps]!.push((Number(m[2]) - Number(m[1])) * 1000);
+        (sent[stamps] ??= []).push(Number(m[1]));
+      }
     }
   }
   const kinds = Object.keys(ex).filter((k) => k !== 'RELEASE'); // RELEASE has no answer
   const lossOk = kinds.length > 0 && kinds.every((k) => ex[k]!.sent > 0 && ex[k]!.drops / ex[k]!.sent < 0.01);
   const doSent = ex['DISCOVER-OFFER']?.sent ?? 0;
   const clientLimited = doSent < 0.97 * rate * seconds;
-  return { rate, ok: lossOk && !clientLimited, clientLimited, ex, delays };
+  const halves: Record<string, [number[], number[]]> = {};
+  const t0 = Math.min(...Object.values(sent).flatMap((xs) => (xs.length ? [Math.min(...xs)] : [])));
+  for (const [k, ds] of Object.entries(delays)) {
+    const h: [number[], number[]] = [[], []];
+    ds.forEach((d, i) => h[sent[k]![i]! - t0 < seconds / 2 ? 0 : 1].push(d));
+    halves[k] = h;
+  }
+  return { rate, ok: lossOk && !clientLimited, clientLimited, ex, delays, halves };
 }
 
 function q(xs: number[], p: number): number {
@@ -286,7 +299,7 @@ async function main(): Promise<void> {
           const tf = srv === 'bootrelay' ? join(tmp, `timing-${rate}-${rep}.json`) : undefined;
           const t = await trial(srv, 'renew', { pool: POOL16 }, rate, LAT_SECONDS, tf);
           const l = byServer.get(srv) ?? [];
-          l.push({ ...t.delays, lossPct: [Math.max(...Object.entries(t.ex).filter(([k]) => k !== 'RELEASE').map(([, e]) => (100 * e.drops) / Math.max(1, e.sent)))] });
+          l.push({ ...t.delays, ackFirstHalf: t.halves['REQUEST-ACK']?.[0] ?? [], ackSecondHalf: t.halves['REQUEST-ACK']?.[1] ?? [], lossPct: [Math.max(...Object.entries(t.ex).filter(([k]) => k !== 'RELEASE').map(([, e]) => (100 * e.drops) / Math.max(1, e.sent)))] });
           byServer.set(srv, l);
           if (tf && existsSync(tf)) timings.set(rate, [...(timings.get(rate) ?? []), JSON.parse(readFileSync(tf, 'utf8'))]);
         }
@@ -356,7 +369,15 @@ async function main(): Promise<void> {
           );
         };
         ratioRows.push([`bootrelay ÷ ${other}`, label, r(0.5), r(0.99), r(-1)]);
-        if (label === 'ACK') summary.push(`  at ${rate}/s: ACK p50 ${r(0.5)}, p99 ${r(0.99)} (bootrelay ÷ ${other}, per repetition min–med–max)`);
+        if (label === 'ACK') {
+          const half = (k: string) => {
+            const a = cell('bootrelay', k, 0.99);
+            const b = cell(other, k, 0.99);
+            return `${spread(a.map((x, i) => x / (b[i] ?? NaN)), 2)} (${fmt(a)} vs ${fmt(b)} ms)`;
+          };
+          summary.push(`  at ${rate}/s: ACK p50 ${r(0.5)}, p99 ${r(0.99)} (bootrelay ÷ ${other}, per repetition min–med–max)`);
+          summary.push(`    ACK p99, first ${LAT_SECONDS / 2} s (${other} holding < ${Math.round((rate * LAT_SECONDS) / 2)} leases): ${half('ackFirstHalf')}; last ${LAT_SECONDS / 2} s: ${half('ackSecondHalf')}`);
+        }
       }
     }
     console.log(table(['ratio (per repetition, min–med–max; < 1: bootrelay faster)', 'answer', 'p50', 'p99', 'max'], ratioRows));
