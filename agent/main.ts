@@ -9,6 +9,7 @@
  * A bad config at start is one line per issue on stderr and exit 2; a port that
  * cannot be bound is one line and exit 1.
  */
+import './v8-flags'; // first: V8 tiering before any other module runs
 import { resolve } from 'node:path';
 import type { RelayEvent } from '../proto/events';
 import { VERSION } from '../proto/version';
