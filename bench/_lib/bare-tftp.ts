@@ -14,27 +14,24 @@
  */
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { join, normalize } from 'node:path';
+import { join } from 'node:path';
+import { normalizeBootPath } from '../../proto/path';
+import { decodeTftp, encodeError, encodeTftp, TftpErr } from '../../proto/tftp/packet';
 
-const OP_RRQ = 1;
 const OP_DATA = 3;
 const OP_ACK = 4;
-const OP_OACK = 6;
 
-/** RRQ → { file, blksize } (undefined: not a read request we serve) */
+/** RRQ → { file, blksize, oack } (undefined: not a read request it serves), with the project's codec */
 function parseRrq(msg: Buffer): { file: string; blksize: number; oack: boolean } | undefined {
-  if (msg.length < 4 || msg.readUInt16BE(0) !== OP_RRQ) return undefined;
-  const parts = msg.subarray(2).toString('latin1').split('\0');
-  const file = parts[0];
-  if (!file) return undefined;
-  let blksize = 512;
-  let oack = false;
-  for (let i = 2; i + 1 < parts.length; i += 2) {
-    if (parts[i]!.toLowerCase() !== 'blksize') continue;
-    blksize = Math.min(65464, Math.max(8, Number(parts[i + 1]) || 512));
-    oack = true;
+  try {
+    const p = decodeTftp(msg);
+    if (p.op !== 'rrq') return undefined;
+    const opt = Object.entries(p.options).find(([k]) => k.toLowerCase() === 'blksize');
+    const blksize = opt ? Math.min(65464, Math.max(8, Number(opt[1]) || 512)) : 512;
+    return { file: normalizeBootPath(p.file), blksize, oack: !!opt };
+  } catch {
+    return undefined; // undecodable, or a path escape
   }
-  return { file, blksize, oack };
 }
 
 function transfer(ip: string, to: dgram.RemoteInfo, data: Buffer, blksize: number, withOack: boolean): void {
@@ -58,7 +55,7 @@ function transfer(ip: string, to: dgram.RemoteInfo, data: Buffer, blksize: numbe
   });
   s.bind(0, ip, () =>
     s.connect(to.port, to.address, () => {
-      if (withOack) s.send(Buffer.concat([Buffer.from([0, OP_OACK]), Buffer.from(`blksize\0${blksize}\0`, 'latin1')]));
+      if (withOack) s.send(encodeTftp({ op: 'oack', options: { blksize: String(blksize) } }));
       else sendBlock(++block);
     }),
   );
@@ -69,13 +66,11 @@ export function serveBareTftp(root: string, ip: string): void {
   sock.on('message', (msg, rinfo) => {
     const rrq = parseRrq(msg);
     if (!rrq) return;
-    const path = normalize(join(root, rrq.file));
-    if (!path.startsWith(normalize(root) + '/')) return;
     let data: Buffer;
     try {
-      data = readFileSync(path);
+      data = readFileSync(join(root, rrq.file));
     } catch {
-      sock.send(Buffer.from('\0\x05\0\x01file not found\0', 'latin1'), rinfo.port, rinfo.address);
+      sock.send(encodeError(TftpErr.FileNotFound, 'file not found'), rinfo.port, rinfo.address);
       return;
     }
     transfer(ip, rinfo, data, rrq.blksize, rrq.oack);
