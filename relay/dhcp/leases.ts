@@ -245,9 +245,10 @@ export class LeaseStore {
     this.end = ipToInt(opts.range[1]);
     this.cursor = this.start;
     this.now = opts.now ?? Date.now;
-    this.journal = opts.stateDir
+    const file = this.file;
+    this.journal = file
       ? new Journal({
-          file: join(opts.stateDir, LEASE_FILE),
+          file,
           fsync: opts.fsync,
           timer: opts.timer,
           lazyMs: RENEW_SYNC_MS,

@@ -86,11 +86,11 @@ export class Lease6Store {
     this.last = ip6ToBigInt(opts.range[1]);
     this.cursor = this.first;
     this.now = opts.now ?? Date.now;
-    this.journal = opts.stateDir
+    const file = this.file;
+    this.journal = file
       ? new Journal({
-          file: join(opts.stateDir, LEASE6_FILE),
+          file,
           fsync: opts.fsync,
-          lazyMs: 30_000, // no lazy records here: every DHCPv6 commit is durable before its REPLY
           live: () => this.byKey.size,
           snapshot: () => this.snapshot(),
         })

@@ -47,8 +47,8 @@ export interface JournalOptions {
   snapshot: () => Iterable<string>;
   /** how many records are live: a compaction comes when the file holds over 4 × this + 1000 lines */
   live: () => number;
-  /** a lazy line is on disk at most this long after write() (ms) */
-  lazyMs: number;
+  /** a lazy line is on disk at most this long after write() (ms; default 30 s) */
+  lazyMs?: number;
   /** bench-only: batch write + sync times (ms) and batch sizes (relay/dhcp/timing) */
   timer?: { add(stage: string, value: number): void };
 }
@@ -175,7 +175,7 @@ export class Journal {
     this.lazyTimer = setTimeout(() => {
       this.lazyTimer = undefined;
       void this.flush();
-    }, this.opts.lazyMs);
+    }, this.opts.lazyMs ?? 30_000);
     this.lazyTimer.unref();
   }
 
